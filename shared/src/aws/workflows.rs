@@ -1,0 +1,78 @@
+//! Step Functions adapter.
+
+use crate::error::StepError;
+use crate::ports::{Result, SyncExecution, Workflows};
+use async_trait::async_trait;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+
+pub struct SfnWorkflows {
+    pub client: aws_sdk_sfn::Client,
+    pub checkout_arn: String,
+    pub lifecycle_arn: String,
+}
+
+/// StartSyncExecution is modelled with the host prefix `sync-`, which the SDK also prepends to a
+/// custom endpoint (`sync-127.0.0.1` does not resolve). With a local endpoint configured we undo
+/// the prefix just before the request is sent. Never installed against real AWS.
+#[derive(Debug)]
+pub struct LocalEndpointHostFix;
+
+impl Intercept for LocalEndpointHostFix {
+    fn name(&self) -> &'static str {
+        "LocalEndpointHostFix"
+    }
+    fn modify_before_transmit(&self, ctx: &mut BeforeTransmitInterceptorContextMut<'_>, _rc: &RuntimeComponents, _cfg: &mut ConfigBag) -> std::result::Result<(), BoxError> {
+        let uri = ctx.request().uri().to_string();
+        if let Some(fixed) = uri.strip_prefix("http://sync-").map(|rest| format!("http://{rest}")) {
+            ctx.request_mut().set_uri(fixed.as_str()).map_err(|e| BoxError::from(format!("{e:?}")))?;
+        }
+        Ok(())
+    }
+}
+
+pub fn sfn_client(sdk: &aws_config::SdkConfig, local: bool) -> aws_sdk_sfn::Client {
+    let mut b = aws_sdk_sfn::config::Builder::from(sdk);
+    if local {
+        b = b.interceptor(LocalEndpointHostFix);
+    }
+    aws_sdk_sfn::Client::from_conf(b.build())
+}
+
+#[async_trait]
+impl Workflows for SfnWorkflows {
+    async fn run_checkout(&self, order_id: &str, input: &serde_json::Value) -> Result<SyncExecution> {
+        let out = self
+            .client
+            .start_sync_execution()
+            .state_machine_arn(&self.checkout_arn)
+            .name(order_id)
+            .input(input.to_string())
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("sfn.start_sync_execution", e))?;
+        Ok(SyncExecution { status: out.status.as_str().to_string(), output: out.output, error: out.error, cause: out.cause })
+    }
+
+    async fn start_lifecycle(&self, order_id: &str, input: &serde_json::Value) -> Result<bool> {
+        match self.client.start_execution().state_machine_arn(&self.lifecycle_arn).name(order_id).input(input.to_string()).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_execution_already_exists()) => Ok(false),
+            Err(e) => Err(StepError::from_sdk("sfn.start_execution", e)),
+        }
+    }
+
+    async fn send_task_success(&self, token: &str, output: &serde_json::Value) -> Result<()> {
+        self.client
+            .send_task_success()
+            .task_token(token)
+            .output(output.to_string())
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("sfn.send_task_success", e))?;
+        Ok(())
+    }
+}

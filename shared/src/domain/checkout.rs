@@ -1,0 +1,318 @@
+//! The storefront's POST /orders body and its validation. The DTO is strict: unknown fields
+//! (status, totals, unit prices, paid flags...) are rejected, never silently ignored (SEC-2).
+
+use super::order::Address;
+use super::pricing::RequestedLine;
+use serde::Deserialize;
+
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub const MAX_LINES: usize = 100;
+pub const MAX_QUANTITY: i64 = 99;
+pub const MAX_NOTES_CHARS: usize = 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceOrderRequest {
+    pub email: String,
+    pub shipping_address: AddressInput,
+    pub billing_address: AddressInput,
+    pub lines: Vec<LineInput>,
+    /// A gateway payment-method token (`pm_...`), created by the storefront with the gateway's JS.
+    pub payment_method: String,
+    #[serde(default)]
+    pub shipping_method: Option<String>,
+    #[serde(default)]
+    pub notes: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressInput {
+    pub name: String,
+    pub line1: String,
+    #[serde(default)]
+    pub line2: Option<String>,
+    pub city: String,
+    #[serde(default)]
+    pub region: Option<String>,
+    pub postal_code: String,
+    pub country: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineInput {
+    pub sku: String,
+    pub quantity: i64,
+}
+
+/// A validation failure: stable machine code, the field it concerns, and a message for humans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub code: &'static str,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl Invalid {
+    fn new(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Invalid {
+        Invalid { code, field: Some(field.into()), message: message.into() }
+    }
+}
+
+/// A request that passed validation: normalised, with no client-chosen money in it.
+#[derive(Debug, Clone)]
+pub struct ValidOrder {
+    pub email: String,
+    pub shipping_address: Address,
+    pub billing_address: Address,
+    pub lines: Vec<RequestedLine>,
+    pub payment_method: String,
+    pub shipping_method: String,
+    pub notes: Option<String>,
+}
+
+/// Parse the JSON body into the strict DTO, turning serde's message into a stable code.
+pub fn parse_body(body: &[u8]) -> Result<PlaceOrderRequest, Invalid> {
+    serde_json::from_slice::<PlaceOrderRequest>(body).map_err(|e| {
+        let msg = e.to_string();
+        if msg.starts_with("unknown field") {
+            let field = msg.split('`').nth(1).unwrap_or("").to_string();
+            Invalid { code: "unknown_field", field: Some(field.clone()), message: format!("field '{field}' is not accepted; prices, totals and status are computed by the server") }
+        } else if e.is_syntax() || e.is_eof() {
+            Invalid { code: "invalid_json", field: None, message: format!("body is not valid JSON: {msg}") }
+        } else {
+            Invalid { code: "invalid_request", field: None, message: msg }
+        }
+    })
+}
+
+pub fn validate(req: PlaceOrderRequest) -> Result<ValidOrder, Invalid> {
+    let email = parse_email(&req.email).ok_or_else(|| Invalid::new("invalid_email", "email", "email must be an address like name@example.com"))?;
+    let shipping_address = validate_address(req.shipping_address, "shipping_address")?;
+    let billing_address = validate_address(req.billing_address, "billing_address")?;
+    if req.lines.is_empty() {
+        return Err(Invalid::new("no_lines", "lines", "an order needs at least one line"));
+    }
+    if req.lines.len() > MAX_LINES {
+        return Err(Invalid::new("too_many_lines", "lines", format!("an order has at most {MAX_LINES} lines, got {}", req.lines.len())));
+    }
+    let mut lines = Vec::with_capacity(req.lines.len());
+    for (i, l) in req.lines.into_iter().enumerate() {
+        let sku = l.sku.trim().to_string();
+        if sku.is_empty() || sku.len() > 64 || !sku.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(Invalid::new("invalid_sku", format!("lines[{i}].sku"), "a SKU is 1-64 letters, digits, '-' or '_'"));
+        }
+        if !(1..=MAX_QUANTITY).contains(&l.quantity) {
+            return Err(Invalid::new("invalid_quantity", format!("lines[{i}].quantity"), format!("quantity must be between 1 and {MAX_QUANTITY}, got {}", l.quantity)));
+        }
+        lines.push(RequestedLine { sku, quantity: l.quantity });
+    }
+    let pm = req.payment_method.trim();
+    if !(pm.starts_with("pm_") && pm.len() <= 128 && pm.len() > 3 && pm.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')) {
+        return Err(Invalid::new("invalid_payment_method", "payment_method", "payment_method must be a gateway payment-method token (pm_...); card details are never accepted"));
+    }
+    let shipping_method = req.shipping_method.unwrap_or_else(|| "standard".into()).trim().to_ascii_lowercase();
+    if let Some(n) = &req.notes {
+        if n.chars().count() > MAX_NOTES_CHARS {
+            return Err(Invalid::new("notes_too_long", "notes", format!("notes are at most {MAX_NOTES_CHARS} characters")));
+        }
+    }
+    Ok(ValidOrder {
+        email,
+        shipping_address,
+        billing_address,
+        lines,
+        payment_method: pm.to_string(),
+        shipping_method,
+        notes: req.notes.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()),
+    })
+}
+
+fn validate_address(a: AddressInput, field: &str) -> Result<Address, Invalid> {
+    let req = |v: &str, name: &str, max: usize| -> Result<String, Invalid> {
+        let t = v.trim();
+        if t.is_empty() || t.chars().count() > max {
+            Err(Invalid::new("invalid_address", format!("{field}.{name}"), format!("{field}.{name} is required (at most {max} characters)")))
+        } else {
+            Ok(t.to_string())
+        }
+    };
+    let opt = |v: Option<String>, name: &str| -> Result<Option<String>, Invalid> {
+        match v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) {
+            Some(s) if s.chars().count() > 200 => Err(Invalid::new("invalid_address", format!("{field}.{name}"), format!("{field}.{name} is at most 200 characters"))),
+            other => Ok(other),
+        }
+    };
+    let country = a.country.trim().to_ascii_uppercase();
+    if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(Invalid::new("invalid_address", format!("{field}.country"), "country must be an ISO 3166-1 alpha-2 code like US"));
+    }
+    Ok(Address {
+        name: req(&a.name, "name", 200)?,
+        line1: req(&a.line1, "line1", 200)?,
+        line2: opt(a.line2, "line2")?,
+        city: req(&a.city, "city", 100)?,
+        region: opt(a.region, "region")?,
+        postal_code: req(&a.postal_code, "postal_code", 20)?,
+        country,
+    })
+}
+
+/// A pragmatic address check: one '@', a non-empty local part, a dotted domain, no spaces, <= 254 chars.
+pub fn parse_email(raw: &str) -> Option<String> {
+    let e = raw.trim();
+    if e.len() > 254 || e.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    let (local, domain) = e.split_once('@')?;
+    if local.is_empty() || local.len() > 64 || domain.contains('@') {
+        return None;
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    if labels.len() < 2 || labels.iter().any(|l| l.is_empty() || l.starts_with('-') || l.ends_with('-')) {
+        return None;
+    }
+    Some(format!("{}@{}", local, domain.to_ascii_lowercase()))
+}
+
+/// SEC-3: find a 13-19 digit Luhn-valid run anywhere in the raw request (digits may be grouped
+/// with single spaces or dashes, as people type them). Such a body is refused before it is parsed,
+/// logged or stored, so no card number ever reaches our records.
+pub fn contains_card_number(body: &[u8]) -> bool {
+    let mut digits: Vec<u8> = Vec::with_capacity(19);
+    let mut i = 0;
+    while i <= body.len() {
+        let b = body.get(i).copied();
+        match b {
+            Some(d) if d.is_ascii_digit() => digits.push(d - b'0'),
+            Some(b' ') | Some(b'-')
+                if !digits.is_empty() && body.get(i + 1).is_some_and(|n| n.is_ascii_digit()) => {}
+            _ => {
+                if run_has_card(&digits) {
+                    return true;
+                }
+                digits.clear();
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
+fn run_has_card(digits: &[u8]) -> bool {
+    // Only whole runs: sliding windows over longer digit strings would match one in ten by chance.
+    (13..=19).contains(&digits.len()) && luhn_valid(digits)
+}
+
+pub fn luhn_valid(digits: &[u8]) -> bool {
+    let mut sum = 0u32;
+    for (i, d) in digits.iter().rev().enumerate() {
+        let mut v = *d as u32;
+        if i % 2 == 1 {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+    }
+    sum % 10 == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn body() -> serde_json::Value {
+        serde_json::json!({
+            "email": "Ada@Example.COM",
+            "shipping_address": {"name": "Ada", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "us"},
+            "billing_address": {"name": "Ada", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"},
+            "lines": [{"sku": "MUG-01", "quantity": 2}],
+            "payment_method": "pm_card_visa"
+        })
+    }
+
+    fn check(v: serde_json::Value) -> Result<ValidOrder, Invalid> {
+        validate(parse_body(v.to_string().as_bytes())?)
+    }
+
+    #[test]
+    fn a_good_order_validates_and_normalises() {
+        let v = check(body()).unwrap();
+        assert_eq!(v.email, "Ada@example.com");
+        assert_eq!(v.shipping_address.country, "US");
+        assert_eq!(v.shipping_method, "standard");
+    }
+
+    #[test]
+    fn client_set_prices_and_status_are_rejected() {
+        for field in ["status", "total", "unit_price", "paid"] {
+            let mut b = body();
+            b[field] = serde_json::json!(1);
+            let e = check(b).unwrap_err();
+            assert_eq!(e.code, "unknown_field", "{field}");
+        }
+        let mut b = body();
+        b["lines"][0]["unit_price"] = serde_json::json!(1);
+        assert_eq!(check(b).unwrap_err().code, "unknown_field");
+    }
+
+    #[test]
+    fn quantity_bounds_and_line_count() {
+        for q in [0, 100, -1] {
+            let mut b = body();
+            b["lines"][0]["quantity"] = serde_json::json!(q);
+            let e = check(b).unwrap_err();
+            assert_eq!((e.code, e.field.as_deref()), ("invalid_quantity", Some("lines[0].quantity")));
+        }
+        let mut b = body();
+        b["lines"] = serde_json::json!((0..101).map(|_| serde_json::json!({"sku": "A", "quantity": 1})).collect::<Vec<_>>());
+        assert_eq!(check(b).unwrap_err().code, "too_many_lines");
+    }
+
+    #[test]
+    fn bad_json_and_bad_fields_have_codes() {
+        assert_eq!(parse_body(b"{").unwrap_err().code, "invalid_json");
+        assert_eq!(parse_body(b"[]").unwrap_err().code, "invalid_request");
+        let mut b = body();
+        b["email"] = serde_json::json!("nope");
+        assert_eq!(check(b).unwrap_err().code, "invalid_email");
+        let mut b = body();
+        b["payment_method"] = serde_json::json!("4242424242424242");
+        assert_eq!(check(b).unwrap_err().code, "invalid_payment_method");
+    }
+
+    #[test]
+    fn card_numbers_are_spotted_in_any_form() {
+        assert!(contains_card_number(b"{\"notes\":\"4242424242424242\"}"));
+        assert!(contains_card_number(b"4242 4242 4242 4242"));
+        assert!(contains_card_number(b"x4000-0000-0000-0002y"));
+        assert!(contains_card_number(b"378282246310005")); // Amex, 15 digits
+        assert!(!contains_card_number(b"4242424242424241")); // Luhn-invalid
+        assert!(!contains_card_number(b"{\"quantity\": 12, \"postal_code\": \"12345\"}"));
+        assert!(!contains_card_number(body().to_string().as_bytes()));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = contains_card_number(&bytes);
+            if let Ok(r) = parse_body(&bytes) { let _ = validate(r); }
+        }
+
+        #[test]
+        fn every_luhn_valid_16_digit_number_is_caught(prefix in proptest::collection::vec(0u8..10, 15)) {
+            // complete the check digit so the number is Luhn-valid
+            let mut d = prefix.clone();
+            d.push(0);
+            let check = (0..10u8).find(|c| { d[15] = *c; luhn_valid(&d) }).unwrap();
+            d[15] = check;
+            let s: String = d.iter().map(|x| (b'0' + x) as char).collect();
+            let body = format!("{{\"notes\":\"card {s} thanks\"}}");
+            prop_assert!(contains_card_number(body.as_bytes()));
+        }
+    }
+}

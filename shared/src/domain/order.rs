@@ -1,0 +1,204 @@
+//! The order record, its status machine and its timeline.
+
+use crate::money::{Currency, Money};
+use serde::{Deserialize, Serialize};
+
+/// Order ids are `ord_` + 26 lowercase base32-ish chars: short enough for a Step Functions execution
+/// name (80 chars), distinctive enough that logs and the local edge can spot them in any payload.
+pub fn new_order_id() -> String {
+    format!("ord_{}", uuid::Uuid::new_v4().simple())
+}
+
+pub fn is_order_id(s: &str) -> bool {
+    s.len() == 36 && s.starts_with("ord_") && s[4..].bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    /// Received and priced; the checkout workflow is deciding.
+    Pending,
+    /// Fraud rules asked for a human; stock and the payment hold are kept meanwhile.
+    UnderReview,
+    /// Stock reserved, payment held, fraud approved, confirmation email queued.
+    Confirmed,
+    /// The gateway declined the payment; stock released.
+    Declined,
+    /// Not enough stock; nothing reserved, nothing held.
+    OutOfStock,
+    /// Fraud rules (or a reviewer) rejected the order; hold voided, stock released.
+    Rejected,
+    /// Something failed after the order was accepted; everything done was compensated.
+    Failed,
+}
+
+impl OrderStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "PENDING",
+            OrderStatus::UnderReview => "UNDER_REVIEW",
+            OrderStatus::Confirmed => "CONFIRMED",
+            OrderStatus::Declined => "DECLINED",
+            OrderStatus::OutOfStock => "OUT_OF_STOCK",
+            OrderStatus::Rejected => "REJECTED",
+            OrderStatus::Failed => "FAILED",
+        }
+    }
+    pub fn parse(s: &str) -> Option<OrderStatus> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    }
+    pub fn is_terminal_failure(&self) -> bool {
+        matches!(self, OrderStatus::Declined | OrderStatus::OutOfStock | OrderStatus::Rejected | OrderStatus::Failed)
+    }
+    /// The statuses an order may move to `self` from. Used as the condition of every status write,
+    /// so a replayed or late step can never move an order backwards.
+    pub fn allowed_from(&self) -> &'static [OrderStatus] {
+        use OrderStatus::*;
+        match self {
+            Pending => &[],
+            UnderReview => &[Pending],
+            Confirmed => &[Pending, UnderReview],
+            Declined | OutOfStock => &[Pending],
+            Rejected => &[Pending, UnderReview],
+            Failed => &[Pending, UnderReview],
+        }
+    }
+    pub fn can_move_to(&self, next: OrderStatus) -> bool {
+        next.allowed_from().contains(self)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    pub name: String,
+    pub line1: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line2: Option<String>,
+    pub city: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2, upper case.
+    pub country: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PricedLine {
+    pub sku: String,
+    pub name: String,
+    pub quantity: i64,
+    pub unit_price: Money,
+    pub line_total: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub subtotal: Money,
+    pub shipping: Money,
+    pub tax: Money,
+    pub total: Money,
+}
+
+impl Totals {
+    pub fn currency(&self) -> Currency {
+        self.total.currency
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub at: String,
+    pub event: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl TimelineEntry {
+    pub fn now(event: &str, detail: Option<String>) -> TimelineEntry {
+        TimelineEntry { at: now_rfc3339(), event: event.to_string(), detail }
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRecord {
+    pub intent_id: String,
+    pub status: String,
+    pub amount_authorized: Money,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_before: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_level: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card_fingerprint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockShortage {
+    pub sku: String,
+    pub requested: i64,
+    pub available: i64,
+}
+
+/// The order as stored in the orders table (one item per order, key `order_id`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    pub order_id: String,
+    pub status: OrderStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    pub customer_email: String,
+    pub shipping_address: Address,
+    pub billing_address: Address,
+    pub shipping_method: String,
+    pub lines: Vec<PricedLine>,
+    pub totals: Totals,
+    pub estimated_delivery: String,
+    /// The gateway payment-method token (pm_...). Never a card number: the API refuses those.
+    pub payment_method: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    /// SHA-256 (hex) of the order's access token; the token itself is only ever in the creation response.
+    pub access_token_sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<PaymentRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraud: Option<super::fraud::FraudAssessment>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stock_shortage: Vec<StockShortage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_task_token: Option<String>,
+    pub timeline: Vec<TimelineEntry>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_ids_are_recognisable() {
+        let id = new_order_id();
+        assert!(is_order_id(&id), "{id}");
+        assert!(!is_order_id("ord_XYZ"));
+    }
+
+    #[test]
+    fn status_never_moves_backwards() {
+        use OrderStatus::*;
+        assert!(Pending.can_move_to(Confirmed));
+        assert!(UnderReview.can_move_to(Confirmed));
+        assert!(!Confirmed.can_move_to(Pending));
+        assert!(!Declined.can_move_to(Confirmed));
+        assert!(!Confirmed.can_move_to(Declined));
+        for s in [Declined, OutOfStock, Rejected, Failed] {
+            for t in [Pending, UnderReview, Confirmed, Declined, OutOfStock, Rejected, Failed] {
+                assert!(!s.can_move_to(t), "{s:?} -> {t:?}");
+            }
+        }
+    }
+}

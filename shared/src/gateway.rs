@@ -1,0 +1,115 @@
+//! The production payment-gateway client: a Stripe-compatible PaymentIntents subset over HTTPS.
+//! The local stack points it at its sandbox gateway; on AWS it talks to the real one.
+//! Every POST carries an order-derived Idempotency-Key, so a replayed step never holds twice (PAY-2).
+
+use crate::config::Secret;
+use crate::money::Money;
+use crate::ports::{Authorization, GatewayError, PaymentGateway};
+use async_trait::async_trait;
+use serde_json::Value;
+use std::time::Duration;
+
+pub struct HttpGateway {
+    http: reqwest::Client,
+    base_url: String,
+    api_key: Secret,
+}
+
+impl HttpGateway {
+    pub fn new(base_url: &str, api_key: Secret) -> HttpGateway {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(3))
+            .build()
+            .expect("reqwest client builds with static settings");
+        HttpGateway { http, base_url: base_url.trim_end_matches('/').to_string(), api_key }
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, String)], idempotency_key: &str) -> Result<Value, GatewayError> {
+        let resp = self
+            .http
+            .post(format!("{}{}", self.base_url, path))
+            .bearer_auth(self.api_key.expose())
+            .header("Idempotency-Key", idempotency_key)
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| GatewayError::Retryable(format!("gateway unreachable: {e}")))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.map_err(|e| GatewayError::Retryable(format!("gateway sent a non-JSON body ({status}): {e}")))?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        let err = &body["error"];
+        let code = err["code"].as_str().or(err["type"].as_str()).unwrap_or("unknown").to_string();
+        let message = err["message"].as_str().unwrap_or("").to_string();
+        Err(match status.as_u16() {
+            402 => GatewayError::Declined {
+                decline_code: err["decline_code"].as_str().unwrap_or(&code).to_string(),
+                code,
+                message,
+                intent_id: err["payment_intent"]["id"].as_str().map(String::from),
+            },
+            409 | 429 | 500..=599 => GatewayError::Retryable(format!("{code}: {message}")),
+            _ => {
+                // Carry the intent's status for callers that treat some states as "already done".
+                let st = err["payment_intent"]["status"].as_str().unwrap_or("");
+                GatewayError::Rejected { code: if st.is_empty() { code } else { format!("{code}:{st}") }, message }
+            }
+        })
+    }
+}
+
+pub fn authorize_key(order_id: &str) -> String {
+    format!("{order_id}:authorize")
+}
+pub fn void_key(order_id: &str) -> String {
+    format!("{order_id}:void")
+}
+
+#[async_trait]
+impl PaymentGateway for HttpGateway {
+    async fn authorize(&self, order_id: &str, amount: Money, payment_method: &str, idempotency_key: &str) -> Result<Authorization, GatewayError> {
+        let form = [
+            ("amount", amount.minor.to_string()),
+            ("currency", amount.currency.lower()),
+            ("payment_method", payment_method.to_string()),
+            ("confirm", "true".into()),
+            ("capture_method", "manual".into()),
+            ("metadata[order_id]", order_id.to_string()),
+            ("expand[]", "latest_charge".into()),
+        ];
+        let pi = self.post("/v1/payment_intents", &form, idempotency_key).await?;
+        let id = pi["id"].as_str().unwrap_or_default().to_string();
+        match pi["status"].as_str() {
+            Some("requires_capture") => {
+                let charge = &pi["latest_charge"];
+                Ok(Authorization {
+                    intent_id: id,
+                    status: "requires_capture".into(),
+                    amount: Money::new(pi["amount_capturable"].as_i64().unwrap_or(amount.minor), amount.currency),
+                    capture_before: charge["payment_method_details"]["card"]["capture_before"].as_i64(),
+                    risk_level: charge["outcome"]["risk_level"].as_str().map(String::from),
+                    card_fingerprint: charge["payment_method_details"]["card"]["fingerprint"].as_str().map(String::from),
+                })
+            }
+            // 3-D Secure: this backend has no customer present to authenticate, so it is a decline
+            // the storefront can act on (re-collect with authentication).
+            Some("requires_action") => Err(GatewayError::Declined {
+                code: "authentication_required".into(),
+                decline_code: "authentication_required".into(),
+                message: "the card requires 3-D Secure authentication".into(),
+                intent_id: Some(id),
+            }),
+            other => Err(GatewayError::Rejected { code: "unexpected_status".into(), message: format!("payment intent {id} is {other:?}") }),
+        }
+    }
+
+    async fn void(&self, intent_id: &str, idempotency_key: &str) -> Result<String, GatewayError> {
+        match self.post(&format!("/v1/payment_intents/{intent_id}/cancel"), &[], idempotency_key).await {
+            Ok(pi) => Ok(pi["status"].as_str().unwrap_or("canceled").to_string()),
+            Err(GatewayError::Rejected { code, .. }) if code.ends_with(":canceled") => Ok("canceled".into()),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Running a step: on AWS under lambda_runtime, locally through the same typed handler.
+
+use crate::error::StepError;
+use serde::{de::DeserializeOwned, Serialize};
+use std::future::Future;
+use tracing::Instrument;
+
+/// The order a step input concerns, for the log span (`orderId` in every state's input).
+pub fn order_id_of(v: &serde_json::Value) -> String {
+    v.get("orderId").and_then(|x| x.as_str()).unwrap_or("-").to_string()
+}
+
+/// Decode the input, run the handler inside a span naming the order, encode the output.
+pub async fn invoke_json<I, O, F, Fut>(step: &'static str, payload: serde_json::Value, handler: F) -> Result<serde_json::Value, StepError>
+where
+    I: DeserializeOwned,
+    O: Serialize,
+    F: FnOnce(I) -> Fut,
+    Fut: Future<Output = Result<O, StepError>>,
+{
+    let order_id = order_id_of(&payload);
+    let span = tracing::info_span!("step", step, order_id = %order_id);
+    async move {
+        let input: I = serde_json::from_value(payload).map_err(|e| StepError::InvalidInput(format!("{step}: bad input: {e}")))?;
+        let result = handler(input).await;
+        match &result {
+            Ok(_) => tracing::info!("step succeeded"),
+            Err(e) => tracing::warn!(error_type = e.error_type(), error = %e, "step failed"),
+        }
+        serde_json::to_value(result?).map_err(|e| StepError::Internal(e.to_string()))
+    }
+    .instrument(span)
+    .await
+}
+
+/// The body of every step's `main`: JSON logs, then serve events until the runtime stops us.
+pub async fn run<F, Fut>(step: &'static str, handler: F) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(serde_json::Value) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<serde_json::Value, StepError>> + Send,
+{
+    crate::telemetry::init();
+    tracing::info!(step, "cold start");
+    lambda_runtime::run(lambda_runtime::service_fn(move |ev: lambda_runtime::LambdaEvent<serde_json::Value>| {
+        let h = handler.clone();
+        async move { h(ev.payload).await }
+    }))
+    .await
+}
+
+/// Output type for steps that only confirm they ran.
+#[derive(Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Done {
+    pub done: bool,
+}

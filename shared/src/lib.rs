@@ -1,0 +1,23 @@
+//! orderflow's shared library: the order domain, the ports the steps are written against, their
+//! AWS adapters, the payment-gateway client, and the error vocabulary shared with the state machines.
+
+pub mod aws;
+pub mod config;
+pub mod deps;
+pub mod domain;
+pub mod error;
+pub mod gateway;
+pub mod lambda;
+pub mod money;
+pub mod ports;
+pub mod telemetry;
+
+pub use deps::Deps;
+pub use error::StepError;
+
+/// Input every state passes to its Task: the order it works on. Steps ignore other fields.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderRef {
+    pub order_id: String,
+}

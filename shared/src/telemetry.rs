@@ -1,0 +1,13 @@
+//! Structured JSON logs. Every step runs its work inside a span carrying `order_id`, and the JSON
+//! formatter prints the current span's fields on every line, so each line of an order's work names it.
+
+pub fn init() {
+    use tracing_subscriber::{fmt, EnvFilter};
+    let _ = fmt()
+        .json()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_target(false)
+        .try_init();
+}
