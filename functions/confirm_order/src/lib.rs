@@ -1,0 +1,51 @@
+//! Mark the order CONFIRMED, queue its confirmation email and start its long-running lifecycle
+//! workflow (named by the order id, so a second start is a no-op: WF-1). Safe to replay: the email
+//! is deduplicated by the notifications consumer (WF-5).
+
+use orderflow_shared::domain::order::{OrderStatus, TimelineEntry};
+use orderflow_shared::{Deps, StepError};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Input {
+    pub order_id: String,
+    /// False when the lifecycle workflow itself confirms (after a review approval).
+    #[serde(default = "yes")]
+    pub start_lifecycle: bool,
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Confirmed {
+    pub status: &'static str,
+    pub lifecycle_started: bool,
+}
+
+pub const CONFIRMATION: &str = "order_confirmation";
+
+pub async fn handle(deps: &Deps, input: Input) -> Result<Confirmed, StepError> {
+    let moved = deps.orders.transition(&input.order_id, OrderStatus::Confirmed, None, TimelineEntry::now("confirmed", None)).await?;
+    if !moved {
+        let order = deps.orders.get(&input.order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {} not found", input.order_id)))?;
+        if order.status != OrderStatus::Confirmed {
+            return Err(StepError::InvalidState(format!("order {} is {} and cannot be confirmed", input.order_id, order.status.as_str())));
+        }
+    }
+    // Queued on every run, not only the first: a crash between the status write and the send must
+    // not lose the email. The consumer sends once per (order, kind).
+    deps.queue.send(&deps.config.notifications_queue_url, &serde_json::json!({"orderId": input.order_id, "kind": CONFIRMATION})).await?;
+    let mut started = false;
+    if input.start_lifecycle {
+        started = deps.workflows.start_lifecycle(&input.order_id, &serde_json::json!({"orderId": input.order_id, "review": false})).await?;
+    }
+    tracing::info!(first_confirmation = moved, lifecycle_started = started, "order confirmed");
+    Ok(Confirmed { status: "CONFIRMED", lifecycle_started: started })
+}
+
+pub async fn invoke(deps: &Deps, payload: serde_json::Value) -> Result<serde_json::Value, StepError> {
+    orderflow_shared::lambda::invoke_json("confirm_order", payload, |i| handle(deps, i)).await
+}

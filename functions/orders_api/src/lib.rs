@@ -1,0 +1,356 @@
+//! The orders HTTP API.
+//!
+//! - `POST /orders` (Idempotency-Key required): validate, price from the catalog, store the order,
+//!   run the Express checkout workflow synchronously and answer with its decision.
+//! - `GET /orders/{id}` with the order's access token (`Authorization: Bearer <token>`): status,
+//!   lines, totals, timeline. Without the right token: 404, never 403 (SEC-1).
+//! - `POST /ops/orders/{id}/review` and `GET /ops/orders/{id}` with the operator token.
+//!
+//! Every error is JSON `{"error": {"code", "message", "field"?}}` with a stable code; bad input is
+//! always a 4xx.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use orderflow_shared::domain::checkout::{contains_card_number, parse_body, validate, Invalid, MAX_BODY_BYTES};
+use orderflow_shared::domain::order::{is_order_id, new_order_id, now_rfc3339, Order, OrderStatus, TimelineEntry};
+use orderflow_shared::domain::pricing::{quote, PricingError};
+use orderflow_shared::money::Money;
+use orderflow_shared::ports::Claim;
+use orderflow_shared::{Deps, StepError};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+pub type AppState = Arc<Deps>;
+
+pub fn router(deps: AppState) -> Router {
+    Router::new()
+        .route("/orders", post(place_order))
+        .route("/orders/{id}", get(get_order))
+        .route("/ops/orders/{id}", get(ops_get_order))
+        .route("/ops/orders/{id}/review", post(ops_review))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route", None) })
+        .method_not_allowed_fallback(|| async { error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route", None) })
+        .with_state(deps)
+}
+
+/// Feed an API Gateway (HTTP API v2) event through the router exactly as lambda_http does on AWS.
+/// The local stack uses this so its HTTP port exercises the same event shape and conversion.
+pub async fn invoke_apigw(deps: AppState, payload: Value) -> Result<Value, StepError> {
+    use tower::Service;
+    let request: lambda_http::request::LambdaRequest = serde_json::from_value(payload).map_err(|e| StepError::InvalidInput(format!("not an API Gateway event: {e}")))?;
+    let mut adapter = lambda_http::Adapter::from(router(deps));
+    let response = adapter
+        .call(lambda_runtime::LambdaEvent::new(request, lambda_runtime::Context::default()))
+        .await
+        .map_err(|e| StepError::Internal(format!("router: {e:?}")))?;
+    serde_json::to_value(response).map_err(|e| StepError::Internal(e.to_string()))
+}
+
+pub fn error(status: StatusCode, code: &str, message: &str, field: Option<&str>) -> Response {
+    let mut e = json!({"code": code, "message": message});
+    if let Some(f) = field {
+        e["field"] = json!(f);
+    }
+    (status, axum::Json(json!({ "error": e }))).into_response()
+}
+
+fn invalid(i: Invalid) -> (StatusCode, Value) {
+    let mut e = json!({"code": i.code, "message": i.message});
+    if let Some(f) = i.field {
+        e["field"] = json!(f);
+    }
+    (StatusCode::BAD_REQUEST, json!({ "error": e }))
+}
+
+fn money_json(m: &Money) -> Value {
+    json!(m.minor)
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers.get("authorization")?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+}
+
+fn const_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// What the storefront sees of an order. Fraud scores and reasons are for operators only: telling a
+/// fraudster which rule fired teaches them to avoid it.
+pub fn customer_view(order: &Order) -> Value {
+    let reason = match order.status {
+        OrderStatus::Rejected => Some("payment_rejected".to_string()),
+        OrderStatus::UnderReview => Some("the order is being reviewed; we will email you".to_string()),
+        _ => order.status_reason.clone(),
+    };
+    let timeline: Vec<&TimelineEntry> = order.timeline.iter().filter(|t| !t.event.starts_with("fraud") && t.event != "under_review").collect();
+    let timeline: Vec<Value> = timeline
+        .into_iter()
+        .map(|t| {
+            let detail = if t.event == "rejected" { None } else { t.detail.clone() };
+            json!({"at": t.at, "event": t.event, "detail": detail})
+        })
+        .collect();
+    let t = &order.totals;
+    let mut v = json!({
+        "order_id": order.order_id,
+        "status": order.status.as_str(),
+        "reason": reason,
+        "lines": order.lines.iter().map(|l| json!({"sku": l.sku, "name": l.name, "quantity": l.quantity, "unit_price": money_json(&l.unit_price), "line_total": money_json(&l.line_total)})).collect::<Vec<_>>(),
+        "totals": {"currency": t.currency().as_str(), "subtotal": money_json(&t.subtotal), "shipping": money_json(&t.shipping), "tax": money_json(&t.tax), "total": money_json(&t.total)},
+        "shipping_method": order.shipping_method,
+        "estimated_delivery": order.estimated_delivery,
+        "timeline": timeline,
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
+    });
+    if order.status == OrderStatus::OutOfStock {
+        v["out_of_stock"] = json!(order.stock_shortage.iter().map(|s| json!({"sku": s.sku, "requested": s.requested, "available": s.available})).collect::<Vec<_>>());
+    }
+    v
+}
+
+fn decision_status(status: OrderStatus) -> StatusCode {
+    match status {
+        OrderStatus::Confirmed => StatusCode::CREATED,
+        OrderStatus::UnderReview | OrderStatus::Pending => StatusCode::ACCEPTED,
+        OrderStatus::Declined | OrderStatus::Rejected => StatusCode::PAYMENT_REQUIRED,
+        OrderStatus::OutOfStock => StatusCode::CONFLICT,
+        OrderStatus::Failed => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+async fn place_order(State(deps): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if body.len() > MAX_BODY_BYTES {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", &format!("the body is {} bytes; the limit is {MAX_BODY_BYTES}", body.len()), None);
+    }
+    let key = match headers.get("idempotency-key").map(|v| v.to_str().map(str::trim)) {
+        None => return error(StatusCode::BAD_REQUEST, "idempotency_key_missing", "send an Idempotency-Key header (a unique value per checkout attempt)", Some("Idempotency-Key")),
+        Some(Ok(k)) if !k.is_empty() && k.len() <= 255 => k.to_string(),
+        Some(_) => return error(StatusCode::BAD_REQUEST, "idempotency_key_invalid", "Idempotency-Key must be 1-255 visible ASCII characters", Some("Idempotency-Key")),
+    };
+    // Before anything is parsed, logged or stored.
+    if contains_card_number(&body) {
+        return error(StatusCode::BAD_REQUEST, "card_number_rejected", "card numbers are never accepted; tokenize the card with the payment gateway and send its payment_method token", None);
+    }
+    let request_hash = sha256_hex(&body);
+    let order_id = new_order_id();
+    let claim = match deps.idempotency.claim(&key, &request_hash, &order_id).await {
+        Ok(c) => c,
+        Err(e) => return internal(e),
+    };
+    match claim {
+        Claim::Existing(rec) if rec.request_hash != request_hash => {
+            return error(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", "this Idempotency-Key was used with a different request body", Some("Idempotency-Key"));
+        }
+        Claim::Existing(rec) => {
+            return match rec.response {
+                Some((status, body)) => {
+                    let mut r = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), [("content-type", "application/json")], body).into_response();
+                    r.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+                    r
+                }
+                None => error(StatusCode::CONFLICT, "idempotency_key_in_use", "a request with this Idempotency-Key is still being processed; retry shortly", Some("Idempotency-Key")),
+            };
+        }
+        Claim::Won => {}
+    }
+    let span = tracing::info_span!("place_order", order_id = %order_id);
+    let _enter = span.enter();
+    drop(_enter);
+    match checkout(&deps, &order_id, &body).await {
+        Ok((status, value)) => {
+            let text = value.to_string();
+            if let Err(e) = deps.idempotency.complete(&key, status.as_u16(), &text).await {
+                tracing::error!(order_id = %order_id, error = %e, "could not record the idempotent response");
+            }
+            (status, [("content-type", "application/json")], text).into_response()
+        }
+        Err(e) => {
+            // Our failure, not the client's: forget the key so the client's retry can run.
+            let _ = deps.idempotency.abandon(&key).await;
+            internal(e)
+        }
+    }
+}
+
+fn internal(e: StepError) -> Response {
+    tracing::error!(error_type = e.error_type(), error = %e, "request failed");
+    match e {
+        StepError::Retryable(_) => error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "please retry with the same Idempotency-Key", None),
+        _ => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "something went wrong on our side; retry with the same Idempotency-Key", None),
+    }
+}
+
+async fn checkout(deps: &Deps, order_id: &str, body: &[u8]) -> Result<(StatusCode, Value), StepError> {
+    let valid = match parse_body(body).and_then(validate) {
+        Ok(v) => v,
+        Err(i) => return Ok(invalid(i)),
+    };
+    let skus: Vec<String> = valid.lines.iter().map(|l| l.sku.clone()).collect();
+    let catalog = deps.catalog.items(&skus).await?;
+    let rates = deps.catalog.rates().await?;
+    let q = match quote(&valid.lines, &catalog, &rates, &valid.shipping_address.country, &valid.shipping_method, chrono::Utc::now().date_naive()) {
+        Ok(q) => q,
+        Err(e) => {
+            let (code, field) = match &e {
+                PricingError::UnknownSku { index, .. } => ("unknown_sku", Some(format!("lines[{index}].sku"))),
+                PricingError::UnsupportedDestination(_) => ("unsupported_destination", Some("shipping_address.country".into())),
+                PricingError::UnsupportedShippingMethod { .. } => ("unsupported_shipping_method", Some("shipping_method".into())),
+                PricingError::Overflow => ("order_too_large", None),
+                PricingError::BadCurrency(_) => return Err(StepError::Internal(e.to_string())),
+            };
+            return Ok(invalid(Invalid { code, field, message: e.to_string() }));
+        }
+    };
+    let access_token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let now = now_rfc3339();
+    let order = Order {
+        order_id: order_id.to_string(),
+        status: OrderStatus::Pending,
+        status_reason: None,
+        customer_email: valid.email,
+        shipping_address: valid.shipping_address,
+        billing_address: valid.billing_address,
+        shipping_method: valid.shipping_method,
+        lines: q.lines,
+        totals: q.totals,
+        estimated_delivery: q.estimated_delivery,
+        payment_method: valid.payment_method,
+        notes: valid.notes,
+        access_token_sha256: sha256_hex(access_token.as_bytes()),
+        payment: None,
+        fraud: None,
+        stock_shortage: vec![],
+        review_task_token: None,
+        timeline: vec![TimelineEntry::now("order_received", None)],
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    deps.orders.create(&order).await?;
+    tracing::info!(order_id, total_minor = order.totals.total.minor, "order received; running checkout");
+    match deps.workflows.run_checkout(order_id, &json!({"orderId": order_id})).await {
+        Ok(exec) if exec.status != "SUCCEEDED" => {
+            // The workflow compensates and records its own failures; a failed execution here means
+            // a compensation itself failed (alarmed). Report the order as it stands.
+            tracing::error!(order_id, status = %exec.status, error = ?exec.error, cause = ?exec.cause, "checkout execution did not succeed");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(order_id, error = %e, "could not run checkout");
+            let _ = deps.orders.transition(order_id, OrderStatus::Failed, Some("checkout_unavailable".into()), TimelineEntry::now("failed", Some("checkout workflow could not be started".into()))).await;
+            return Err(e);
+        }
+    }
+    let stored = deps.orders.get(order_id).await?.ok_or_else(|| StepError::Internal("order vanished".into()))?;
+    let mut view = customer_view(&stored);
+    view["access_token"] = json!(access_token);
+    view["links"] = json!({"self": format!("/orders/{order_id}")});
+    Ok((decision_status(stored.status), view))
+}
+
+async fn get_order(State(deps): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let not_found = || error(StatusCode::NOT_FOUND, "order_not_found", "no order with this id for this access token", None);
+    let Some(token) = bearer(&headers) else { return not_found() };
+    if !is_order_id(&id) {
+        return not_found();
+    }
+    match deps.orders.get(&id).await {
+        Ok(Some(order)) if const_eq(&order.access_token_sha256, &sha256_hex(token.as_bytes())) => (StatusCode::OK, axum::Json(customer_view(&order))).into_response(),
+        Ok(_) => not_found(),
+        Err(e) => internal(e),
+    }
+}
+
+fn ops_authorized(deps: &Deps, headers: &HeaderMap) -> bool {
+    let expected = deps.config.ops_api_token.expose();
+    !expected.is_empty() && bearer(headers).is_some_and(|t| const_eq(t, expected))
+}
+
+async fn ops_get_order(State(deps): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    if !ops_authorized(&deps, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "operator token required", None);
+    }
+    match deps.orders.get(&id).await {
+        Ok(Some(order)) => {
+            let mut v = customer_view(&order);
+            v["reason"] = json!(order.status_reason);
+            v["fraud"] = json!(order.fraud);
+            v["payment"] = json!(order.payment.as_ref().map(|p| json!({"intent_id": p.intent_id, "status": p.status, "amount_authorized": p.amount_authorized.minor, "risk_level": p.risk_level})));
+            v["timeline"] = json!(order.timeline);
+            v["customer_email"] = json!(order.customer_email);
+            (StatusCode::OK, axum::Json(v)).into_response()
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, "order_not_found", "no such order", None),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewDecision {
+    decision: String,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+async fn ops_review(State(deps): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    if !ops_authorized(&deps, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "operator token required", None);
+    }
+    let d: ReviewDecision = match serde_json::from_slice(&body) {
+        Ok(d) => d,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", &format!("expected {{\"decision\": \"approve\"|\"reject\", \"note\"?: string}}: {e}"), None),
+    };
+    if d.decision != "approve" && d.decision != "reject" {
+        return error(StatusCode::BAD_REQUEST, "invalid_decision", "decision must be approve or reject", Some("decision"));
+    }
+    let order = match deps.orders.get(&id).await {
+        Ok(Some(o)) => o,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "order_not_found", "no such order", None),
+        Err(e) => return internal(e),
+    };
+    if order.status != OrderStatus::UnderReview {
+        return error(StatusCode::CONFLICT, "review_not_pending", &format!("order is {}, not under review", order.status.as_str()), None);
+    }
+    let Some(token) = order.review_task_token.as_deref() else {
+        return error(StatusCode::CONFLICT, "review_not_ready", "the review task is still being queued; retry in a few seconds", None);
+    };
+    let note = d.note.unwrap_or_default();
+    let _ = deps.orders.append_timeline(&id, TimelineEntry::now("review_decided", Some(format!("{} {}", d.decision, note).trim().to_string()))).await;
+    match deps.workflows.send_task_success(token, &json!({"decision": d.decision, "note": note})).await {
+        Ok(()) => (StatusCode::ACCEPTED, axum::Json(json!({"order_id": id, "decision": d.decision}))).into_response(),
+        Err(e) => {
+            tracing::warn!(order_id = %id, error = %e, "review decision not accepted by the workflow");
+            error(StatusCode::CONFLICT, "review_already_decided", "the workflow is no longer waiting for this review", None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_map_to_statuses() {
+        assert_eq!(decision_status(OrderStatus::Confirmed), StatusCode::CREATED);
+        assert_eq!(decision_status(OrderStatus::OutOfStock), StatusCode::CONFLICT);
+        assert_eq!(decision_status(OrderStatus::Declined), StatusCode::PAYMENT_REQUIRED);
+    }
+
+    #[test]
+    fn tokens_compare_in_constant_time_and_exactly() {
+        assert!(const_eq("abc", "abc"));
+        assert!(!const_eq("abc", "abd"));
+        assert!(!const_eq("abc", "ab"));
+    }
+}

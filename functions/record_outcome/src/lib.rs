@@ -1,0 +1,92 @@
+//! The last state of every failure path: put the order in a clear end state (DECLINED,
+//! OUT_OF_STOCK, REJECTED, FAILED) with a reason a person can read, after the compensations ran.
+//! Orders decided after checkout (a reviewer's rejection, a timeout) also get an email.
+
+use orderflow_shared::domain::order::{OrderStatus, TimelineEntry};
+use orderflow_shared::{Deps, StepError};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Input {
+    pub order_id: String,
+    pub outcome: OrderStatus,
+    /// A fixed reason from the state machine (for example "fraud_rejected").
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The Catch output `{Error, Cause}` of the step that failed, if any.
+    #[serde(default)]
+    pub error: Option<CaughtError>,
+    /// Tell the customer by email (the storefront is no longer waiting for an answer).
+    #[serde(default)]
+    pub notify_customer: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CaughtError {
+    #[serde(rename = "Error", default)]
+    pub error: String,
+    #[serde(rename = "Cause", default)]
+    pub cause: String,
+}
+
+impl CaughtError {
+    /// Step Functions puts the Lambda error payload as JSON in Cause; fall back to the raw text.
+    pub fn message(&self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.cause)
+            .ok()
+            .and_then(|v| v.get("errorMessage").and_then(|m| m.as_str()).map(String::from))
+            .unwrap_or_else(|| self.cause.clone())
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    pub status: OrderStatus,
+    pub reason: String,
+}
+
+pub const CANCELLATION: &str = "order_cancelled";
+
+pub async fn handle(deps: &Deps, input: Input) -> Result<Outcome, StepError> {
+    if !input.outcome.is_terminal_failure() {
+        return Err(StepError::InvalidInput(format!("{} is not a failure outcome", input.outcome.as_str())));
+    }
+    let reason = match (&input.reason, &input.error) {
+        (Some(r), _) => r.clone(),
+        (None, Some(e)) if input.outcome == OrderStatus::Failed => format!("{}: {}", e.error, e.message()),
+        (None, Some(e)) => e.message(),
+        (None, None) => input.outcome.as_str().to_lowercase(),
+    };
+    let event = TimelineEntry::now(&input.outcome.as_str().to_lowercase(), Some(reason.clone()));
+    let moved = deps.orders.transition(&input.order_id, input.outcome, Some(reason.clone()), event).await?;
+    if !moved {
+        let order = deps.orders.get(&input.order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {} not found", input.order_id)))?;
+        if order.status != input.outcome {
+            return Err(StepError::InvalidState(format!("order {} is {}, not moving it to {}", input.order_id, order.status.as_str(), input.outcome.as_str())));
+        }
+    }
+    if input.notify_customer {
+        deps.queue.send(&deps.config.notifications_queue_url, &serde_json::json!({"orderId": input.order_id, "kind": CANCELLATION})).await?;
+    }
+    tracing::info!(status = input.outcome.as_str(), %reason, "order ended");
+    Ok(Outcome { status: input.outcome, reason })
+}
+
+pub async fn invoke(deps: &Deps, payload: serde_json::Value) -> Result<serde_json::Value, StepError> {
+    orderflow_shared::lambda::invoke_json("record_outcome", payload, |i| handle(deps, i)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cause_json_yields_the_error_message() {
+        let e = CaughtError { error: "PaymentDeclined".into(), cause: r#"{"errorType":"PaymentDeclined","errorMessage":"card_declined: no"}"#.into() };
+        assert_eq!(e.message(), "card_declined: no");
+        let raw = CaughtError { error: "States.Timeout".into(), cause: "timed out".into() };
+        assert_eq!(raw.message(), "timed out");
+    }
+}

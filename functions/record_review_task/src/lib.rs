@@ -1,0 +1,43 @@
+//! SQS consumer of the review queue. The lifecycle workflow sends `{orderId, taskToken}` there and
+//! waits; this stores the token on the order so the operator endpoint can answer the workflow.
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use orderflow_shared::domain::order::TimelineEntry;
+use orderflow_shared::{Deps, StepError};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewTask {
+    order_id: String,
+    task_token: String,
+}
+
+async fn one(deps: &Deps, body: &str) -> Result<(), StepError> {
+    let task: ReviewTask = serde_json::from_str(body).map_err(|e| StepError::InvalidInput(format!("review message: {e}")))?;
+    let span = tracing::info_span!("review_task", order_id = %task.order_id);
+    let _g = span.enter();
+    deps.orders.record_review_token(&task.order_id, &task.task_token).await?;
+    deps.orders.append_timeline(&task.order_id, TimelineEntry::now("awaiting_review", None)).await?;
+    tracing::info!("review task recorded");
+    Ok(())
+}
+
+/// Reports partial batch failures: only the messages that failed come back.
+pub async fn handle(deps: &Deps, event: SqsEvent) -> Result<SqsBatchResponse, StepError> {
+    let mut resp = SqsBatchResponse::default();
+    for rec in event.records {
+        let id = rec.message_id.clone().unwrap_or_default();
+        if let Err(e) = one(deps, rec.body.as_deref().unwrap_or("")).await {
+            tracing::warn!(message_id = %id, error = %e, "review task failed");
+            let mut f = BatchItemFailure::default();
+            f.item_identifier = id;
+            resp.batch_item_failures.push(f);
+        }
+    }
+    Ok(resp)
+}
+
+pub async fn invoke(deps: &Deps, payload: serde_json::Value) -> Result<serde_json::Value, StepError> {
+    orderflow_shared::lambda::invoke_json("record_review_task", payload, |i| handle(deps, i)).await
+}

@@ -1,0 +1,39 @@
+//! Reserve stock for every line of an order in one DynamoDB transaction.
+//! Repeated SKUs are summed (INV-3), a short SKU leaves every count untouched (INV-4), a replay
+//! reserves once (INV-5), and the count never goes below zero under concurrency (INV-1).
+
+use orderflow_shared::domain::order::TimelineEntry;
+use orderflow_shared::ports::Reservation;
+use orderflow_shared::{Deps, OrderRef, StepError};
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reserved {
+    pub reserved: bool,
+    pub units: i64,
+}
+
+pub async fn handle(deps: &Deps, input: OrderRef) -> Result<Reserved, StepError> {
+    let order = deps.orders.get(&input.order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {} not found", input.order_id)))?;
+    let lines: Vec<(String, i64)> = order.lines.iter().map(|l| (l.sku.clone(), l.quantity)).collect();
+    let units = lines.iter().map(|(_, q)| q).sum();
+    match deps.stock.reserve(&order.order_id, &lines).await? {
+        Reservation::Reserved { fresh } => {
+            if fresh {
+                deps.orders.append_timeline(&order.order_id, TimelineEntry::now("stock_reserved", Some(format!("{units} units")))).await?;
+            }
+            tracing::info!(units, fresh, "stock reserved");
+            Ok(Reserved { reserved: true, units })
+        }
+        Reservation::Short(short) => {
+            deps.orders.record_shortage(&order.order_id, &short).await?;
+            let detail: Vec<String> = short.iter().map(|s| format!("{} (requested {}, available {})", s.sku, s.requested, s.available)).collect();
+            Err(StepError::OutOfStock(format!("insufficient stock: {}", detail.join("; "))))
+        }
+    }
+}
+
+pub async fn invoke(deps: &Deps, payload: serde_json::Value) -> Result<serde_json::Value, StepError> {
+    orderflow_shared::lambda::invoke_json("reserve_stock", payload, |i| handle(deps, i)).await
+}

@@ -1,0 +1,106 @@
+//! SQS consumer of the notifications queue: render the customer email for `{orderId, kind}` and send
+//! it through SESv2. A once-marker per (order, kind) makes the email go out once however often the
+//! message is delivered or the confirm step ran (WF-5). Partial batch failures are reported (WF-4).
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use orderflow_shared::domain::order::{Order, TimelineEntry};
+use orderflow_shared::ports::OnceClaim;
+use orderflow_shared::{Deps, StepError};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    pub order_id: String,
+    pub kind: String,
+}
+
+pub struct Email {
+    pub subject: String,
+    pub text: String,
+}
+
+/// The emails we know how to write. Unknown kinds are poison messages: they fail, and after the
+/// receive limit land in the dead-letter queue where the alarm sees them.
+pub fn render(kind: &str, order: &Order) -> Option<Email> {
+    let lines: String = order
+        .lines
+        .iter()
+        .map(|l| format!("  {} x {} ({}) @ {} = {}\n", l.quantity, l.name, l.sku, l.unit_price.display(), l.line_total.display()))
+        .collect();
+    let t = &order.totals;
+    match kind {
+        "order_confirmation" => Some(Email {
+            subject: format!("Order {} confirmed", order.order_id),
+            text: format!(
+                "Hello {name},\n\nThank you for your order {id}. We have received your payment authorization and will charge it when your order ships.\n\n{lines}\n  Subtotal: {sub}\n  Shipping ({method}): {ship}\n  Tax: {tax}\n  Total: {total}\n\nShipping to: {addr}\nEstimated delivery: {eta}\n",
+                name = order.shipping_address.name,
+                id = order.order_id,
+                sub = t.subtotal.display(),
+                method = order.shipping_method,
+                ship = t.shipping.display(),
+                tax = t.tax.display(),
+                total = t.total.display(),
+                addr = format!("{}, {} {}, {}", order.shipping_address.line1, order.shipping_address.postal_code, order.shipping_address.city, order.shipping_address.country),
+                eta = order.estimated_delivery,
+            ),
+        }),
+        "order_cancelled" => Some(Email {
+            subject: format!("Order {} cancelled", order.order_id),
+            text: format!(
+                "Hello {name},\n\nWe are sorry: we could not complete your order {id}. Nothing has been charged and the payment authorization has been released.\n\n{lines}\nIf you have questions, reply to this email.\n",
+                name = order.shipping_address.name,
+                id = order.order_id,
+            ),
+        }),
+        _ => None,
+    }
+}
+
+async fn one(deps: &Deps, body: &str) -> Result<(), StepError> {
+    let n: Notification = serde_json::from_str(body).map_err(|e| StepError::InvalidInput(format!("notification message: {e}")))?;
+    let span = tracing::info_span!("notification", order_id = %n.order_id, kind = %n.kind);
+    let _g = span.enter();
+    let marker = format!("email:{}:{}", n.order_id, n.kind);
+    match deps.once.begin(&marker).await? {
+        OnceClaim::AlreadyDone => {
+            tracing::info!("already sent; skipping duplicate");
+            return Ok(());
+        }
+        OnceClaim::InProgress => return Err(StepError::Retryable("another delivery is sending this email".into())),
+        OnceClaim::Go => {}
+    }
+    let result = async {
+        let order = deps.orders.get(&n.order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {} not found", n.order_id)))?;
+        let email = render(&n.kind, &order).ok_or_else(|| StepError::InvalidInput(format!("unknown notification kind '{}'", n.kind)))?;
+        let message_id = deps.mailer.send(&order.customer_email, &email.subject, &email.text).await?;
+        deps.once.finish(&marker).await?;
+        deps.orders.append_timeline(&n.order_id, TimelineEntry::now("email_sent", Some(n.kind.clone()))).await?;
+        tracing::info!(%message_id, "email sent");
+        Ok::<(), StepError>(())
+    }
+    .await;
+    if result.is_err() {
+        // Let the next delivery try again rather than waiting for the stale-claim window.
+        let _ = deps.once.forget(&marker).await;
+    }
+    result
+}
+
+pub async fn handle(deps: &Deps, event: SqsEvent) -> Result<SqsBatchResponse, StepError> {
+    let mut resp = SqsBatchResponse::default();
+    for rec in event.records {
+        let id = rec.message_id.clone().unwrap_or_default();
+        if let Err(e) = one(deps, rec.body.as_deref().unwrap_or("")).await {
+            tracing::warn!(message_id = %id, error_type = e.error_type(), error = %e, "notification failed");
+            let mut f = BatchItemFailure::default();
+            f.item_identifier = id;
+            resp.batch_item_failures.push(f);
+        }
+    }
+    Ok(resp)
+}
+
+pub async fn invoke(deps: &Deps, payload: serde_json::Value) -> Result<serde_json::Value, StepError> {
+    orderflow_shared::lambda::invoke_json("send_notifications", payload, |i| handle(deps, i)).await
+}
