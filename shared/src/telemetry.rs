@@ -11,3 +11,18 @@ pub fn init() {
         .with_target(false)
         .try_init();
 }
+
+/// The same JSON format, written to a file (the local stack keeps its terminal for the demo).
+pub fn init_to_file(path: &std::path::Path) -> std::io::Result<()> {
+    use tracing_subscriber::{fmt, EnvFilter};
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let _ = fmt()
+        .json()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_target(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
+    Ok(())
+}

@@ -42,14 +42,21 @@ pub fn router(deps: AppState) -> Router {
 /// Feed an API Gateway (HTTP API v2) event through the router exactly as lambda_http does on AWS.
 /// The local stack uses this so its HTTP port exercises the same event shape and conversion.
 pub async fn invoke_apigw(deps: AppState, payload: Value) -> Result<Value, StepError> {
-    use tower::Service;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
     let request: lambda_http::request::LambdaRequest = serde_json::from_value(payload).map_err(|e| StepError::InvalidInput(format!("not an API Gateway event: {e}")))?;
-    let mut adapter = lambda_http::Adapter::from(router(deps));
-    let response = adapter
-        .call(lambda_runtime::LambdaEvent::new(request, lambda_runtime::Context::default()))
-        .await
-        .map_err(|e| StepError::Internal(format!("router: {e:?}")))?;
-    serde_json::to_value(response).map_err(|e| StepError::Internal(e.to_string()))
+    // The same conversion lambda_http::run applies on AWS (event -> http::Request).
+    let http_request: lambda_http::Request = request.into();
+    let response = router(deps).oneshot(http_request).await.map_err(|e| StepError::Internal(format!("router: {e:?}")))?;
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.map_err(|e| StepError::Internal(format!("response body: {e}")))?.to_bytes();
+    let headers: serde_json::Map<String, Value> = parts.headers.iter().map(|(k, v)| (k.as_str().to_string(), json!(v.to_str().unwrap_or("")))).collect();
+    Ok(json!({
+        "statusCode": parts.status.as_u16(),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&bytes),
+        "isBase64Encoded": false
+    }))
 }
 
 pub fn error(status: StatusCode, code: &str, message: &str, field: Option<&str>) -> Response {

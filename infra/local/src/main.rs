@@ -1,1 +1,54 @@
-fn main(){}
+//! `orderflow-local up`   start the local stack and keep it running until Ctrl-C
+//! `orderflow-local demo` start it, place the sample orders, print what happened, stop
+
+use orderflow_local::{demo, Options, Stack};
+
+fn port(name: &str, default: u16) -> u16 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() {
+    let cmd = std::env::args().nth(1).unwrap_or_else(|| "up".into());
+    let (edge, api, gw) = match cmd.as_str() {
+        "up" => (port("EDGE_PORT", 4566), port("API_PORT", 3000), port("GATEWAY_PORT", 12111)),
+        _ => (port("EDGE_PORT", 0), port("API_PORT", 0), port("GATEWAY_PORT", 0)),
+    };
+    let opts = Options { edge_port: edge, api_port: api, gateway_port: gw, ..Options::default() };
+    let log = opts.log_dir.join("functions.log");
+    std::fs::create_dir_all(&opts.log_dir).ok();
+    let _ = orderflow_shared::telemetry::init_to_file(&log);
+    eprintln!("[local] starting: moto, edge, orders API, sandbox gateway ...");
+    let stack = match Stack::start(opts).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("[local] failed to start: {e}");
+            std::process::exit(1);
+        }
+    };
+    eprintln!("[local] orders API      {}", stack.api_url);
+    eprintln!("[local] AWS edge        {}  (AWS_ENDPOINT_URL for any SDK)", stack.edge_url);
+    eprintln!("[local] sandbox gateway {}", stack.gateway_url);
+    eprintln!("[local] moto            {}", stack.moto_url);
+    eprintln!("[local] function logs   {}", log.display());
+    match cmd.as_str() {
+        "demo" => {
+            let r = demo::run(&stack).await;
+            stack.shutdown();
+            if let Err(e) = r {
+                eprintln!("[local] demo failed: {e}");
+                std::process::exit(1);
+            }
+        }
+        "up" => {
+            eprintln!("[local] ready; operator token: {} ; Ctrl-C to stop", stack.ops_token);
+            let _ = tokio::signal::ctrl_c().await;
+            eprintln!("[local] stopping");
+            stack.shutdown();
+        }
+        other => {
+            eprintln!("usage: orderflow-local [up|demo]  (got '{other}')");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The demo: sample orders down every checkout path, each printed with its decision, timeline,
+//! emails, AWS calls and state transitions. Also the storefront-side helpers the tests reuse.
+
+use crate::Stack;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+pub fn address(country: &str) -> Value {
+    json!({"name": "Ada Lovelace", "line1": "12 Analytical Row", "city": "Springfield", "postal_code": "12345", "country": country})
+}
+
+/// A valid POST /orders body.
+pub fn order_body(email: &str, lines: &[(&str, i64)], payment_method: &str) -> Value {
+    json!({
+        "email": email,
+        "shipping_address": address("US"),
+        "billing_address": address("US"),
+        "lines": lines.iter().map(|(s, q)| json!({"sku": s, "quantity": q})).collect::<Vec<_>>(),
+        "payment_method": payment_method,
+        "notes": "leave at the door"
+    })
+}
+
+pub struct Placed {
+    pub status: u16,
+    pub body: Value,
+    pub replayed: bool,
+}
+
+impl Placed {
+    pub fn order_id(&self) -> String {
+        self.body["order_id"].as_str().unwrap_or_default().to_string()
+    }
+    pub fn token(&self) -> String {
+        self.body["access_token"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+pub async fn post_order(http: &reqwest::Client, api: &str, key: Option<&str>, body: &[u8]) -> Placed {
+    let mut req = http.post(format!("{api}/orders")).header("content-type", "application/json").body(body.to_vec());
+    if let Some(k) = key {
+        req = req.header("Idempotency-Key", k);
+    }
+    let resp = req.send().await.expect("API reachable");
+    let status = resp.status().as_u16();
+    let replayed = resp.headers().get("idempotent-replayed").is_some();
+    let text = resp.text().await.unwrap_or_default();
+    Placed { status, body: serde_json::from_str(&text).unwrap_or(json!({"raw": text})), replayed }
+}
+
+pub async fn get_order(http: &reqwest::Client, api: &str, id: &str, token: &str) -> (u16, Value) {
+    let resp = http.get(format!("{api}/orders/{id}")).bearer_auth(token).send().await.expect("API reachable");
+    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+}
+
+pub async fn review(http: &reqwest::Client, stack: &Stack, id: &str, decision: &str) -> (u16, Value) {
+    // The review task token arrives through the review queue; retry while it is on its way.
+    let started = Instant::now();
+    loop {
+        let resp = http
+            .post(format!("{}/ops/orders/{id}/review", stack.api_url))
+            .bearer_auth(&stack.ops_token)
+            .json(&json!({"decision": decision, "note": "checked by the demo operator"}))
+            .send()
+            .await
+            .expect("API reachable");
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if status != 409 || body["error"]["code"] != "review_not_ready" || started.elapsed() > Duration::from_secs(15) {
+            return (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Wait until the order reaches `status` (as the customer sees it), up to `timeout`.
+pub async fn wait_for_status(http: &reqwest::Client, api: &str, id: &str, token: &str, status: &str, timeout: Duration) -> Value {
+    let started = Instant::now();
+    loop {
+        let (_, v) = get_order(http, api, id, token).await;
+        if v["status"] == status || started.elapsed() > timeout {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Wait until `n` emails for the order went through SES, up to `timeout`.
+pub async fn wait_for_emails(stack: &Stack, id: &str, n: usize, timeout: Duration) -> Vec<crate::edge::SentEmail> {
+    let started = Instant::now();
+    loop {
+        let e = stack.edge.emails_for(id);
+        if e.len() >= n || started.elapsed() > timeout {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn show(stack: &Stack, http: &reqwest::Client, title: &str, placed: &Placed, expect_emails: usize) {
+    let id = placed.order_id();
+    let token = placed.token();
+    println!("\n=== {title} ===");
+    println!("POST /orders -> HTTP {}  status={}  reason={}", placed.status, placed.body["status"], placed.body["reason"]);
+    if let Some(lines) = placed.body.get("out_of_stock") {
+        println!("  out of stock lines: {lines}");
+    }
+    let t = &placed.body["totals"];
+    println!("  order {id}: subtotal {} + shipping {} + tax {} = total {} {} (minor units)", t["subtotal"], t["shipping"], t["tax"], t["total"], t["currency"].as_str().unwrap_or(""));
+    let emails = wait_for_emails(stack, &id, expect_emails, Duration::from_secs(10)).await;
+    let (_, view) = get_order(http, &stack.api_url, &id, &token).await;
+    println!("  timeline:");
+    for e in view["timeline"].as_array().cloned().unwrap_or_default() {
+        println!("    {}  {:<22} {}", e["at"].as_str().unwrap_or(""), e["event"].as_str().unwrap_or(""), e["detail"].as_str().unwrap_or(""));
+    }
+    if emails.is_empty() {
+        println!("  emails: none");
+    }
+    for e in &emails {
+        println!("  email to {:?}: \"{}\"", e.to, e.subject);
+        for l in e.text.lines().take(12) {
+            println!("      | {l}");
+        }
+    }
+    let r = stack.report(&id).await;
+    println!("  AWS calls ({} total):", r.calls.len());
+    for (op, n) in &r.calls_by_operation {
+        println!("    {n:>3} x {op}");
+    }
+    for (machine, states) in &r.states {
+        println!("  {machine}: {} states entered: {}", states.len(), states.join(" -> "));
+    }
+    println!("  state transitions: {}", r.transitions);
+}
+
+pub async fn run(stack: &Stack) -> Result<(), String> {
+    let http = reqwest::Client::new();
+    let api = &stack.api_url;
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let key = |n: &str| format!("demo-{run_id}-{n}");
+    let email = |n: &str| format!("{n}.{run_id}@example.com");
+
+    let happy = post_order(&http, api, Some(&key("happy")), order_body(&email("happy"), &[("MUG-BLUE", 2), ("TEE-M", 1)], "pm_card_visa").to_string().as_bytes()).await;
+    show(stack, &http, "1. Happy path: confirmed, held, confirmation email", &happy, 1).await;
+
+    let declined = post_order(&http, api, Some(&key("declined")), order_body(&email("declined"), &[("LAMP-01", 1)], "pm_card_chargeDeclinedInsufficientFunds").to_string().as_bytes()).await;
+    show(stack, &http, "2. Card declined: stock released, no email", &declined, 0).await;
+
+    let oos = post_order(&http, api, Some(&key("oos")), order_body(&email("oos"), &[("POSTER-LTD", 2), ("MUG-BLUE", 1)], "pm_card_visa").to_string().as_bytes()).await;
+    show(stack, &http, "3. Out of stock: nothing reserved, nothing held", &oos, 0).await;
+
+    let fraud = post_order(&http, api, Some(&key("fraud")), order_body(&email("fraud"), &[("WATCH-GOLD", 1)], "pm_card_riskLevelHighest").to_string().as_bytes()).await;
+    show(stack, &http, "4. Fraud reject: hold voided, stock back", &fraud, 0).await;
+
+    let reviewed = post_order(&http, api, Some(&key("review")), order_body(&email("review"), &[("BAG-TOTE", 1)], "pm_card_riskLevelElevated").to_string().as_bytes()).await;
+    println!("\n=== 5. Review: UNDER_REVIEW, then an operator approves ===");
+    println!("POST /orders -> HTTP {}  status={}", reviewed.status, reviewed.body["status"]);
+    let (st, _) = review(&http, stack, &reviewed.order_id(), "approve").await;
+    println!("POST /ops/orders/{}/review approve -> HTTP {st}", reviewed.order_id());
+    wait_for_status(&http, api, &reviewed.order_id(), &reviewed.token(), "CONFIRMED", Duration::from_secs(15)).await;
+    show(stack, &http, "5. (continued) after approval", &reviewed, 1).await;
+
+    let replay = post_order(&http, api, Some(&key("happy")), order_body(&email("happy"), &[("MUG-BLUE", 2), ("TEE-M", 1)], "pm_card_visa").to_string().as_bytes()).await;
+    println!("\n=== 6. The storefront retries order 1 with the same Idempotency-Key ===");
+    println!("POST /orders -> HTTP {} replayed={} same order={}", replay.status, replay.replayed, replay.order_id() == happy.order_id());
+    Ok(())
+}

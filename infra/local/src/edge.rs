@@ -1,0 +1,222 @@
+//! The edge: one endpoint for every AWS call (like LocalStack's edge port). It serves the Lambda
+//! Invoke API for the in-process functions, implements StartSyncExecution (moto lacks it), forwards
+//! everything else to moto, and records each call with its service, operation and order.
+
+use crate::functions::Handler;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Call {
+    pub service: String,
+    pub operation: String,
+    pub order_id: Option<String>,
+    /// For Lambda invocations: the function.
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SentEmail {
+    pub order_id: Option<String>,
+    pub to: Vec<String>,
+    pub subject: String,
+    pub text: String,
+}
+
+pub struct Edge {
+    pub functions: BTreeMap<&'static str, Handler>,
+    pub moto_base: String,
+    pub http: reqwest::Client,
+    pub moto_sfn: aws_sdk_sfn::Client,
+    pub calls: Mutex<Vec<Call>>,
+    pub emails: Mutex<Vec<SentEmail>>,
+}
+
+/// The first order id (`ord_` + 32 hex) in a payload: what a call served.
+pub fn find_order_id(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while let Some(pos) = text[i..].find("ord_") {
+        let start = i + pos;
+        let end = start + 36;
+        if end <= b.len() && b[start + 4..end].iter().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()) {
+            return Some(text[start..end].to_string());
+        }
+        i = start + 4;
+    }
+    None
+}
+
+impl Edge {
+    pub fn record(&self, service: &str, operation: &str, order_id: Option<String>, target: Option<String>) {
+        self.calls.lock().unwrap().push(Call { service: service.into(), operation: operation.into(), order_id, target });
+    }
+
+    pub fn calls_for(&self, order_id: &str) -> Vec<Call> {
+        self.calls.lock().unwrap().iter().filter(|c| c.order_id.as_deref() == Some(order_id)).cloned().collect()
+    }
+
+    pub fn emails_for(&self, order_id: &str) -> Vec<SentEmail> {
+        self.emails.lock().unwrap().iter().filter(|e| e.order_id.as_deref() == Some(order_id)).cloned().collect()
+    }
+
+    /// Invoke a hosted function the way Lambda does: a handled error is a 200 with
+    /// X-Amz-Function-Error and `{errorType, errorMessage}`, which Step Functions matches in Catch.
+    pub async fn invoke(&self, name: &str, payload: Value) -> Result<Value, (String, String)> {
+        let order = find_order_id(&payload.to_string());
+        self.record("lambda", "Invoke", order, Some(name.to_string()));
+        let Some(h) = self.functions.get(name) else {
+            return Err(("ResourceNotFoundException".into(), format!("Function not found: {name}")));
+        };
+        match h(payload).await {
+            Ok(v) => Ok(v),
+            Err(e) => Err((e.error_type().to_string(), e.message())),
+        }
+    }
+}
+
+pub fn router(edge: Arc<Edge>) -> Router {
+    Router::new()
+        .route("/2015-03-31/functions/{name}/invocations", post(invoke))
+        .fallback(forward)
+        .with_state(edge)
+}
+
+async fn invoke(State(edge): State<Arc<Edge>>, Path(name): Path<String>, body: Bytes) -> Response {
+    // moto's engine passes the function ARN; Lambda accepts names, ARNs and partial ARNs.
+    let name = name.rsplit(':').next().unwrap_or(&name).to_string();
+    let payload: Value = if body.is_empty() { json!({}) } else { serde_json::from_slice(&body).unwrap_or(Value::Null) };
+    match edge.invoke(&name, payload).await {
+        Ok(v) => (StatusCode::OK, [("content-type", "application/json")], v.to_string()).into_response(),
+        Err((t, m)) if t == "ResourceNotFoundException" => (StatusCode::NOT_FOUND, [("x-amzn-errortype", t.as_str())], json!({"Type": "User", "message": m}).to_string()).into_response(),
+        Err((t, m)) => (StatusCode::OK, [("x-amz-function-error", "Unhandled"), ("content-type", "application/json")], json!({"errorType": t, "errorMessage": m}).to_string()).into_response(),
+    }
+}
+
+fn classify(headers: &HeaderMap, method: &Method, uri: &Uri) -> (String, String) {
+    if let Some(t) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        let (prefix, op) = t.split_once('.').unwrap_or((t, ""));
+        let service = match prefix {
+            p if p.starts_with("DynamoDB") => "dynamodb",
+            "AmazonSQS" => "sqs",
+            "AWSStepFunctions" => "states",
+            other => other,
+        };
+        return (service.into(), op.into());
+    }
+    let path = uri.path();
+    if path.starts_with("/v2/email/outbound-emails") {
+        return ("sesv2".into(), "SendEmail".into());
+    }
+    if path.starts_with("/v2/email") {
+        return ("sesv2".into(), format!("{method} {path}"));
+    }
+    ("other".into(), format!("{method} {path}"))
+}
+
+async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let (service, operation) = classify(&headers, &method, &uri);
+    let text = String::from_utf8_lossy(&body);
+    let order = find_order_id(&text);
+    edge.record(&service, &operation, order.clone(), None);
+    if service == "states" && operation == "StartSyncExecution" {
+        return start_sync_execution(&edge, &body).await;
+    }
+    if service == "sesv2" && operation == "SendEmail" {
+        if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+            let simple = &v["Content"]["Simple"];
+            edge.emails.lock().unwrap().push(SentEmail {
+                order_id: order,
+                to: v["Destination"]["ToAddresses"].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default(),
+                subject: simple["Subject"]["Data"].as_str().unwrap_or("").into(),
+                text: simple["Body"]["Text"]["Data"].as_str().unwrap_or("").into(),
+            });
+        }
+    }
+    let url = format!("{}{}", edge.moto_base, uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let mut req = edge.http.request(method, url).body(body);
+    for (k, v) in headers.iter() {
+        if k != "content-length" && k != "transfer-encoding" && k != "connection" {
+            req = req.header(k, v);
+        }
+    }
+    match req.send().await {
+        Ok(resp) => {
+            let status = resp.status();
+            let mut out = Response::builder().status(status.as_u16());
+            for (k, v) in resp.headers() {
+                if k != "content-length" && k != "transfer-encoding" && k != "connection" {
+                    out = out.header(k, v);
+                }
+            }
+            let bytes = resp.bytes().await.unwrap_or_default();
+            out.body(Body::from(bytes)).unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, format!("edge could not reach moto: {e}")).into_response(),
+    }
+}
+
+/// moto has no StartSyncExecution: start the execution (moto runs the definition), wait for it to
+/// stop, and answer in the sync API's shape.
+async fn start_sync_execution(edge: &Edge, body: &[u8]) -> Response {
+    let err = |code: &str, msg: String| (StatusCode::BAD_REQUEST, [("content-type", "application/x-amz-json-1.0")], json!({"__type": code, "message": msg}).to_string()).into_response();
+    let Ok(req) = serde_json::from_slice::<Value>(body) else { return err("ValidationException", "bad request body".into()) };
+    let arn = req["stateMachineArn"].as_str().unwrap_or_default().to_string();
+    let name = req["name"].as_str().map(String::from).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let input = req["input"].as_str().unwrap_or("{}").to_string();
+    let started = match edge.moto_sfn.start_execution().state_machine_arn(&arn).name(&name).input(&input).send().await {
+        Ok(o) => o,
+        Err(e) => {
+            let se = e.into_service_error();
+            let code = if se.is_execution_already_exists() { "ExecutionAlreadyExists" } else { "StatesException" };
+            return err(code, format!("{se}"));
+        }
+    };
+    let t0 = Instant::now();
+    let exec_arn = started.execution_arn;
+    loop {
+        match edge.moto_sfn.describe_execution().execution_arn(&exec_arn).send().await {
+            Ok(d) if d.status.as_str() != "RUNNING" => {
+                let start = d.start_date.secs() as f64 + d.start_date.subsec_nanos() as f64 / 1e9;
+                let stop = d.stop_date.map(|s| s.secs() as f64 + s.subsec_nanos() as f64 / 1e9).unwrap_or(start);
+                let mut out = json!({
+                    "executionArn": exec_arn, "stateMachineArn": arn, "name": name,
+                    "startDate": start, "stopDate": stop, "status": d.status.as_str(),
+                    "input": input,
+                    "billingDetails": {"billedDurationInMilliseconds": ((stop - start) * 1000.0).ceil() as i64, "billedMemoryUsedInMB": 64}
+                });
+                if let Some(o) = d.output { out["output"] = json!(o); }
+                if let Some(e) = d.error { out["error"] = json!(e); }
+                if let Some(c) = d.cause { out["cause"] = json!(c); }
+                return (StatusCode::OK, [("content-type", "application/x-amz-json-1.0")], out.to_string()).into_response();
+            }
+            Ok(_) => {}
+            Err(e) => return err("StatesException", format!("describe: {e}")),
+        }
+        if t0.elapsed() > Duration::from_secs(300) {
+            return err("StatesException", "express execution exceeded 5 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_ids_are_found_in_payloads() {
+        let id = "ord_0123456789abcdef0123456789abcdef";
+        assert_eq!(find_order_id(&format!("{{\"pk\":{{\"S\":\"RESERVATION#{id}\"}}}}")).as_deref(), Some(id));
+        assert_eq!(find_order_id("ord_short and ord_XYZ"), None);
+    }
+}

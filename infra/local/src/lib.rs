@@ -1,0 +1,210 @@
+//! The local stack: everything orderflow needs, on one machine, in one process (plus moto).
+//!
+//! ```text
+//!  storefront --HTTP--> api (API Gateway v2 events) --Invoke--> orders_api ─┐
+//!                                                                            │ AWS SDK calls
+//!  moto (DynamoDB, SQS, SESv2, Step Functions engine) <--forward-- edge <────┘
+//!        └── Lambda Invoke (MOTO_PORT) ──> edge ──> in-process step functions
+//!  SQS pumps (event source mappings) ──> send_notifications, record_review_task
+//!  sandbox gateway (Stripe-compatible) <── production gateway client
+//! ```
+
+pub mod api;
+pub mod demo;
+pub mod edge;
+pub mod functions;
+pub mod moto;
+pub mod provision;
+pub mod pumps;
+pub mod sandbox_gateway;
+
+use edge::{Call, Edge};
+use orderflow_shared::Deps;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub repo: PathBuf,
+    pub edge_port: u16,
+    pub api_port: u16,
+    pub gateway_port: u16,
+    pub ops_token: String,
+    pub review_timeout_seconds: u64,
+    pub log_dir: PathBuf,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let repo = repo.canonicalize().unwrap_or(repo);
+        Options {
+            log_dir: repo.join("target/local"),
+            repo,
+            edge_port: 0,
+            api_port: 0,
+            gateway_port: 0,
+            ops_token: "ops_local_token".into(),
+            review_timeout_seconds: provision::REVIEW_TIMEOUT_SECONDS,
+        }
+    }
+}
+
+pub struct Stack {
+    pub api_url: String,
+    pub edge_url: String,
+    pub gateway_url: String,
+    pub moto_url: String,
+    pub edge: Arc<Edge>,
+    pub gateway: Arc<sandbox_gateway::Gateway>,
+    pub deps: Arc<Deps>,
+    pub moto_sfn: aws_sdk_sfn::Client,
+    pub moto_sqs: aws_sdk_sqs::Client,
+    pub queue_urls: BTreeMap<String, String>,
+    pub dlq_urls: BTreeMap<String, String>,
+    pub ops_token: String,
+    moto: Mutex<Option<moto::Moto>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+async fn bind(port: u16) -> Result<(TcpListener, u16), String> {
+    let l = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await.map_err(|e| format!("bind 127.0.0.1:{port}: {e}"))?;
+    let p = l.local_addr().map_err(|e| e.to_string())?.port();
+    Ok((l, p))
+}
+
+fn serve(listener: TcpListener, router: axum::Router) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct OrderReport {
+    pub calls: Vec<Call>,
+    /// (service, operation) -> count
+    pub calls_by_operation: BTreeMap<String, usize>,
+    /// Per execution (checkout, lifecycle): states entered, in order.
+    pub states: BTreeMap<String, Vec<String>>,
+    pub transitions: usize,
+}
+
+impl Stack {
+    pub async fn start(opts: Options) -> Result<Stack, String> {
+        std::fs::create_dir_all(&opts.log_dir).map_err(|e| e.to_string())?;
+        let venv = tokio::task::spawn_blocking(moto::ensure_venv).await.map_err(|e| e.to_string())??;
+
+        let (edge_listener, edge_port) = bind(opts.edge_port).await?;
+        let (api_listener, api_port) = bind(opts.api_port).await?;
+        let (gw_listener, gw_port) = bind(opts.gateway_port).await?;
+        let moto_port = free_port();
+        let moto = moto::start(&venv, moto_port, edge_port, &opts.log_dir.join(format!("moto-{moto_port}.log"))).await?;
+        let moto_url = format!("http://127.0.0.1:{moto_port}");
+        let edge_url = format!("http://127.0.0.1:{edge_port}");
+        let gateway_url = format!("http://127.0.0.1:{gw_port}");
+
+        // Provisioning and the event-source pumps talk to moto directly: they are AWS's own work,
+        // not calls an order pays for, so the edge's call log stays per-order.
+        let moto_sdk = orderflow_shared::aws::sdk_config(Some(&moto_url), provision::REGION).await;
+        let p = provision::provision(&moto_sdk, &opts.repo, opts.review_timeout_seconds).await?;
+        let config = provision::config(&edge_url, &gateway_url, &p, &opts.ops_token);
+        let deps = Arc::new(Deps::from_config(config).await);
+        let seed_deps = Deps::from_config(provision::config(&moto_url, &gateway_url, &p, &opts.ops_token)).await;
+        provision::seed(&seed_deps, &opts.repo.join("infra/local/fixtures/store.json")).await?;
+
+        let moto_sfn = aws_sdk_sfn::Client::new(&moto_sdk);
+        let moto_sqs = aws_sdk_sqs::Client::new(&moto_sdk);
+        let edge = Arc::new(Edge {
+            functions: functions::registry(deps.clone()),
+            moto_base: moto_url.clone(),
+            http: reqwest::Client::builder().pool_max_idle_per_host(64).build().map_err(|e| e.to_string())?,
+            moto_sfn: moto_sfn.clone(),
+            calls: Mutex::new(Vec::new()),
+            emails: Mutex::new(Vec::new()),
+        });
+        let gateway = Arc::new(sandbox_gateway::Gateway::default());
+        let mut tasks = vec![
+            serve(edge_listener, edge::router(edge.clone())),
+            serve(api_listener, api::router(edge.clone())),
+            serve(gw_listener, sandbox_gateway::router(gateway.clone())),
+        ];
+        for (queue, function) in [("orderflow-notifications", "send_notifications"), ("orderflow-review", "record_review_task")] {
+            let arn = format!("arn:aws:sqs:{}:{}:{queue}", provision::REGION, provision::ACCOUNT);
+            tasks.push(pumps::spawn(edge.clone(), moto_sqs.clone(), p.queue_urls[queue].clone(), arn, function));
+        }
+        Ok(Stack {
+            api_url: format!("http://127.0.0.1:{api_port}"),
+            edge_url,
+            gateway_url,
+            moto_url,
+            edge,
+            gateway,
+            deps,
+            moto_sfn,
+            moto_sqs,
+            queue_urls: p.queue_urls,
+            dlq_urls: p.dlq_urls,
+            ops_token: opts.ops_token,
+            moto: Mutex::new(Some(moto)),
+            tasks,
+        })
+    }
+
+    /// The states each of the order's executions entered (Step Functions bills Standard per
+    /// transition), and every AWS call that served the order.
+    pub async fn report(&self, order_id: &str) -> OrderReport {
+        let calls = self.edge.calls_for(order_id);
+        let mut by_op = BTreeMap::new();
+        for c in &calls {
+            let key = match &c.target {
+                Some(t) => format!("{}:{} ({t})", c.service, c.operation),
+                None => format!("{}:{}", c.service, c.operation),
+            };
+            *by_op.entry(key).or_insert(0) += 1;
+        }
+        let mut states = BTreeMap::new();
+        let mut transitions = 0;
+        for machine in [provision::CHECKOUT_MACHINE, provision::LIFECYCLE_MACHINE] {
+            let arn = provision::execution_arn(machine, order_id);
+            if let Ok(h) = self.moto_sfn.get_execution_history().execution_arn(&arn).max_results(1000).send().await {
+                let entered: Vec<String> = h
+                    .events
+                    .iter()
+                    .filter(|e| e.r#type.as_str().ends_with("StateEntered"))
+                    .map(|e| e.state_entered_event_details.as_ref().map(|d| d.name.clone()).unwrap_or_default())
+                    .collect();
+                transitions += entered.len();
+                states.insert(machine.to_string(), entered);
+            }
+        }
+        OrderReport { calls, calls_by_operation: by_op, states, transitions }
+    }
+
+    pub async fn execution_status(&self, machine: &str, order_id: &str) -> Option<String> {
+        let arn = provision::execution_arn(machine, order_id);
+        self.moto_sfn.describe_execution().execution_arn(arn).send().await.ok().map(|d| d.status.as_str().to_string())
+    }
+
+    pub fn shutdown(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Some(mut m) = self.moto.lock().unwrap().take() {
+            let _ = m.child.start_kill();
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,250 @@
+//! The sandbox payment gateway: a Stripe-compatible PaymentIntents subset, enough to exercise the
+//! production client for real: manual capture holds, capture (partial), cancel, Idempotency-Key
+//! replay / mismatch / in-use semantics, the documented test payment methods, bearer-key auth.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+pub const SANDBOX_SECRET_KEY: &str = "sk_test_orderflow_local";
+
+#[derive(Default)]
+pub struct Gateway {
+    pub intents: Mutex<HashMap<String, Value>>,
+    idempotency: Mutex<HashMap<String, (String, Option<(u16, String)>)>>,
+    /// Cancel transitions actually performed, per intent (tests check "voided exactly once").
+    pub cancels: Mutex<HashMap<String, u32>>,
+    pub captures: Mutex<HashMap<String, u32>>,
+}
+
+impl Gateway {
+    pub fn intents_for_order(&self, order_id: &str) -> Vec<Value> {
+        self.intents.lock().unwrap().values().filter(|pi| pi["metadata"]["order_id"] == order_id).cloned().collect()
+    }
+    pub fn cancel_count(&self, intent_id: &str) -> u32 {
+        self.cancels.lock().unwrap().get(intent_id).copied().unwrap_or(0)
+    }
+}
+
+pub fn router(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/v1/payment_intents", post(create))
+        .route("/v1/payment_intents/search", get(search))
+        .route("/v1/payment_intents/{id}", get(retrieve))
+        .route("/v1/payment_intents/{id}/capture", post(capture))
+        .route("/v1/payment_intents/{id}/cancel", post(cancel))
+        .with_state(gw)
+}
+
+fn stripe_error(status: StatusCode, kind: &str, code: &str, message: &str, extra: Value) -> (u16, Value) {
+    let mut e = json!({"type": kind, "code": code, "message": message});
+    if let Value::Object(m) = extra {
+        for (k, v) in m {
+            e[k] = v;
+        }
+    }
+    (status.as_u16(), json!({ "error": e }))
+}
+
+fn authorized(headers: &HeaderMap) -> bool {
+    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {SANDBOX_SECRET_KEY}"))
+}
+
+fn reply((status, body): (u16, Value), replayed: bool) -> Response {
+    let mut r = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), [("content-type", "application/json")], body.to_string()).into_response();
+    if replayed {
+        r.headers_mut().insert("idempotent-replayed", "true".parse().unwrap());
+    }
+    r
+}
+
+/// Run a POST under Stripe's idempotency rules: same key + same params -> the first response;
+/// same key + other params -> 400 idempotency_error; same key while the first runs -> 409.
+fn idempotent(gw: &Gateway, headers: &HeaderMap, path: &str, body: &[u8], op: impl FnOnce() -> (u16, Value)) -> Response {
+    if !authorized(headers) {
+        return reply(stripe_error(StatusCode::UNAUTHORIZED, "invalid_request_error", "api_key_invalid", "Invalid API Key provided", json!({})), false);
+    }
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(String::from);
+    let Some(key) = key else { return reply(op(), false) };
+    if key.len() > 255 {
+        return reply(stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", "idempotency_key_too_long", "Idempotency-Key is longer than 255 characters", json!({})), false);
+    }
+    let fingerprint = hex::encode(<sha2::Sha256 as sha2::Digest>::digest([path.as_bytes(), b"\n", body].concat()));
+    {
+        let mut map = gw.idempotency.lock().unwrap();
+        match map.get(&key) {
+            Some((fp, _)) if *fp != fingerprint => {
+                return reply(stripe_error(StatusCode::BAD_REQUEST, "idempotency_error", "idempotency_error", "Keys for idempotent requests can only be used with the same parameters they were first used with.", json!({})), false)
+            }
+            Some((_, Some(done))) => return reply((done.0, serde_json::from_str(&done.1).unwrap_or(Value::Null)), true),
+            Some((_, None)) => {
+                return reply(stripe_error(StatusCode::CONFLICT, "idempotency_error", "idempotency_key_in_use", "There is currently another in-progress request using this Idempotent Key.", json!({})), false)
+            }
+            None => {
+                map.insert(key.clone(), (fingerprint.clone(), None));
+            }
+        }
+    }
+    let (status, value) = op();
+    gw.idempotency.lock().unwrap().insert(key, (fingerprint, Some((status, value.to_string()))));
+    reply((status, value), false)
+}
+
+struct Behaviour {
+    outcome: Result<&'static str, (&'static str, &'static str)>,
+    risk: &'static str,
+    last4: &'static str,
+}
+
+fn behaviour(pm: &str) -> Option<Behaviour> {
+    let ok = |risk, last4| Some(Behaviour { outcome: Ok("requires_capture"), risk, last4 });
+    let decline = |code, last4, risk| Some(Behaviour { outcome: Err(("card_declined", code)), risk, last4 });
+    match pm {
+        "pm_card_visa" => ok("normal", "4242"),
+        "pm_card_mastercard" => ok("normal", "4444"),
+        "pm_card_amex" => ok("normal", "8431"),
+        "pm_card_visa_debit" => ok("normal", "5556"),
+        "pm_card_riskLevelElevated" => ok("elevated", "9235"),
+        "pm_card_riskLevelHighest" => ok("highest", "4954"),
+        "pm_card_chargeDeclined" => decline("generic_decline", "0002", "normal"),
+        "pm_card_chargeDeclinedInsufficientFunds" => decline("insufficient_funds", "9995", "normal"),
+        "pm_card_chargeDeclinedFraudulent" => decline("fraudulent", "0019", "highest"),
+        "pm_card_threeDSecure2Required" | "pm_card_authenticationRequired" => Some(Behaviour { outcome: Ok("requires_action"), risk: "normal", last4: "3220" }),
+        _ => None,
+    }
+}
+
+fn form(body: &[u8]) -> HashMap<String, String> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body).unwrap_or_default().into_iter().collect()
+}
+
+async fn create(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+    let g = gw.clone();
+    idempotent(&gw, &headers, "/v1/payment_intents", &body.clone(), move || {
+        let p = form(&body);
+        let amount: i64 = match p.get("amount").and_then(|a| a.parse().ok()) {
+            Some(a) if a >= 50 => a,
+            _ => return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", "amount_too_small", "amount must be an integer of at least 50 minor units", json!({"param": "amount"})),
+        };
+        let Some(currency) = p.get("currency").filter(|c| c.len() == 3) else {
+            return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", "parameter_missing", "Missing required param: currency.", json!({"param": "currency"}));
+        };
+        let pm = p.get("payment_method").cloned().unwrap_or_default();
+        let Some(b) = behaviour(&pm) else {
+            return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", "resource_missing", &format!("No such PaymentMethod: '{pm}'"), json!({"param": "payment_method"}));
+        };
+        let manual = p.get("capture_method").map(String::as_str) == Some("manual");
+        let id = format!("pi_{}", &uuid::Uuid::new_v4().simple().to_string()[..24]);
+        let charge_id = format!("ch_{}", &uuid::Uuid::new_v4().simple().to_string()[..24]);
+        let now = chrono::Utc::now().timestamp();
+        let fingerprint = format!("fp_{}", &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(pm.as_bytes()))[..16]);
+        let metadata: serde_json::Map<String, Value> = p.iter().filter_map(|(k, v)| k.strip_prefix("metadata[").and_then(|r| r.strip_suffix(']')).map(|k| (k.to_string(), json!(v)))).collect();
+        let charge = json!({
+            "id": charge_id, "object": "charge", "amount": amount, "currency": currency,
+            "outcome": {"risk_level": b.risk, "type": if b.outcome.is_ok() { "authorized" } else { "issuer_declined" }},
+            "payment_method_details": {"type": "card", "card": {"brand": "visa", "last4": b.last4, "fingerprint": fingerprint, "capture_before": now + 7 * 86_400}}
+        });
+        let (status, capturable, received) = match b.outcome {
+            Ok("requires_capture") if manual => ("requires_capture", amount, 0),
+            Ok("requires_capture") => ("succeeded", 0, amount),
+            Ok(other) => (other, 0, 0),
+            Err(_) => ("requires_payment_method", 0, 0),
+        };
+        let mut pi = json!({
+            "id": id, "object": "payment_intent", "amount": amount, "amount_capturable": capturable, "amount_received": received,
+            "currency": currency, "status": status, "capture_method": if manual { "manual" } else { "automatic" },
+            "payment_method": pm, "metadata": metadata, "created": now, "latest_charge": charge,
+        });
+        g.intents.lock().unwrap().insert(id.clone(), pi.clone());
+        let expand = p.get("expand[]").map(String::as_str) == Some("latest_charge") || p.get("expand[0]").map(String::as_str) == Some("latest_charge");
+        if !expand {
+            pi["latest_charge"] = json!(charge_id);
+        }
+        match b.outcome {
+            Err((code, decline_code)) => stripe_error(StatusCode::PAYMENT_REQUIRED, "card_error", code, "Your card was declined.", json!({"decline_code": decline_code, "payment_intent": pi})),
+            Ok(_) => (200, pi),
+        }
+    })
+}
+
+async fn retrieve(State(gw): State<Arc<Gateway>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if !authorized(&headers) {
+        return reply(stripe_error(StatusCode::UNAUTHORIZED, "invalid_request_error", "api_key_invalid", "Invalid API Key provided", json!({})), false);
+    }
+    match gw.intents.lock().unwrap().get(&id) {
+        Some(pi) => reply((200, pi.clone()), false),
+        None => reply(stripe_error(StatusCode::NOT_FOUND, "invalid_request_error", "resource_missing", &format!("No such payment_intent: '{id}'"), json!({})), false),
+    }
+}
+
+/// `query=metadata['order_id']:'ord_...'` (the one search form we support).
+async fn search(State(gw): State<Arc<Gateway>>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+    if !authorized(&headers) {
+        return reply(stripe_error(StatusCode::UNAUTHORIZED, "invalid_request_error", "api_key_invalid", "Invalid API Key provided", json!({})), false);
+    }
+    let query = q.get("query").cloned().unwrap_or_default();
+    let wanted = query.strip_prefix("metadata['order_id']:'").and_then(|r| r.strip_suffix('\'')).unwrap_or("").to_string();
+    let data = gw.intents_for_order(&wanted);
+    reply((200, json!({"object": "search_result", "data": data, "has_more": false})), false)
+}
+
+fn unexpected(pi: &Value, action: &str) -> (u16, Value) {
+    let st = pi["status"].as_str().unwrap_or("");
+    stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", "payment_intent_unexpected_state",
+        &format!("You cannot {action} this PaymentIntent because it has a status of {st}."), json!({"payment_intent": pi}))
+}
+
+async fn capture(State(gw): State<Arc<Gateway>>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    let g = gw.clone();
+    let path = format!("/v1/payment_intents/{id}/capture");
+    idempotent(&gw, &headers, &path, &body.clone(), move || {
+        let p = form(&body);
+        let mut intents = g.intents.lock().unwrap();
+        let Some(pi) = intents.get_mut(&id) else {
+            return stripe_error(StatusCode::NOT_FOUND, "invalid_request_error", "resource_missing", &format!("No such payment_intent: '{id}'"), json!({}));
+        };
+        if pi["status"] == "succeeded" {
+            return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", "charge_already_captured", "This PaymentIntent has already been captured.", json!({"payment_intent": pi.clone()}));
+        }
+        if pi["status"] != "requires_capture" {
+            return unexpected(pi, "capture");
+        }
+        let capturable = pi["amount_capturable"].as_i64().unwrap_or(0);
+        let amount = p.get("amount_to_capture").and_then(|a| a.parse::<i64>().ok()).unwrap_or(capturable);
+        if amount <= 0 || amount > capturable {
+            return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", "amount_too_large", "amount_to_capture must be positive and at most amount_capturable", json!({"param": "amount_to_capture"}));
+        }
+        pi["status"] = json!("succeeded");
+        pi["amount_received"] = json!(amount);
+        pi["amount_capturable"] = json!(0);
+        *g.captures.lock().unwrap().entry(id.clone()).or_default() += 1;
+        (200, pi.clone())
+    })
+}
+
+async fn cancel(State(gw): State<Arc<Gateway>>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    let g = gw.clone();
+    let path = format!("/v1/payment_intents/{id}/cancel");
+    idempotent(&gw, &headers, &path, &body.clone(), move || {
+        let mut intents = g.intents.lock().unwrap();
+        let Some(pi) = intents.get_mut(&id) else {
+            return stripe_error(StatusCode::NOT_FOUND, "invalid_request_error", "resource_missing", &format!("No such payment_intent: '{id}'"), json!({}));
+        };
+        match pi["status"].as_str() {
+            Some("requires_capture") | Some("requires_payment_method") | Some("requires_action") | Some("requires_confirmation") => {
+                pi["status"] = json!("canceled");
+                pi["amount_capturable"] = json!(0);
+                pi["cancellation_reason"] = json!("requested_by_customer");
+                *g.cancels.lock().unwrap().entry(id.clone()).or_default() += 1;
+                (200, pi.clone())
+            }
+            _ => unexpected(pi, "cancel"),
+        }
+    })
+}
