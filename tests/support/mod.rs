@@ -1,1 +1,79 @@
+//! One local stack per test binary, started on first use and shared by every scenario. Scenarios
+//! are plain `#[test]`s that run their async body on the stack's runtime (`h.run(...)`), so the
+//! SDK and HTTP connection pools always live on one runtime.
 
+use orderflow_local::{Options, Stack};
+use orderflow_shared::domain::pricing::CatalogItem;
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub use orderflow_local::demo::{get_order, order_body, post_order, review, wait_for_emails, wait_for_status, Placed};
+
+pub struct Harness {
+    pub stack: Stack,
+    rt: tokio::runtime::Runtime,
+}
+
+static HARNESS: OnceLock<Harness> = OnceLock::new();
+
+pub fn harness() -> &'static Harness {
+    HARNESS.get_or_init(|| {
+        std::thread::spawn(|| {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().expect("runtime");
+            let opts = Options { log_dir: Options::default().repo.join("target/local/e2e"), ..Options::default() };
+            let _ = std::fs::create_dir_all(&opts.log_dir);
+            let _ = orderflow_shared::telemetry::init_to_file(&opts.log_dir.join("functions.log"));
+            let stack = rt.block_on(Stack::start(opts)).unwrap_or_else(|e| panic!("local stack did not start: {e}"));
+            Harness { stack, rt }
+        })
+        .join()
+        .expect("harness thread")
+    })
+}
+
+impl Harness {
+    /// Run a scenario's async body on the stack's runtime.
+    pub fn run<F: Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    pub fn api(&self) -> &str {
+        &self.stack.api_url
+    }
+
+    /// A SKU of the scenario's own (so scenarios running side by side never share stock).
+    pub async fn new_sku(&self, price_minor: i64, stock: i64) -> String {
+        let sku = format!("T-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]).to_uppercase();
+        let item = CatalogItem { sku: sku.clone(), name: format!("Test item {sku}"), unit_price_minor: price_minor, weight_grams: 100, active: true };
+        self.stack.deps.catalog.put_item(&item).await.expect("catalog put");
+        self.stack.deps.stock.put_level(&sku, stock).await.expect("stock put");
+        sku
+    }
+
+    pub async fn stock(&self, sku: &str) -> (i64, i64) {
+        let l = self.stack.deps.stock.level(sku).await.expect("stock read").unwrap_or_default();
+        (l.available, l.reserved)
+    }
+
+    pub fn email(&self, tag: &str) -> String {
+        format!("{tag}.{}@example.com", &uuid::Uuid::new_v4().simple().to_string()[..10])
+    }
+
+    pub fn key(&self) -> String {
+        format!("key-{}", uuid::Uuid::new_v4())
+    }
+
+    pub async fn place(&self, body: &serde_json::Value) -> Placed {
+        post_order(&reqwest::Client::new(), self.api(), Some(&self.key()), body.to_string().as_bytes()).await
+    }
+
+    /// Give queues time to drain so "exactly one" email counts are final.
+    pub async fn settle(&self) {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+
+    pub fn intents(&self, order_id: &str) -> Vec<serde_json::Value> {
+        self.stack.gateway.intents_for_order(order_id)
+    }
+}

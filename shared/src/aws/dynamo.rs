@@ -153,6 +153,15 @@ pub struct DynamoInventory {
     pub table: String,
 }
 
+const CONFLICT_ATTEMPTS: u32 = 12;
+
+/// Full-jitter exponential backoff, capped at ~200 ms: contention on one hot SKU clears quickly.
+async fn backoff(attempt: u32) {
+    let cap = (10u64 << attempt.min(5)).min(200);
+    let jitter = (uuid::Uuid::new_v4().as_u128() % (cap as u128 + 1)) as u64;
+    tokio::time::sleep(std::time::Duration::from_millis(5 + jitter)).await;
+}
+
 fn sku_key(sku: &str) -> String {
     format!("SKU#{sku}")
 }
@@ -225,37 +234,39 @@ impl StockLedger for DynamoInventory {
                     .build(),
             );
         }
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(Reservation::Reserved { fresh: true }),
-            Err(e) => {
-                let text = format!("{:?}", e.as_service_error());
-                if !text.contains("TransactionCanceled") {
-                    return Err(StepError::from_sdk("inventory.reserve", e));
-                }
-                // Cancelled: either this order already holds its reservation, or a SKU is short.
-                // Read rather than trust cancellation reasons, which emulators fill unevenly.
-                if let Some(existing) = self.reservation(order_id).await? {
-                    let status = existing.get("status").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-                    return if status == "RESERVED" {
-                        Ok(Reservation::Reserved { fresh: false })
-                    } else {
-                        Err(StepError::InvalidState(format!("reservation for {order_id} is {status}; not reserving again")))
-                    };
-                }
-                let mut short = Vec::new();
-                for (sku, q) in &wanted {
-                    let available = self.level(sku).await?.map(|l| l.available).unwrap_or(0);
-                    if available < *q {
-                        short.push(StockShortage { sku: sku.clone(), requested: *q, available });
+        // A cancelled transaction is one of three things: this order's reservation already exists
+        // (a replay), a SKU is short, or a conflict with a concurrent transaction on the same
+        // items. Only the last is retried, here, with jittered backoff.
+        for attempt in 0..CONFLICT_ATTEMPTS {
+            match self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await {
+                Ok(_) => return Ok(Reservation::Reserved { fresh: true }),
+                Err(e) => {
+                    if !format!("{:?}", e.as_service_error()).contains("TransactionCanceled") {
+                        return Err(StepError::from_sdk("inventory.reserve", e));
                     }
                 }
-                if short.is_empty() {
-                    // Stock was there on re-read: a concurrent writer won the race. Retry the step.
-                    return Err(StepError::Retryable("stock transaction conflicted; retry".into()));
-                }
-                Ok(Reservation::Short(short))
             }
+            if let Some(existing) = self.reservation(order_id).await? {
+                let status = existing.get("status").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                return if status == "RESERVED" {
+                    Ok(Reservation::Reserved { fresh: false })
+                } else {
+                    Err(StepError::InvalidState(format!("reservation for {order_id} is {status}; not reserving again")))
+                };
+            }
+            let mut short = Vec::new();
+            for (sku, q) in &wanted {
+                let available = self.level(sku).await?.map(|l| l.available).unwrap_or(0);
+                if available < *q {
+                    short.push(StockShortage { sku: sku.clone(), requested: *q, available });
+                }
+            }
+            if !short.is_empty() {
+                return Ok(Reservation::Short(short));
+            }
+            backoff(attempt).await;
         }
+        Err(StepError::Retryable("stock transaction kept conflicting; retry".into()))
     }
 
     async fn release(&self, order_id: &str) -> Result<bool> {
@@ -294,12 +305,22 @@ impl StockLedger for DynamoInventory {
                     .build(),
             );
         }
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(true),
-            // The marker's condition failed: a concurrent release won. Released exactly once.
-            Err(e) if format!("{:?}", e.as_service_error()).contains("TransactionCanceled") => Ok(false),
-            Err(e) => Err(StepError::from_sdk("inventory.release", e)),
+        for attempt in 0..CONFLICT_ATTEMPTS {
+            match self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await {
+                Ok(_) => return Ok(true),
+                Err(e) if format!("{:?}", e.as_service_error()).contains("TransactionCanceled") => {
+                    // Released by a concurrent run (the marker's condition failed): released once.
+                    // Still RESERVED: the cancel was a conflict, and the stock must still go back.
+                    let still = self.reservation(order_id).await?;
+                    if still.and_then(|i| i.get("status").and_then(|v| v.as_s().ok()).cloned()).as_deref() != Some("RESERVED") {
+                        return Ok(false);
+                    }
+                    backoff(attempt).await;
+                }
+                Err(e) => return Err(StepError::from_sdk("inventory.release", e)),
+            }
         }
+        Err(StepError::Retryable("stock release kept conflicting; retry".into()))
     }
 
     async fn level(&self, sku: &str) -> Result<Option<StockLevel>> {

@@ -1,0 +1,106 @@
+//! Offline checks of the state machine definitions in statemachines/:
+//! - every ErrorEquals name is a Step Functions built-in or in the Rust error vocabulary;
+//! - WF-2: every Task has TimeoutSeconds, and every waitForTaskToken waits less than a payment
+//!   hold lives (7 days at the gateway; 4 d 18 h for Visa merchant-initiated: we use the shorter);
+//! - every Next / Default points at a state that exists; every placeholder is substituted.
+
+use orderflow_local::provision;
+use orderflow_shared::error::ERROR_TYPES;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+const HOLD_LIFETIME_SECONDS: u64 = 4 * 86_400 + 18 * 3_600;
+
+fn machines() -> Vec<(String, Value)> {
+    let repo = orderflow_local::Options::default().repo;
+    let mut queues = BTreeMap::new();
+    queues.insert("orderflow-review".to_string(), "https://sqs.example/review".to_string());
+    queues.insert("orderflow-notifications".to_string(), "https://sqs.example/notifications".to_string());
+    let subs = provision::substitutions(&queues, provision::REVIEW_TIMEOUT_SECONDS);
+    let mut out = vec![];
+    for entry in std::fs::read_dir(repo.join("statemachines")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let raw = std::fs::read_to_string(&path).unwrap();
+        let def = provision::substitute(&raw, &subs).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        out.push((path.file_name().unwrap().to_string_lossy().to_string(), serde_json::from_str(&def).unwrap_or_else(|e| panic!("{}: {e}", path.display()))));
+    }
+    assert!(out.len() >= 2, "expected the checkout and lifecycle machines");
+    out
+}
+
+fn states(def: &Value) -> &serde_json::Map<String, Value> {
+    def["States"].as_object().expect("States")
+}
+
+#[test]
+fn error_names_match_the_rust_vocabulary() {
+    for (file, def) in machines() {
+        for (name, state) in states(&def) {
+            for key in ["Retry", "Catch"] {
+                for rule in state[key].as_array().cloned().unwrap_or_default() {
+                    for e in rule["ErrorEquals"].as_array().unwrap() {
+                        let e = e.as_str().unwrap();
+                        assert!(e.starts_with("States.") || ERROR_TYPES.contains(&e), "{file}:{name} matches unknown error {e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_lambda_error_a_step_raises_is_handled() {
+    // Each Lambda Task must catch States.ALL (or be a compensation that fails loudly into a Fail
+    // state): no error type can escape unhandled and leave an order half-done.
+    for (file, def) in machines() {
+        for (name, state) in states(&def) {
+            if state["Type"] != "Task" {
+                continue;
+            }
+            let catches: Vec<String> = state["Catch"].as_array().cloned().unwrap_or_default().iter().flat_map(|c| c["ErrorEquals"].as_array().cloned().unwrap_or_default()).filter_map(|v| v.as_str().map(String::from)).collect();
+            assert!(catches.iter().any(|c| c == "States.ALL"), "{file}:{name} does not catch States.ALL");
+        }
+    }
+}
+
+#[test]
+fn wf_2_every_task_times_out_and_waits_are_shorter_than_the_hold() {
+    for (file, def) in machines() {
+        for (name, state) in states(&def) {
+            if state["Type"] != "Task" {
+                continue;
+            }
+            let timeout = state["TimeoutSeconds"].as_u64().unwrap_or_else(|| panic!("{file}:{name} has no TimeoutSeconds"));
+            if state["Resource"].as_str().unwrap_or("").ends_with(".waitForTaskToken") {
+                let wait = state["HeartbeatSeconds"].as_u64().unwrap_or(timeout);
+                assert!(wait < HOLD_LIFETIME_SECONDS, "{file}:{name} waits {wait}s, longer than a hold lives");
+            } else {
+                assert!(timeout <= 60, "{file}:{name}: a Lambda step should time out within a minute");
+            }
+        }
+    }
+}
+
+#[test]
+fn transitions_point_at_existing_states() {
+    for (file, def) in machines() {
+        let names = states(&def);
+        assert!(names.contains_key(def["StartAt"].as_str().unwrap()));
+        for (name, state) in names {
+            let mut targets: Vec<&str> = vec![];
+            targets.extend(state["Next"].as_str());
+            targets.extend(state["Default"].as_str());
+            for c in state["Choices"].as_array().into_iter().flatten().chain(state["Catch"].as_array().into_iter().flatten()) {
+                targets.extend(c["Next"].as_str());
+            }
+            for t in targets {
+                assert!(names.contains_key(t), "{file}:{name} -> {t} does not exist");
+            }
+            let terminal = state["End"] == true || matches!(state["Type"].as_str(), Some("Succeed") | Some("Fail") | Some("Choice"));
+            assert!(terminal || state["Next"].is_string(), "{file}:{name} has no way out");
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! IDEM-1..3 and SEC-1..4: the orders API under retries, races and hostile input.
+
+use orderflow_e2e::*;
+use serde_json::json;
+
+fn assert_error(status: u16, body: &serde_json::Value, want_status: u16, code: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+}
+
+#[test]
+fn idem_1_fifty_concurrent_identical_posts_make_one_order() {
+    let h = harness();
+    h.run(async {
+        let sku = h.new_sku(1500, 100).await;
+        let body = order_body(&h.email("idem1"), &[(&sku, 1)], "pm_card_visa").to_string();
+        let key = h.key();
+        let http = reqwest::Client::new();
+        let results = futures::future::join_all((0..50).map(|_| post_order(&http, h.api(), Some(&key), body.as_bytes()))).await;
+        let winners: Vec<_> = results.iter().filter(|r| r.status == 201).collect();
+        let conflicts = results.iter().filter(|r| r.status == 409).count();
+        assert_eq!(winners.len() + conflicts, 50, "only the winner's answer or 409: {:?}", results.iter().map(|r| r.status).collect::<Vec<_>>());
+        assert!(!winners.is_empty());
+        let ids: std::collections::BTreeSet<String> = winners.iter().map(|r| r.order_id()).collect();
+        assert_eq!(ids.len(), 1, "one order id across all answers");
+        assert_eq!(winners.iter().filter(|r| !r.replayed).count(), 1, "every other success is marked as a replay");
+        for c in results.iter().filter(|r| r.status == 409) {
+            assert_eq!(c.body["error"]["code"], "idempotency_key_in_use");
+        }
+        let id = ids.into_iter().next().unwrap();
+        assert_eq!(h.intents(&id).len(), 1, "one payment authorization");
+        assert_eq!(h.stock(&sku).await, (99, 1), "one reservation");
+        let r = h.stack.report(&id).await;
+        assert_eq!(r.calls.iter().filter(|c| c.operation == "StartSyncExecution").count(), 1, "one workflow execution");
+    });
+}
+
+#[test]
+fn idem_2_same_key_other_body_is_422_and_key_rules() {
+    let h = harness();
+    h.run(async {
+        let http = reqwest::Client::new();
+        let sku = h.new_sku(1500, 10).await;
+        let key = h.key();
+        let first = post_order(&http, h.api(), Some(&key), order_body(&h.email("idem2"), &[(&sku, 1)], "pm_card_visa").to_string().as_bytes()).await;
+        assert_eq!(first.status, 201);
+        let other = post_order(&http, h.api(), Some(&key), order_body(&h.email("idem2"), &[(&sku, 3)], "pm_card_visa").to_string().as_bytes()).await;
+        assert_error(other.status, &other.body, 422, "idempotency_key_reused");
+        assert_eq!(h.stock(&sku).await, (9, 1), "no side effects");
+        let body = order_body(&h.email("idem2"), &[(&sku, 1)], "pm_card_visa").to_string();
+        let missing = post_order(&http, h.api(), None, body.as_bytes()).await;
+        assert_error(missing.status, &missing.body, 400, "idempotency_key_missing");
+        let long = post_order(&http, h.api(), Some(&"k".repeat(256)), body.as_bytes()).await;
+        assert_error(long.status, &long.body, 400, "idempotency_key_invalid");
+        let max = post_order(&http, h.api(), Some(&format!("{}{}", "k".repeat(219), uuid::Uuid::new_v4())), body.as_bytes()).await;
+        assert_eq!(max.status, 201, "255 characters is allowed: {}", max.body);
+        assert_eq!(h.stock(&sku).await, (8, 2));
+    });
+}
+
+#[test]
+fn idem_3_retry_of_a_completed_request_replays_and_writes_nothing() {
+    let h = harness();
+    h.run(async {
+        let http = reqwest::Client::new();
+        let sku = h.new_sku(1500, 10).await;
+        let key = h.key();
+        let body = order_body(&h.email("idem3"), &[(&sku, 2)], "pm_card_visa").to_string();
+        let first = post_order(&http, h.api(), Some(&key), body.as_bytes()).await;
+        assert_eq!(first.status, 201);
+        h.settle().await;
+        let id = first.order_id();
+        let before = h.stack.deps.orders.get(&id).await.unwrap().unwrap();
+        let writes = |calls: &[orderflow_local::edge::Call]| calls.iter().filter(|c| ["PutItem", "UpdateItem", "TransactWriteItems", "DeleteItem"].contains(&c.operation.as_str())).count();
+        let writes_before = writes(&h.stack.report(&id).await.calls);
+        for _ in 0..3 {
+            let again = post_order(&http, h.api(), Some(&key), body.as_bytes()).await;
+            assert_eq!(again.status, first.status);
+            assert_eq!(again.body, first.body, "same body, byte for byte");
+            assert!(again.replayed);
+        }
+        assert_eq!(writes(&h.stack.report(&id).await.calls), writes_before, "no new writes for the order");
+        assert_eq!(h.stack.deps.orders.get(&id).await.unwrap().unwrap(), before);
+        assert_eq!(h.stock(&sku).await, (8, 2));
+        assert_eq!(h.intents(&id).len(), 1);
+        // an invalid request is answered the same way on retry, too
+        let bad = json!({"email": "nope"}).to_string();
+        let k2 = h.key();
+        let b1 = post_order(&http, h.api(), Some(&k2), bad.as_bytes()).await;
+        let b2 = post_order(&http, h.api(), Some(&k2), bad.as_bytes()).await;
+        assert_eq!((b1.status, &b1.body), (b2.status, &b2.body));
+    });
+}
+
+#[test]
+fn sec_1_orders_are_invisible_without_their_token() {
+    let h = harness();
+    h.run(async {
+        let http = reqwest::Client::new();
+        let sku = h.new_sku(1500, 10).await;
+        let a = h.place(&order_body(&h.email("sec1a"), &[(&sku, 1)], "pm_card_visa")).await;
+        let b = h.place(&order_body(&h.email("sec1b"), &[(&sku, 1)], "pm_card_visa")).await;
+        let (st, _) = get_order(&http, h.api(), &a.order_id(), &a.token()).await;
+        assert_eq!(st, 200);
+        let (st, body) = get_order(&http, h.api(), &a.order_id(), &b.token()).await;
+        assert_error(st, &body, 404, "order_not_found");
+        let resp = http.get(format!("{}/orders/{}", h.api(), a.order_id())).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 404);
+        let (st, _) = get_order(&http, h.api(), "ord_does_not_exist", &a.token()).await;
+        assert_eq!(st, 404);
+        let (st, _) = get_order(&http, h.api(), &a.order_id(), "").await;
+        assert_eq!(st, 404);
+        // operators need their token
+        let resp = http.get(format!("{}/ops/orders/{}", h.api(), a.order_id())).bearer_auth(a.token()).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 401);
+    });
+}
+
+#[test]
+fn sec_2_client_prices_status_and_paid_flags_are_rejected() {
+    let h = harness();
+    h.run(async {
+        let sku = h.new_sku(1500, 10).await;
+        for (path, value) in [("status", json!("CONFIRMED")), ("total", json!(1)), ("paid", json!(true)), ("totals", json!({"total": 1}))] {
+            let mut body = order_body(&h.email("sec2"), &[(&sku, 1)], "pm_card_visa");
+            body[path] = value;
+            let r = h.place(&body).await;
+            assert_error(r.status, &r.body, 400, "unknown_field");
+            assert_eq!(r.body["error"]["field"], path);
+        }
+        let mut body = order_body(&h.email("sec2"), &[(&sku, 1)], "pm_card_visa");
+        body["lines"][0]["unit_price"] = json!(1);
+        let r = h.place(&body).await;
+        assert_error(r.status, &r.body, 400, "unknown_field");
+        assert_eq!(h.stock(&sku).await, (10, 0));
+        // the stored total is the catalog's
+        let ok = h.place(&order_body(&h.email("sec2"), &[(&sku, 2)], "pm_card_visa")).await;
+        let order = h.stack.deps.orders.get(&ok.order_id()).await.unwrap().unwrap();
+        assert_eq!(order.totals.subtotal.minor, 3000);
+    });
+}
+
+#[test]
+fn sec_3_card_numbers_are_never_accepted() {
+    let h = harness();
+    h.run(async {
+        let sku = h.new_sku(1500, 10).await;
+        let http = reqwest::Client::new();
+        let key = h.key();
+        for pan in ["4242424242424242", "4000 0000 0000 0002", "5555-5555-5555-4444", "378282246310005"] {
+            let mut body = order_body(&h.email("sec3"), &[(&sku, 1)], "pm_card_visa");
+            body["notes"] = json!(format!("my card is {pan}"));
+            let r = post_order(&http, h.api(), Some(&key), body.to_string().as_bytes()).await;
+            assert_error(r.status, &r.body, 400, "card_number_rejected");
+            let mut body = order_body(&h.email("sec3"), &[(&sku, 1)], pan);
+            body["notes"] = json!(null);
+            let r = post_order(&http, h.api(), Some(&key), body.to_string().as_bytes()).await;
+            assert_error(r.status, &r.body, 400, "card_number_rejected");
+        }
+        // refused before anything was stored: not even the idempotency key was recorded
+        let ok = post_order(&http, h.api(), Some(&key), order_body(&h.email("sec3"), &[(&sku, 1)], "pm_card_visa").to_string().as_bytes()).await;
+        assert_eq!(ok.status, 201, "{}", ok.body);
+        assert!(!ok.replayed);
+        assert_eq!(h.stock(&sku).await, (9, 1));
+    });
+}
+
+#[test]
+fn sec_3_no_card_number_in_any_stored_order() {
+    let h = harness();
+    h.run(async {
+        let sku = h.new_sku(1500, 10).await;
+        let ok = h.place(&order_body(&h.email("sec3b"), &[(&sku, 1)], "pm_card_visa")).await;
+        let order = h.stack.deps.orders.get(&ok.order_id()).await.unwrap().unwrap();
+        // everything the client supplied (ids and hashes are ours, hex, and not checked)
+        let stored = serde_json::to_string(&(&order.customer_email, &order.shipping_address, &order.billing_address, &order.notes, &order.payment_method, &order.lines)).unwrap();
+        assert!(!orderflow_shared::domain::checkout::contains_card_number(stored.as_bytes()), "{stored}");
+        assert!(stored.contains("pm_card_visa"), "only the gateway token is kept");
+        assert_eq!(h.stock(&sku).await, (9, 1));
+    });
+}
+
+#[test]
+fn sec_4_limits_and_bad_input_get_clear_4xx_errors() {
+    let h = harness();
+    h.run(async {
+        let http = reqwest::Client::new();
+        let sku = h.new_sku(1500, 10).await;
+        let post = |body: String| {
+            let http = http.clone();
+            let key = h.key();
+            async move { post_order(&http, h.api(), Some(&key), body.as_bytes()).await }
+        };
+        // > 64 KB
+        let mut big = order_body(&h.email("sec4"), &[(&sku, 1)], "pm_card_visa");
+        big["notes"] = json!("x".repeat(70 * 1024));
+        let r = post(big.to_string()).await;
+        assert_error(r.status, &r.body, 413, "payload_too_large");
+        // > 100 lines
+        let many: Vec<(&str, i64)> = (0..101).map(|_| (sku.as_str(), 1)).collect();
+        let r = post(order_body(&h.email("sec4"), &many, "pm_card_visa").to_string()).await;
+        assert_error(r.status, &r.body, 400, "too_many_lines");
+        // quantity outside 1..=99
+        for q in [0, 100, -5] {
+            let r = post(order_body(&h.email("sec4"), &[(&sku, q)], "pm_card_visa").to_string()).await;
+            assert_error(r.status, &r.body, 400, "invalid_quantity");
+            assert_eq!(r.body["error"]["field"], "lines[0].quantity");
+        }
+        // unknown SKU, named by its line
+        let r = post(order_body(&h.email("sec4"), &[(&sku, 1), ("NO-SUCH-SKU", 1)], "pm_card_visa").to_string()).await;
+        assert_error(r.status, &r.body, 400, "unknown_sku");
+        assert_eq!(r.body["error"]["field"], "lines[1].sku");
+        assert!(r.body["error"]["message"].as_str().unwrap().contains("NO-SUCH-SKU"));
+        // malformed JSON, wrong types, empty body, bad email, unsupported country
+        let r = post("{\"email\": ".into()).await;
+        assert_error(r.status, &r.body, 400, "invalid_json");
+        let r = post("".into()).await;
+        assert_error(r.status, &r.body, 400, "invalid_json");
+        let mut wrong = order_body(&h.email("sec4"), &[(&sku, 1)], "pm_card_visa");
+        wrong["lines"][0]["quantity"] = json!("two");
+        let r = post(wrong.to_string()).await;
+        assert_error(r.status, &r.body, 400, "invalid_request");
+        let r = post(order_body("not-an-email", &[(&sku, 1)], "pm_card_visa").to_string()).await;
+        assert_error(r.status, &r.body, 400, "invalid_email");
+        let mut far = order_body(&h.email("sec4"), &[(&sku, 1)], "pm_card_visa");
+        far["shipping_address"]["country"] = json!("AQ");
+        let r = post(far.to_string()).await;
+        assert_error(r.status, &r.body, 400, "unsupported_destination");
+        // unknown routes and methods are JSON errors too
+        let resp = http.get(format!("{}/nope", h.api())).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 404);
+        let resp = http.delete(format!("{}/orders", h.api())).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 405);
+        let v: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "method_not_allowed");
+        assert_eq!(h.stock(&sku).await, (10, 0), "nothing reserved by any of it");
+    });
+}

@@ -1,0 +1,8 @@
+//! End-to-end scenarios: the deployed state machine definitions executing on the local stack,
+//! the production gateway client against the sandbox gateway, real DynamoDB conditional writes.
+//! Property ids (IDEM-1, INV-1, ...) refer to shared/docs/properties.md.
+
+mod api_properties;
+mod checkout_paths;
+mod stock_properties;
+mod workflow_properties;
