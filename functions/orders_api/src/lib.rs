@@ -334,7 +334,7 @@ async fn ops_review(State(deps): State<AppState>, Path(id): Path<String>, header
     };
     let note = d.note.unwrap_or_default();
     let _ = deps.orders.append_timeline(&id, TimelineEntry::now("review_decided", Some(format!("{} {}", d.decision, note).trim().to_string()))).await;
-    match deps.workflows.send_task_success(token, &json!({"decision": d.decision, "note": note})).await {
+    match deps.workflows.send_task_success(token, &json!({"decision": d.decision, "note": note, "orderId": id})).await {
         Ok(()) => (StatusCode::ACCEPTED, axum::Json(json!({"order_id": id, "decision": d.decision}))).into_response(),
         Err(e) => {
             tracing::warn!(order_id = %id, error = %e, "review decision not accepted by the workflow");

@@ -97,7 +97,7 @@ pub async fn wait_for_emails(stack: &Stack, id: &str, n: usize, timeout: Duratio
     }
 }
 
-async fn show(stack: &Stack, http: &reqwest::Client, title: &str, placed: &Placed, expect_emails: usize) {
+async fn show(stack: &Stack, http: &reqwest::Client, title: &str, placed: &Placed, expect_emails: usize) -> (String, usize) {
     let id = placed.order_id();
     let token = placed.token();
     println!("\n=== {title} ===");
@@ -109,6 +109,7 @@ async fn show(stack: &Stack, http: &reqwest::Client, title: &str, placed: &Place
     println!("  order {id}: subtotal {} + shipping {} + tax {} = total {} {} (minor units)", t["subtotal"], t["shipping"], t["tax"], t["total"], t["currency"].as_str().unwrap_or(""));
     let emails = wait_for_emails(stack, &id, expect_emails, Duration::from_secs(10)).await;
     let (_, view) = get_order(http, &stack.api_url, &id, &token).await;
+    println!("  now: {}", view["status"]);
     println!("  timeline:");
     for e in view["timeline"].as_array().cloned().unwrap_or_default() {
         println!("    {}  {:<22} {}", e["at"].as_str().unwrap_or(""), e["event"].as_str().unwrap_or(""), e["detail"].as_str().unwrap_or(""));
@@ -131,6 +132,7 @@ async fn show(stack: &Stack, http: &reqwest::Client, title: &str, placed: &Place
         println!("  {machine}: {} states entered: {}", states.len(), states.join(" -> "));
     }
     println!("  state transitions: {}", r.transitions);
+    (view["status"].as_str().unwrap_or("").to_string(), stack.edge.emails_for(&id).len())
 }
 
 pub async fn run(stack: &Stack) -> Result<(), String> {
@@ -140,17 +142,24 @@ pub async fn run(stack: &Stack) -> Result<(), String> {
     let key = |n: &str| format!("demo-{run_id}-{n}");
     let email = |n: &str| format!("{n}.{run_id}@example.com");
 
+    let mut checks: Vec<(String, bool)> = Vec::new();
+    let mut check = |what: &str, ok: bool| checks.push((what.to_string(), ok));
+
     let happy = post_order(&http, api, Some(&key("happy")), order_body(&email("happy"), &[("MUG-BLUE", 2), ("TEE-M", 1)], "pm_card_visa").to_string().as_bytes()).await;
-    show(stack, &http, "1. Happy path: confirmed, held, confirmation email", &happy, 1).await;
+    let (st, mails) = show(stack, &http, "1. Happy path: confirmed, held, confirmation email", &happy, 1).await;
+    check("happy path is CONFIRMED with one email", happy.status == 201 && st == "CONFIRMED" && mails == 1);
 
     let declined = post_order(&http, api, Some(&key("declined")), order_body(&email("declined"), &[("LAMP-01", 1)], "pm_card_chargeDeclinedInsufficientFunds").to_string().as_bytes()).await;
-    show(stack, &http, "2. Card declined: stock released, no email", &declined, 0).await;
+    let (st, mails) = show(stack, &http, "2. Card declined: stock released, no email", &declined, 0).await;
+    check("declined card is DECLINED without email", declined.status == 402 && st == "DECLINED" && mails == 0);
 
     let oos = post_order(&http, api, Some(&key("oos")), order_body(&email("oos"), &[("POSTER-LTD", 2), ("MUG-BLUE", 1)], "pm_card_visa").to_string().as_bytes()).await;
-    show(stack, &http, "3. Out of stock: nothing reserved, nothing held", &oos, 0).await;
+    let (st, _) = show(stack, &http, "3. Out of stock: nothing reserved, nothing held", &oos, 0).await;
+    check("short stock is OUT_OF_STOCK with no hold", oos.status == 409 && st == "OUT_OF_STOCK" && stack.gateway.intents_for_order(&oos.order_id()).is_empty());
 
     let fraud = post_order(&http, api, Some(&key("fraud")), order_body(&email("fraud"), &[("WATCH-GOLD", 1)], "pm_card_riskLevelHighest").to_string().as_bytes()).await;
-    show(stack, &http, "4. Fraud reject: hold voided, stock back", &fraud, 0).await;
+    let (st, _) = show(stack, &http, "4. Fraud reject: hold voided, stock back", &fraud, 0).await;
+    check("highest risk is REJECTED and the hold voided", st == "REJECTED" && stack.gateway.intents_for_order(&fraud.order_id()).iter().all(|pi| pi["status"] == "canceled"));
 
     let reviewed = post_order(&http, api, Some(&key("review")), order_body(&email("review"), &[("BAG-TOTE", 1)], "pm_card_riskLevelElevated").to_string().as_bytes()).await;
     println!("\n=== 5. Review: UNDER_REVIEW, then an operator approves ===");
@@ -158,10 +167,22 @@ pub async fn run(stack: &Stack) -> Result<(), String> {
     let (st, _) = review(&http, stack, &reviewed.order_id(), "approve").await;
     println!("POST /ops/orders/{}/review approve -> HTTP {st}", reviewed.order_id());
     wait_for_status(&http, api, &reviewed.order_id(), &reviewed.token(), "CONFIRMED", Duration::from_secs(15)).await;
-    show(stack, &http, "5. (continued) after approval", &reviewed, 1).await;
+    let (st, mails) = show(stack, &http, "5. (continued) after approval", &reviewed, 1).await;
+    check("reviewed order waits UNDER_REVIEW, then CONFIRMED with one email", reviewed.status == 202 && st == "CONFIRMED" && mails == 1);
 
     let replay = post_order(&http, api, Some(&key("happy")), order_body(&email("happy"), &[("MUG-BLUE", 2), ("TEE-M", 1)], "pm_card_visa").to_string().as_bytes()).await;
     println!("\n=== 6. The storefront retries order 1 with the same Idempotency-Key ===");
     println!("POST /orders -> HTTP {} replayed={} same order={}", replay.status, replay.replayed, replay.order_id() == happy.order_id());
+    check("a retried POST replays the first answer", replay.replayed && replay.order_id() == happy.order_id());
+
+    println!("\n=== Summary ===");
+    let mut failed = 0;
+    for (what, ok) in &checks {
+        println!("  [{}] {what}", if *ok { "ok" } else { "FAILED" });
+        failed += usize::from(!ok);
+    }
+    if failed > 0 {
+        return Err(format!("{failed} demo check(s) failed"));
+    }
     Ok(())
 }
