@@ -4,28 +4,23 @@
 //!   hold lives (7 days at the gateway; 4 d 18 h for Visa merchant-initiated: we use the shorter);
 //! - every Next / Default points at a state that exists; every placeholder is substituted.
 
-use orderflow_local::provision;
+use orderflow_local::template::{substitute, Template};
 use orderflow_shared::error::ERROR_TYPES;
 use serde_json::Value;
-use std::collections::BTreeMap;
 
 const HOLD_LIFETIME_SECONDS: u64 = 4 * 86_400 + 18 * 3_600;
 
 fn machines() -> Vec<(String, Value)> {
     let repo = orderflow_local::Options::default().repo;
-    let mut queues = BTreeMap::new();
-    queues.insert("orderflow-review".to_string(), "https://sqs.example/review".to_string());
-    queues.insert("orderflow-notifications".to_string(), "https://sqs.example/notifications".to_string());
-    let subs = provision::substitutions(&queues, provision::REVIEW_TIMEOUT_SECONDS);
+    let mut template = Template::load(&repo.join("infra/template.yaml")).unwrap();
+    for q in template.queues().unwrap() {
+        template.queue_urls.insert(q.name.clone(), format!("https://sqs.us-east-1.amazonaws.com/123456789012/{}", q.name));
+    }
     let mut out = vec![];
-    for entry in std::fs::read_dir(repo.join("statemachines")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().and_then(|e| e.to_str()) != Some("json") {
-            continue;
-        }
-        let raw = std::fs::read_to_string(&path).unwrap();
-        let def = provision::substitute(&raw, &subs).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        out.push((path.file_name().unwrap().to_string_lossy().to_string(), serde_json::from_str(&def).unwrap_or_else(|e| panic!("{}: {e}", path.display()))));
+    for m in template.state_machines().unwrap() {
+        let raw = std::fs::read_to_string(&m.definition).unwrap();
+        let def = substitute(&raw, &m.substitutions).unwrap_or_else(|e| panic!("{}: {e}", m.definition.display()));
+        out.push((m.name.clone(), serde_json::from_str(&def).unwrap_or_else(|e| panic!("{}: {e}", m.definition.display()))));
     }
     assert!(out.len() >= 2, "expected the checkout and lifecycle machines");
     out

@@ -42,7 +42,66 @@ fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_default()
 }
 
+/// Every environment variable `Config::from_env` reads; infra/template.yaml must set each one
+/// (checked by tests/template_contract.rs). Secrets come as `*_SECRET_ARN` and are fetched at cold start.
+pub const ENV_VARS: &[&str] = &[
+    "ORDERS_TABLE", "INVENTORY_TABLE", "IDEMPOTENCY_TABLE", "CATALOG_TABLE", "VELOCITY_TABLE",
+    "NOTIFICATIONS_QUEUE_URL", "REVIEW_QUEUE_URL", "CHECKOUT_STATE_MACHINE_ARN", "LIFECYCLE_STATE_MACHINE_ARN",
+    "SENDER_EMAIL", "GATEWAY_BASE_URL", "GATEWAY_API_KEY_SECRET_ARN", "OPS_API_TOKEN_SECRET_ARN",
+];
+
 impl Config {
+    /// Build from any name -> value lookup (the process environment, or the template's resolved
+    /// environment in the local stack).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Config {
+        let env = |k: &str| get(k).unwrap_or_default();
+        Config {
+            orders_table: env("ORDERS_TABLE"),
+            inventory_table: env("INVENTORY_TABLE"),
+            idempotency_table: env("IDEMPOTENCY_TABLE"),
+            catalog_table: env("CATALOG_TABLE"),
+            velocity_table: env("VELOCITY_TABLE"),
+            notifications_queue_url: env("NOTIFICATIONS_QUEUE_URL"),
+            review_queue_url: env("REVIEW_QUEUE_URL"),
+            checkout_state_machine_arn: env("CHECKOUT_STATE_MACHINE_ARN"),
+            lifecycle_state_machine_arn: env("LIFECYCLE_STATE_MACHINE_ARN"),
+            sender_email: env("SENDER_EMAIL"),
+            gateway_base_url: env("GATEWAY_BASE_URL"),
+            gateway_api_key: Secret(env("GATEWAY_API_KEY")),
+            ops_api_token: Secret(env("OPS_API_TOKEN")),
+            aws_endpoint_url: get("AWS_ENDPOINT_URL").filter(|s| !s.is_empty()),
+            region: get("AWS_REGION").filter(|s| !s.is_empty()).unwrap_or_else(|| "us-east-1".into()),
+        }
+    }
+
+    /// On AWS the gateway key and the operator token live in Secrets Manager; the function gets
+    /// their ARNs and reads them once at cold start through the AWS Parameters and Secrets Lambda
+    /// Extension (a local HTTP cache), so no secret is ever in the environment or the logs.
+    pub async fn resolve_secrets(&mut self) -> Result<(), String> {
+        let port = std::env::var("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT").unwrap_or_else(|_| "2773".into());
+        let token = std::env::var("AWS_SESSION_TOKEN").unwrap_or_default();
+        let http = reqwest::Client::new();
+        for (arn_var, slot) in [("GATEWAY_API_KEY_SECRET_ARN", &mut self.gateway_api_key), ("OPS_API_TOKEN_SECRET_ARN", &mut self.ops_api_token)] {
+            let Some(arn) = std::env::var(arn_var).ok().filter(|a| !a.is_empty()) else { continue };
+            if !slot.0.is_empty() {
+                continue;
+            }
+            let resp = http
+                .get(format!("http://localhost:{port}/secretsmanager/get"))
+                .query(&[("secretId", arn.as_str())])
+                .header("X-Aws-Parameters-Secrets-Token", &token)
+                .send()
+                .await
+                .map_err(|e| format!("{arn_var}: secrets extension unreachable: {e}"))?;
+            if !resp.status().is_success() {
+                return Err(format!("{arn_var}: secrets extension answered {}", resp.status()));
+            }
+            let v: serde_json::Value = resp.json().await.map_err(|e| format!("{arn_var}: {e}"))?;
+            *slot = Secret(v["SecretString"].as_str().unwrap_or_default().to_string());
+        }
+        Ok(())
+    }
+
     pub fn from_env() -> Config {
         Config {
             orders_table: env("ORDERS_TABLE"),

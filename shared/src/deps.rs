@@ -25,7 +25,13 @@ pub struct Deps {
 
 impl Deps {
     pub async fn from_env() -> Deps {
-        Deps::from_config(Config::from_env()).await
+        let mut config = Config::from_env();
+        if let Err(e) = config.resolve_secrets().await {
+            // Without its secrets a function cannot talk to the gateway or check operators; it
+            // still starts so the error shows in every invocation's log rather than as a crash loop.
+            tracing::error!(error = %e, "could not read secrets");
+        }
+        Deps::from_config(config).await
     }
 
     pub async fn from_config(config: Config) -> Deps {

@@ -21,11 +21,13 @@ where
     let order_id = order_id_of(&payload);
     let span = tracing::info_span!("step", step, order_id = %order_id);
     async move {
+        let started = std::time::Instant::now();
         let input: I = serde_json::from_value(payload).map_err(|e| StepError::InvalidInput(format!("{step}: bad input: {e}")))?;
         let result = handler(input).await;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
         match &result {
-            Ok(_) => tracing::info!("step succeeded"),
-            Err(e) => tracing::warn!(error_type = e.error_type(), error = %e, "step failed"),
+            Ok(_) => tracing::info!(elapsed_ms, "step succeeded"),
+            Err(e) => tracing::warn!(elapsed_ms, error_type = e.error_type(), error = %e, "step failed"),
         }
         serde_json::to_value(result?).map_err(|e| StepError::Internal(e.to_string()))
     }

@@ -12,7 +12,7 @@ fn assert_error(status: u16, body: &serde_json::Value, want_status: u16, code: &
 #[test]
 fn idem_1_fifty_concurrent_identical_posts_make_one_order() {
     let h = harness();
-    h.run(async {
+    h.run_alone(async {
         let sku = h.new_sku(1500, 100).await;
         let body = order_body(&h.email("idem1"), &[(&sku, 1)], "pm_card_visa").to_string();
         let key = h.key();

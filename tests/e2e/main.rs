@@ -4,5 +4,6 @@
 
 mod api_properties;
 mod checkout_paths;
+mod contracts;
 mod stock_properties;
 mod workflow_properties;

@@ -6,7 +6,7 @@ use serde_json::json;
 #[test]
 fn inv_1_hundred_concurrent_orders_for_ten_units_confirm_exactly_ten() {
     let h = harness();
-    h.run(async {
+    h.run_alone(async {
         let sku = h.new_sku(1000, 10).await;
         let http = reqwest::Client::new();
         let bodies: Vec<(String, String)> = (0..100).map(|i| (h.key(), order_body(&h.email(&format!("inv1-{i}")), &[(&sku, 1)], "pm_card_visa").to_string())).collect();

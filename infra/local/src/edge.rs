@@ -39,6 +39,13 @@ pub struct Edge {
     pub moto_sfn: aws_sdk_sfn::Client,
     pub calls: Mutex<Vec<Call>>,
     pub emails: Mutex<Vec<SentEmail>>,
+    /// moto 5.2.5 rolls back a failed TransactWriteItems by restoring a copy of each table taken
+    /// when the transaction started, which erases writes other requests committed meanwhile (seen
+    /// as oversells and double releases under 100-way contention). The edge therefore sends
+    /// transactions, and writes to the tables transactions touch, to moto one at a time. Other
+    /// tables and all reads pass freely.
+    pub ddb_writes: tokio::sync::Mutex<()>,
+    pub transactional_tables: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// The first order id (`ord_` + 32 hex) in a payload: what a call served.
@@ -142,6 +149,7 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
             });
         }
     }
+    let _serialized = if service == "dynamodb" && needs_serializing(&edge, &operation, &body) { Some(edge.ddb_writes.lock().await) } else { None };
     let url = format!("{}{}", edge.moto_base, uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
     let mut req = edge.http.request(method, url).body(body);
     for (k, v) in headers.iter() {
@@ -165,6 +173,34 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
     }
 }
 
+fn tables_in(body: &[u8]) -> Vec<String> {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else { return vec![] };
+    let mut out: Vec<String> = v["TableName"].as_str().map(|s| vec![s.to_string()]).unwrap_or_default();
+    for item in v["TransactItems"].as_array().into_iter().flatten() {
+        for op in item.as_object().into_iter().flat_map(|o| o.values()) {
+            out.extend(op["TableName"].as_str().map(String::from));
+        }
+    }
+    if let Some(m) = v["RequestItems"].as_object() {
+        out.extend(m.keys().cloned());
+    }
+    out
+}
+
+fn needs_serializing(edge: &Edge, operation: &str, body: &[u8]) -> bool {
+    match operation {
+        "TransactWriteItems" => {
+            edge.transactional_tables.lock().unwrap().extend(tables_in(body));
+            true
+        }
+        "PutItem" | "UpdateItem" | "DeleteItem" | "BatchWriteItem" => {
+            let known = edge.transactional_tables.lock().unwrap();
+            tables_in(body).iter().any(|t| known.contains(t))
+        }
+        _ => false,
+    }
+}
+
 /// moto has no StartSyncExecution: start the execution (moto runs the definition), wait for it to
 /// stop, and answer in the sync API's shape.
 async fn start_sync_execution(edge: &Edge, body: &[u8]) -> Response {
@@ -183,6 +219,9 @@ async fn start_sync_execution(edge: &Edge, body: &[u8]) -> Response {
     };
     let t0 = Instant::now();
     let exec_arn = started.execution_arn;
+    // Back off: a hundred executions polled every 10 ms would keep moto (one Python process) busy
+    // answering DescribeExecution instead of running them.
+    let mut pause = Duration::from_millis(5);
     loop {
         match edge.moto_sfn.describe_execution().execution_arn(&exec_arn).send().await {
             Ok(d) if d.status.as_str() != "RUNNING" => {
@@ -205,7 +244,8 @@ async fn start_sync_execution(edge: &Edge, body: &[u8]) -> Response {
         if t0.elapsed() > Duration::from_secs(300) {
             return err("StatesException", "express execution exceeded 5 minutes".into());
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 3 / 2).min(Duration::from_millis(200));
     }
 }
 

@@ -17,6 +17,7 @@ pub mod moto;
 pub mod provision;
 pub mod pumps;
 pub mod sandbox_gateway;
+pub mod template;
 
 use edge::{Call, Edge};
 use orderflow_shared::Deps;
@@ -34,6 +35,7 @@ pub struct Options {
     pub api_port: u16,
     pub gateway_port: u16,
     pub ops_token: String,
+    /// Overrides the template's ReviewTimeoutSeconds parameter.
     pub review_timeout_seconds: u64,
     pub log_dir: PathBuf,
 }
@@ -49,7 +51,7 @@ impl Default for Options {
             api_port: 0,
             gateway_port: 0,
             ops_token: "ops_local_token".into(),
-            review_timeout_seconds: provision::REVIEW_TIMEOUT_SECONDS,
+            review_timeout_seconds: 3 * 86_400,
         }
     }
 }
@@ -64,8 +66,10 @@ pub struct Stack {
     pub deps: Arc<Deps>,
     pub moto_sfn: aws_sdk_sfn::Client,
     pub moto_sqs: aws_sdk_sqs::Client,
+    /// Queue logical id (as in infra/template.yaml) -> URL.
     pub queue_urls: BTreeMap<String, String>,
-    pub dlq_urls: BTreeMap<String, String>,
+    /// Source queue logical id -> its dead-letter queue's logical id.
+    pub dead_letter: BTreeMap<String, String>,
     pub ops_token: String,
     moto: Mutex<Option<moto::Moto>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -114,10 +118,16 @@ impl Stack {
         // Provisioning and the event-source pumps talk to moto directly: they are AWS's own work,
         // not calls an order pays for, so the edge's call log stays per-order.
         let moto_sdk = orderflow_shared::aws::sdk_config(Some(&moto_url), provision::REGION).await;
-        let p = provision::provision(&moto_sdk, &opts.repo, opts.review_timeout_seconds).await?;
-        let config = provision::config(&edge_url, &gateway_url, &p, &opts.ops_token);
-        let deps = Arc::new(Deps::from_config(config).await);
-        let seed_deps = Deps::from_config(provision::config(&moto_url, &gateway_url, &p, &opts.ops_token)).await;
+        let params = BTreeMap::from([
+            ("GatewayBaseUrl".to_string(), gateway_url.clone()),
+            ("ReviewTimeoutSeconds".to_string(), opts.review_timeout_seconds.to_string()),
+            // moto runs a hundred concurrent executions ~10x slower than AWS on 2 cores (its engine
+            // threads compete for one Python process); give each Lambda task room there.
+            ("LambdaTaskTimeoutSeconds".to_string(), "120".to_string()),
+        ]);
+        let p = provision::provision(&moto_sdk, &opts.repo, params).await?;
+        let deps = Arc::new(Deps::from_config(provision::config(&p, &edge_url, &opts.ops_token)).await);
+        let seed_deps = Deps::from_config(provision::config(&p, &moto_url, &opts.ops_token)).await;
         provision::seed(&seed_deps, &opts.repo.join("infra/local/fixtures/store.json")).await?;
 
         let moto_sfn = aws_sdk_sfn::Client::new(&moto_sdk);
@@ -129,6 +139,8 @@ impl Stack {
             moto_sfn: moto_sfn.clone(),
             calls: Mutex::new(Vec::new()),
             emails: Mutex::new(Vec::new()),
+            ddb_writes: tokio::sync::Mutex::new(()),
+            transactional_tables: Mutex::new(Default::default()),
         });
         let gateway = Arc::new(sandbox_gateway::Gateway::default());
         let mut tasks = vec![
@@ -136,9 +148,14 @@ impl Stack {
             serve(api_listener, api::router(edge.clone())),
             serve(gw_listener, sandbox_gateway::router(gateway.clone())),
         ];
-        for (queue, function) in [("orderflow-notifications", "send_notifications"), ("orderflow-review", "record_review_task")] {
-            let arn = format!("arn:aws:sqs:{}:{}:{queue}", provision::REGION, provision::ACCOUNT);
-            tasks.push(pumps::spawn(edge.clone(), moto_sqs.clone(), p.queue_urls[queue].clone(), arn, function));
+        // Lambda's SQS event source mappings, as the template declares them.
+        for f in p.template.functions() {
+            if let Some(queue) = f.sqs_source {
+                let url = p.queue_urls.get(&queue).cloned().ok_or_else(|| format!("{}: no queue {queue}", f.logical_id))?;
+                let arn = p.template.get_att(&format!("{queue}.Arn"))?;
+                let name = edge.functions.keys().find(|k| **k == f.binary).copied().ok_or_else(|| format!("{}: function {} is not hosted", f.logical_id, f.binary))?;
+                tasks.push(pumps::spawn(edge.clone(), moto_sqs.clone(), url, arn, name));
+            }
         }
         Ok(Stack {
             api_url: format!("http://127.0.0.1:{api_port}"),
@@ -151,7 +168,7 @@ impl Stack {
             moto_sfn,
             moto_sqs,
             queue_urls: p.queue_urls,
-            dlq_urls: p.dlq_urls,
+            dead_letter: p.dead_letter,
             ops_token: opts.ops_token,
             moto: Mutex::new(Some(moto)),
             tasks,

@@ -1,7 +1,7 @@
-//! Provisioning: the tables, queues (each with a dead-letter queue), the verified SES sender and
-//! the state machines from statemachines/ with their ${Placeholder} substitutions; then seed data.
+//! Provisioning from infra/template.yaml: the tables, the queues with their dead-letter queues, the
+//! verified SES sender and the state machines (definition files + substitutions), then seed data.
 
-use crate::functions;
+use crate::template::{substitute, Template};
 use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification};
 use aws_sdk_sfn::types::StateMachineType;
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -11,26 +11,10 @@ use orderflow_shared::Deps;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub const ACCOUNT: &str = "123456789012";
-pub const REGION: &str = "us-east-1";
-pub const SENDER: &str = "orders@orderflow.example";
-
-/// (table, hash key, range key, ttl attribute)
-pub const TABLES: &[(&str, &str, Option<&str>, Option<&str>)] = &[
-    ("orderflow-orders", "order_id", None, None),
-    ("orderflow-inventory", "pk", None, None),
-    ("orderflow-idempotency", "pk", None, Some("expires_at")),
-    ("orderflow-catalog", "pk", None, None),
-    ("orderflow-velocity", "pk", Some("sk"), Some("expires_at")),
-];
-
-/// (queue, visibility timeout seconds, max receives before the DLQ)
-pub const QUEUES: &[(&str, i32, i32)] = &[("orderflow-notifications", 30, 5), ("orderflow-review", 30, 5)];
+pub use crate::template::{ACCOUNT, REGION};
 
 pub const CHECKOUT_MACHINE: &str = "orderflow-checkout";
 pub const LIFECYCLE_MACHINE: &str = "orderflow-lifecycle";
-/// How long the lifecycle waits for a reviewer: 3 days, well inside the 7-day hold (WF-2).
-pub const REVIEW_TIMEOUT_SECONDS: u64 = 3 * 86_400;
 
 pub fn machine_arn(name: &str) -> String {
     format!("arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}")
@@ -40,127 +24,91 @@ pub fn execution_arn(machine: &str, name: &str) -> String {
 }
 
 pub struct Provisioned {
+    pub template: Template,
+    /// Queue logical id -> URL (dead-letter queues included).
     pub queue_urls: BTreeMap<String, String>,
-    pub dlq_urls: BTreeMap<String, String>,
+    /// Source queue logical id -> its dead-letter queue's logical id.
+    pub dead_letter: BTreeMap<String, String>,
+    /// The functions' environment, resolved.
+    pub env: BTreeMap<String, String>,
 }
 
-pub fn substitutions(queue_urls: &BTreeMap<String, String>, review_timeout: u64) -> BTreeMap<String, String> {
-    let mut subs = BTreeMap::new();
-    for name in ["reserve_stock", "release_stock", "authorize_payment", "void_payment", "score_fraud", "confirm_order", "hold_for_review", "record_outcome"] {
-        subs.insert(functions::placeholder(name), functions::function_arn(name));
-    }
-    subs.insert("ReviewQueueUrl".into(), queue_urls.get("orderflow-review").cloned().unwrap_or_default());
-    subs.insert("NotificationsQueueUrl".into(), queue_urls.get("orderflow-notifications").cloned().unwrap_or_default());
-    subs.insert("ReviewTimeoutSeconds".into(), review_timeout.to_string());
-    subs
-}
+pub async fn provision(sdk: &aws_config::SdkConfig, repo: &Path, params: BTreeMap<String, String>) -> Result<Provisioned, String> {
+    let mut t = Template::load(&repo.join("infra/template.yaml"))?;
+    t.params = params;
 
-pub fn substitute(definition: &str, subs: &BTreeMap<String, String>) -> Result<String, String> {
-    let mut out = definition.to_string();
-    for (k, v) in subs {
-        out = out.replace(&format!("${{{k}}}"), v);
-    }
-    if let Some(pos) = out.find("${") {
-        return Err(format!("unsubstituted placeholder near: {}", &out[pos..(pos + 40).min(out.len())]));
-    }
-    Ok(out)
-}
-
-pub async fn provision(sdk: &aws_config::SdkConfig, repo: &Path, review_timeout: u64) -> Result<Provisioned, String> {
     let ddb = aws_sdk_dynamodb::Client::new(sdk);
-    for (table, hash, range, ttl) in TABLES {
-        let mut req = ddb
-            .create_table()
-            .table_name(*table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(AttributeDefinition::builder().attribute_name(*hash).attribute_type(ScalarAttributeType::S).build().unwrap())
-            .key_schema(KeySchemaElement::builder().attribute_name(*hash).key_type(KeyType::Hash).build().unwrap());
-        if let Some(r) = range {
-            req = req
-                .attribute_definitions(AttributeDefinition::builder().attribute_name(*r).attribute_type(ScalarAttributeType::S).build().unwrap())
-                .key_schema(KeySchemaElement::builder().attribute_name(*r).key_type(KeyType::Range).build().unwrap());
+    for table in t.tables()? {
+        let mut req = ddb.create_table().table_name(&table.name).billing_mode(BillingMode::PayPerRequest);
+        for (name, ty) in &table.attributes {
+            req = req.attribute_definitions(AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::from(ty.as_str())).build().map_err(|e| e.to_string())?);
         }
-        req.send().await.map_err(|e| format!("create table {table}: {e:?}"))?;
-        if let Some(attr) = ttl {
+        for (name, ty) in &table.keys {
+            req = req.key_schema(KeySchemaElement::builder().attribute_name(name).key_type(KeyType::from(ty.as_str())).build().map_err(|e| e.to_string())?);
+        }
+        req.send().await.map_err(|e| format!("create table {}: {e:?}", table.name))?;
+        if let Some(attr) = &table.ttl_attribute {
             ddb.update_time_to_live()
-                .table_name(*table)
-                .time_to_live_specification(TimeToLiveSpecification::builder().attribute_name(*attr).enabled(true).build().unwrap())
+                .table_name(&table.name)
+                .time_to_live_specification(TimeToLiveSpecification::builder().attribute_name(attr).enabled(true).build().map_err(|e| e.to_string())?)
                 .send()
                 .await
-                .map_err(|e| format!("ttl {table}: {e:?}"))?;
+                .map_err(|e| format!("ttl {}: {e:?}", table.name))?;
         }
     }
 
     let sqs = aws_sdk_sqs::Client::new(sdk);
-    let mut queue_urls = BTreeMap::new();
-    let mut dlq_urls = BTreeMap::new();
-    for (name, visibility, max_receives) in QUEUES {
-        let dlq = sqs
-            .create_queue()
-            .queue_name(format!("{name}-dlq"))
-            .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
-            .send()
-            .await
-            .map_err(|e| format!("create dlq {name}: {e:?}"))?;
-        let dlq_url = dlq.queue_url.unwrap_or_default();
-        let dlq_arn = format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name}-dlq");
-        let q = sqs
-            .create_queue()
-            .queue_name(*name)
-            .attributes(QueueAttributeName::VisibilityTimeout, visibility.to_string())
-            .attributes(QueueAttributeName::MessageRetentionPeriod, "345600")
-            .attributes(QueueAttributeName::RedrivePolicy, serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives}).to_string())
-            .send()
-            .await
-            .map_err(|e| format!("create queue {name}: {e:?}"))?;
-        queue_urls.insert(name.to_string(), q.queue_url.unwrap_or_default());
-        dlq_urls.insert(name.to_string(), dlq_url);
+    let mut dead_letter = BTreeMap::new();
+    for q in t.queues()? {
+        let mut req = sqs.create_queue().queue_name(&q.name);
+        if let Some(v) = q.visibility_timeout {
+            req = req.attributes(QueueAttributeName::VisibilityTimeout, v.to_string());
+        }
+        if let Some(r) = q.retention {
+            req = req.attributes(QueueAttributeName::MessageRetentionPeriod, r.to_string());
+        }
+        if let Some((dlq, max)) = &q.redrive {
+            let arn = t.get_att(&format!("{dlq}.Arn"))?;
+            req = req.attributes(QueueAttributeName::RedrivePolicy, serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": max}).to_string());
+            dead_letter.insert(q.name.clone(), dlq.clone());
+        }
+        let out = req.send().await.map_err(|e| format!("create queue {}: {e:?}", q.name))?;
+        t.queue_urls.insert(q.name.clone(), out.queue_url.unwrap_or_default());
     }
 
     // As on AWS, SES only sends from a verified identity.
-    aws_sdk_sesv2::Client::new(sdk)
-        .create_email_identity()
-        .email_identity(SENDER)
-        .send()
-        .await
-        .map_err(|e| format!("ses identity: {e:?}"))?;
+    if let Some(sender) = t.sender_identity()? {
+        aws_sdk_sesv2::Client::new(sdk).create_email_identity().email_identity(&sender).send().await.map_err(|e| format!("ses identity: {e:?}"))?;
+    }
 
     let sfn = aws_sdk_sfn::Client::new(sdk);
-    let subs = substitutions(&queue_urls, review_timeout);
-    for (name, file, kind) in [(CHECKOUT_MACHINE, "checkout.asl.json", StateMachineType::Express), (LIFECYCLE_MACHINE, "lifecycle.asl.json", StateMachineType::Standard)] {
-        let raw = std::fs::read_to_string(repo.join("statemachines").join(file)).map_err(|e| format!("read {file}: {e}"))?;
-        let def = substitute(&raw, &subs)?;
-        serde_json::from_str::<serde_json::Value>(&def).map_err(|e| format!("{file} is not valid JSON after substitution: {e}"))?;
+    for m in t.state_machines()? {
+        let raw = std::fs::read_to_string(&m.definition).map_err(|e| format!("{}: {e}", m.definition.display()))?;
+        let def = substitute(&raw, &m.substitutions).map_err(|e| format!("{}: {e}", m.definition.display()))?;
+        serde_json::from_str::<serde_json::Value>(&def).map_err(|e| format!("{} is not valid JSON after substitution: {e}", m.definition.display()))?;
         sfn.create_state_machine()
-            .name(name)
+            .name(&m.name)
             .definition(def)
-            .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/orderflow-{name}"))
-            .r#type(kind)
+            .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/{}", m.logical_id))
+            .r#type(if m.kind == "EXPRESS" { StateMachineType::Express } else { StateMachineType::Standard })
             .send()
             .await
-            .map_err(|e| format!("create state machine {name}: {e:?}"))?;
+            .map_err(|e| format!("create state machine {}: {e:?}", m.name))?;
     }
-    Ok(Provisioned { queue_urls, dlq_urls })
+    let env = t.function_environment()?;
+    let queue_urls = t.queue_urls.clone();
+    Ok(Provisioned { template: t, queue_urls, dead_letter, env })
 }
 
-pub fn config(edge_url: &str, gateway_url: &str, p: &Provisioned, ops_token: &str) -> Config {
-    Config {
-        orders_table: "orderflow-orders".into(),
-        inventory_table: "orderflow-inventory".into(),
-        idempotency_table: "orderflow-idempotency".into(),
-        catalog_table: "orderflow-catalog".into(),
-        velocity_table: "orderflow-velocity".into(),
-        notifications_queue_url: p.queue_urls["orderflow-notifications"].clone(),
-        review_queue_url: p.queue_urls["orderflow-review"].clone(),
-        checkout_state_machine_arn: machine_arn(CHECKOUT_MACHINE),
-        lifecycle_state_machine_arn: machine_arn(LIFECYCLE_MACHINE),
-        sender_email: SENDER.into(),
-        gateway_base_url: gateway_url.into(),
-        gateway_api_key: Secret(crate::sandbox_gateway::SANDBOX_SECRET_KEY.into()),
-        ops_api_token: Secret(ops_token.into()),
-        aws_endpoint_url: Some(edge_url.into()),
-        region: REGION.into(),
-    }
+/// The functions' configuration: the template's environment, with the local endpoint and the
+/// sandbox secrets (on AWS those come from Secrets Manager).
+pub fn config(p: &Provisioned, endpoint: &str, ops_token: &str) -> Config {
+    let mut c = Config::from_lookup(|k| p.env.get(k).cloned());
+    c.aws_endpoint_url = Some(endpoint.to_string());
+    c.gateway_api_key = Secret(crate::sandbox_gateway::SANDBOX_SECRET_KEY.into());
+    c.ops_api_token = Secret(ops_token.into());
+    c.region = REGION.into();
+    c
 }
 
 #[derive(serde::Deserialize)]

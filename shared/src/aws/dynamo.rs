@@ -155,6 +155,25 @@ pub struct DynamoInventory {
 
 const CONFLICT_ATTEMPTS: u32 = 12;
 
+/// The per-item cancellation codes of a cancelled transaction ("None", "ConditionalCheckFailed",
+/// "TransactionConflict", ...), in request order; any other error is returned as a StepError.
+fn cancellation_reasons(
+    e: aws_smithy_runtime_api::client::result::SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, aws_smithy_runtime_api::http::Response>,
+    context: &str,
+) -> Result<Vec<String>> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    match e {
+        aws_smithy_runtime_api::client::result::SdkError::ServiceError(se) => match se.into_err() {
+            TransactWriteItemsError::TransactionCanceledException(tc) => {
+                Ok(tc.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_string()).collect())
+            }
+            TransactWriteItemsError::TransactionInProgressException(_) => Ok(vec![]),
+            other => Err(StepError::Internal(format!("{context}: {other}"))),
+        },
+        other => Err(StepError::from_sdk(context, other)),
+    }
+}
+
 /// Full-jitter exponential backoff, capped at ~200 ms: contention on one hot SKU clears quickly.
 async fn backoff(attempt: u32) {
     let cap = (10u64 << attempt.min(5)).min(200);
@@ -238,32 +257,31 @@ impl StockLedger for DynamoInventory {
         // (a replay), a SKU is short, or a conflict with a concurrent transaction on the same
         // items. Only the last is retried, here, with jittered backoff.
         for attempt in 0..CONFLICT_ATTEMPTS {
-            match self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await {
+            let reasons = match self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await {
                 Ok(_) => return Ok(Reservation::Reserved { fresh: true }),
-                Err(e) => {
-                    if !format!("{:?}", e.as_service_error()).contains("TransactionCanceled") {
-                        return Err(StepError::from_sdk("inventory.reserve", e));
-                    }
-                }
-            }
-            if let Some(existing) = self.reservation(order_id).await? {
-                let status = existing.get("status").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                Err(e) => cancellation_reasons(e, "inventory.reserve")?,
+            };
+            // Reason 0 is the marker: this order already reserved (a replay).
+            if reasons.first().map(String::as_str) == Some("ConditionalCheckFailed") {
+                let existing = self.reservation(order_id).await?;
+                let status = existing.and_then(|i| i.get("status").and_then(|v| v.as_s().ok()).cloned()).unwrap_or_default();
                 return if status == "RESERVED" {
                     Ok(Reservation::Reserved { fresh: false })
                 } else {
                     Err(StepError::InvalidState(format!("reservation for {order_id} is {status}; not reserving again")))
                 };
             }
-            let mut short = Vec::new();
-            for (sku, q) in &wanted {
-                let available = self.level(sku).await?.map(|l| l.available).unwrap_or(0);
-                if available < *q {
+            // Reasons 1.. are the SKUs, in `wanted` order: a failed condition means too little stock.
+            let short_skus: Vec<(&String, &i64)> = wanted.iter().zip(reasons.iter().skip(1)).filter(|(_, r)| r.as_str() == "ConditionalCheckFailed").map(|(w, _)| w).collect();
+            if !short_skus.is_empty() {
+                let mut short = Vec::new();
+                for (sku, q) in short_skus {
+                    let available = self.level(sku).await?.map(|l| l.available).unwrap_or(0).clamp(0, (*q - 1).max(0));
                     short.push(StockShortage { sku: sku.clone(), requested: *q, available });
                 }
-            }
-            if !short.is_empty() {
                 return Ok(Reservation::Short(short));
             }
+            // TransactionConflict (or no reasons given): another transaction touched these items.
             backoff(attempt).await;
         }
         Err(StepError::Retryable("stock transaction kept conflicting; retry".into()))
@@ -306,19 +324,16 @@ impl StockLedger for DynamoInventory {
             );
         }
         for attempt in 0..CONFLICT_ATTEMPTS {
-            match self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await {
+            let reasons = match self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await {
                 Ok(_) => return Ok(true),
-                Err(e) if format!("{:?}", e.as_service_error()).contains("TransactionCanceled") => {
-                    // Released by a concurrent run (the marker's condition failed): released once.
-                    // Still RESERVED: the cancel was a conflict, and the stock must still go back.
-                    let still = self.reservation(order_id).await?;
-                    if still.and_then(|i| i.get("status").and_then(|v| v.as_s().ok()).cloned()).as_deref() != Some("RESERVED") {
-                        return Ok(false);
-                    }
-                    backoff(attempt).await;
-                }
-                Err(e) => return Err(StepError::from_sdk("inventory.release", e)),
+                Err(e) => cancellation_reasons(e, "inventory.release")?,
+            };
+            // The marker's condition failed: a concurrent run released it. Released exactly once.
+            if reasons.first().map(String::as_str) == Some("ConditionalCheckFailed") {
+                return Ok(false);
             }
+            // A conflict: the stock must still go back, so try again.
+            backoff(attempt).await;
         }
         Err(StepError::Retryable("stock release kept conflicting; retry".into()))
     }

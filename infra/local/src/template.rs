@@ -1,0 +1,296 @@
+//! infra/template.yaml, read by the local stack: the one source of truth for tables (keys, TTL),
+//! queues (visibility, retention, redrive), state machines (definition files, substitutions), the
+//! SES identity, SQS event sources and the functions' environment. Intrinsics (!Ref, !GetAtt, !Sub)
+//! are resolved to the local resources.
+
+use serde_yaml::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const STACK_NAME: &str = "orderflow";
+pub const ACCOUNT: &str = "123456789012";
+pub const REGION: &str = "us-east-1";
+
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub name: String,
+    /// (attribute, HASH|RANGE)
+    pub keys: Vec<(String, String)>,
+    pub attributes: Vec<(String, String)>,
+    pub ttl_attribute: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Queue {
+    pub name: String,
+    pub visibility_timeout: Option<i64>,
+    pub retention: Option<i64>,
+    /// (dead-letter queue logical id, maxReceiveCount)
+    pub redrive: Option<(String, i64)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StateMachine {
+    pub logical_id: String,
+    pub name: String,
+    pub kind: String,
+    pub definition: PathBuf,
+    pub substitutions: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Function {
+    pub logical_id: String,
+    pub binary: String,
+    /// Logical id of the SQS queue feeding it, if any.
+    pub sqs_source: Option<String>,
+}
+
+pub struct Template {
+    pub dir: PathBuf,
+    pub doc: Value,
+    /// Parameter overrides (the local stack's gateway URL, review timeout, ...).
+    pub params: BTreeMap<String, String>,
+    /// Queue logical id -> local URL, known once queues exist.
+    pub queue_urls: BTreeMap<String, String>,
+}
+
+fn tag_of(v: &Value) -> Option<(String, &Value)> {
+    match v {
+        Value::Tagged(t) => Some((t.tag.to_string(), &t.value)),
+        _ => None,
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(x) => x.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        _ => String::new(),
+    }
+}
+
+impl Template {
+    pub fn load(path: &Path) -> Result<Template, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let doc: Value = serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Template { dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(), doc, params: BTreeMap::new(), queue_urls: BTreeMap::new() })
+    }
+
+    pub fn resources(&self) -> Vec<(String, &Value)> {
+        self.doc["Resources"].as_mapping().map(|m| m.iter().map(|(k, v)| (s(k), v)).collect()).unwrap_or_default()
+    }
+
+    fn of_type(&self, ty: &str) -> Vec<(String, &Value)> {
+        self.resources().into_iter().filter(|(_, r)| r["Type"].as_str() == Some(ty)).collect()
+    }
+
+    fn resource_type(&self, id: &str) -> Option<String> {
+        self.doc["Resources"][id]["Type"].as_str().map(String::from)
+    }
+
+    pub fn param(&self, name: &str) -> Option<String> {
+        self.params.get(name).cloned().or_else(|| {
+            let p = &self.doc["Parameters"][name];
+            (!p.is_null()).then(|| s(&p["Default"]))
+        })
+    }
+
+    pub fn function_binary(&self, id: &str) -> Option<String> {
+        self.doc["Resources"][id]["Metadata"]["BuildProperties"]["Binary"].as_str().map(String::from)
+    }
+
+    /// What `!Ref X` means locally.
+    pub fn reference(&self, id: &str) -> Result<String, String> {
+        match id {
+            "AWS::StackName" => return Ok(STACK_NAME.into()),
+            "AWS::Region" => return Ok(REGION.into()),
+            "AWS::AccountId" => return Ok(ACCOUNT.into()),
+            "AWS::Partition" => return Ok("aws".into()),
+            "AWS::URLSuffix" => return Ok("amazonaws.com".into()),
+            _ => {}
+        }
+        if let Some(p) = self.param(id) {
+            return Ok(p);
+        }
+        match self.resource_type(id).as_deref() {
+            Some("AWS::DynamoDB::Table") => Ok(id.to_string()),
+            Some("AWS::SQS::Queue") => self.queue_urls.get(id).cloned().ok_or_else(|| format!("queue {id} not created yet")),
+            Some("AWS::Serverless::Function") => self.function_binary(id).ok_or_else(|| format!("function {id} has no Binary")),
+            Some("AWS::Serverless::StateMachine") => Ok(format!("arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{}", self.resolve(&self.doc["Resources"][id]["Properties"]["Name"])?)),
+            Some(other) => Ok(format!("{id} ({other})")),
+            None => Err(format!("!Ref {id}: no such parameter or resource")),
+        }
+    }
+
+    /// What `!GetAtt X.Attr` means locally.
+    pub fn get_att(&self, spec: &str) -> Result<String, String> {
+        let (id, attr) = spec.split_once('.').ok_or_else(|| format!("!GetAtt {spec}: expected Resource.Attribute"))?;
+        match (self.resource_type(id).as_deref(), attr) {
+            (Some("AWS::Serverless::Function"), "Arn") => Ok(crate::functions::function_arn(&self.reference(id)?)),
+            (Some("AWS::SQS::Queue"), "Arn") => Ok(format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{id}")),
+            (Some("AWS::SQS::Queue"), "QueueName") => Ok(id.to_string()),
+            (Some("AWS::DynamoDB::Table"), "Arn") => Ok(format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{id}")),
+            (Some(t), a) => Ok(format!("arn:local:{t}:{id}:{a}")),
+            (None, _) => Err(format!("!GetAtt {spec}: no such resource")),
+        }
+    }
+
+    pub fn sub(&self, text: &str) -> Result<String, String> {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let end = rest[start..].find('}').ok_or_else(|| format!("!Sub {text}: unclosed ${{"))? + start;
+            let name = &rest[start + 2..end];
+            out.push_str(&if name.contains('.') { self.get_att(name)? } else { self.reference(name)? });
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    pub fn resolve(&self, v: &Value) -> Result<String, String> {
+        if let Some((tag, inner)) = tag_of(v) {
+            return match tag.as_str() {
+                "!Ref" => self.reference(&s(inner)),
+                "!GetAtt" => self.get_att(&s(inner)),
+                "!Sub" => self.sub(&s(inner)),
+                other => Err(format!("unsupported intrinsic {other}")),
+            };
+        }
+        if let Some(m) = v.as_mapping() {
+            if let Some(x) = m.get("Ref") {
+                return self.reference(&s(x));
+            }
+            if let Some(x) = m.get("Fn::Sub") {
+                return self.sub(&s(x));
+            }
+            if let Some(x) = m.get("Fn::GetAtt") {
+                return self.get_att(&s(x));
+            }
+        }
+        Ok(s(v))
+    }
+
+    pub fn tables(&self) -> Result<Vec<Table>, String> {
+        self.of_type("AWS::DynamoDB::Table")
+            .into_iter()
+            .map(|(id, r)| {
+                let p = &r["Properties"];
+                let pairs = |key: &str, a: &str, b: &str| -> Vec<(String, String)> {
+                    p[key].as_sequence().map(|seq| seq.iter().map(|e| (s(&e[a]), s(&e[b]))).collect()).unwrap_or_default()
+                };
+                let ttl = &p["TimeToLiveSpecification"];
+                Ok(Table {
+                    name: id,
+                    keys: pairs("KeySchema", "AttributeName", "KeyType"),
+                    attributes: pairs("AttributeDefinitions", "AttributeName", "AttributeType"),
+                    ttl_attribute: (ttl["Enabled"].as_bool() == Some(true)).then(|| s(&ttl["AttributeName"])),
+                })
+            })
+            .collect()
+    }
+
+    /// Queues with their dead-letter queues first, so redrive targets exist when referenced.
+    pub fn queues(&self) -> Result<Vec<Queue>, String> {
+        let mut qs: Vec<Queue> = Vec::new();
+        for (id, r) in self.of_type("AWS::SQS::Queue") {
+            let p = &r["Properties"];
+            let redrive = match &p["RedrivePolicy"] {
+                Value::Null => None,
+                rp => {
+                    let target = match tag_of(&rp["deadLetterTargetArn"]) {
+                        Some((t, inner)) if t == "!GetAtt" => s(inner).trim_end_matches(".Arn").to_string(),
+                        _ => return Err(format!("{id}: deadLetterTargetArn must be !GetAtt <Queue>.Arn")),
+                    };
+                    Some((target, rp["maxReceiveCount"].as_i64().unwrap_or(5)))
+                }
+            };
+            qs.push(Queue { name: id, visibility_timeout: p["VisibilityTimeout"].as_i64(), retention: p["MessageRetentionPeriod"].as_i64(), redrive });
+        }
+        qs.sort_by_key(|q| q.redrive.is_some());
+        Ok(qs)
+    }
+
+    pub fn state_machines(&self) -> Result<Vec<StateMachine>, String> {
+        self.of_type("AWS::Serverless::StateMachine")
+            .into_iter()
+            .map(|(id, r)| {
+                let p = &r["Properties"];
+                let mut substitutions = BTreeMap::new();
+                if let Some(m) = p["DefinitionSubstitutions"].as_mapping() {
+                    for (k, v) in m {
+                        substitutions.insert(s(k), self.resolve(v)?);
+                    }
+                }
+                Ok(StateMachine {
+                    name: self.resolve(&p["Name"])?,
+                    kind: s(&p["Type"]),
+                    definition: self.dir.join(s(&p["DefinitionUri"])),
+                    substitutions,
+                    logical_id: id,
+                })
+            })
+            .collect()
+    }
+
+    pub fn functions(&self) -> Vec<Function> {
+        self.of_type("AWS::Serverless::Function")
+            .into_iter()
+            .map(|(id, r)| {
+                let sqs_source = r["Properties"]["Events"].as_mapping().and_then(|events| {
+                    events.values().find(|e| e["Type"].as_str() == Some("SQS")).and_then(|e| tag_of(&e["Properties"]["Queue"]).map(|(_, q)| s(q).trim_end_matches(".Arn").to_string()))
+                });
+                Function { binary: self.function_binary(&id).unwrap_or_default(), logical_id: id, sqs_source }
+            })
+            .collect()
+    }
+
+    pub fn sender_identity(&self) -> Result<Option<String>, String> {
+        match self.of_type("AWS::SES::EmailIdentity").first() {
+            Some((_, r)) => Ok(Some(self.resolve(&r["Properties"]["EmailIdentity"])?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The environment every function gets (Globals.Function.Environment.Variables), resolved.
+    pub fn function_environment(&self) -> Result<BTreeMap<String, String>, String> {
+        let mut env = BTreeMap::new();
+        if let Some(m) = self.doc["Globals"]["Function"]["Environment"]["Variables"].as_mapping() {
+            for (k, v) in m {
+                env.insert(s(k), self.resolve(v)?);
+            }
+        }
+        Ok(env)
+    }
+}
+
+/// Replace every ${Name} of an ASL definition; an unknown placeholder is an error.
+pub fn substitute(definition: &str, subs: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = definition.to_string();
+    for (k, v) in subs {
+        out = out.replace(&format!("${{{k}}}"), v);
+    }
+    if let Some(pos) = out.find("${") {
+        return Err(format!("unsubstituted placeholder near: {}", &out[pos..(pos + 40).min(out.len())]));
+    }
+    Ok(out)
+}
+
+/// The placeholders an ASL definition uses.
+pub fn placeholders(definition: &str) -> std::collections::BTreeSet<String> {
+    let mut found = std::collections::BTreeSet::new();
+    let mut rest = definition;
+    while let Some(start) = rest.find("${") {
+        match rest[start..].find('}') {
+            Some(end) => {
+                found.insert(rest[start + 2..start + end].to_string());
+                rest = &rest[start + end + 1..];
+            }
+            None => break,
+        }
+    }
+    found
+}
