@@ -1,5 +1,6 @@
 //! `orderflow-local up`   start the local stack and keep it running until Ctrl-C
 //! `orderflow-local demo` start it, place the sample orders, print what happened, stop
+//! `orderflow-local render-asl DIR` write the state machines with the template's substitutions
 
 use orderflow_local::{demo, Options, Stack};
 
@@ -7,9 +8,36 @@ fn port(name: &str, default: u16) -> u16 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// Write each state machine definition with the template's substitutions (AWS-shaped ARNs and
+/// URLs, parameter defaults) to `dir`, for offline validators.
+fn render_asl(dir: &str) -> Result<(), String> {
+    let repo = Options::default().repo;
+    let mut t = orderflow_local::template::Template::load(&repo.join("infra/template.yaml"))?;
+    for q in t.queues()? {
+        t.queue_urls.insert(q.name.clone(), format!("https://sqs.us-east-1.amazonaws.com/123456789012/{}", q.name));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    for m in t.state_machines()? {
+        let raw = std::fs::read_to_string(&m.definition).map_err(|e| e.to_string())?;
+        let def = orderflow_local::template::substitute(&raw, &m.substitutions)?;
+        let out = std::path::Path::new(dir).join(format!("{}.asl.json", m.name));
+        std::fs::write(&out, def).map_err(|e| e.to_string())?;
+        println!("{}", out.display());
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() {
     let cmd = std::env::args().nth(1).unwrap_or_else(|| "up".into());
+    if cmd == "render-asl" {
+        let dir = std::env::args().nth(2).unwrap_or_else(|| "target/asl".into());
+        if let Err(e) = render_asl(&dir) {
+            eprintln!("render-asl: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let (edge, api, gw) = match cmd.as_str() {
         "up" => (port("EDGE_PORT", 4566), port("API_PORT", 3000), port("GATEWAY_PORT", 12111)),
         _ => (port("EDGE_PORT", 0), port("API_PORT", 0), port("GATEWAY_PORT", 0)),
