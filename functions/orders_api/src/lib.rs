@@ -171,10 +171,9 @@ async fn place_order(State(deps): State<AppState>, headers: HeaderMap, body: Byt
         }
         Claim::Won => {}
     }
+    // Every log line of this order's checkout carries its id.
     let span = tracing::info_span!("place_order", order_id = %order_id);
-    let _enter = span.enter();
-    drop(_enter);
-    match checkout(&deps, &order_id, &body).await {
+    match tracing::Instrument::instrument(checkout(&deps, &order_id, &body), span).await {
         Ok((status, value)) => {
             let text = value.to_string();
             if let Err(e) = deps.idempotency.complete(&key, status.as_u16(), &text).await {
