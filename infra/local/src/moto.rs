@@ -53,6 +53,19 @@ fn run(cmd: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
+const MOTO_WITH_WATCHDOG: &str = r#"
+import os, sys, threading, time
+parent = os.getppid()
+def watch():
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+threading.Thread(target=watch, daemon=True).start()
+sys.argv = ["moto_server"] + sys.argv[1:]
+from moto.server import main
+main()
+"#;
+
 pub struct Moto {
     pub child: Child,
     pub port: u16,
@@ -64,8 +77,10 @@ pub async fn start(venv: &Path, port: u16, edge_port: u16, log: &Path) -> Result
     let logfile = std::fs::File::create(log).map_err(|e| e.to_string())?;
     let child = // `python -m` rather than the bin/moto_server script: the venv is built in a temporary
     // directory and renamed into place, which leaves script shebangs pointing at the old path.
+    // The watchdog makes moto exit when this process is gone, however it ended (a test binary's
+    // static stack is never dropped, so kill_on_drop alone would leave moto running).
     Command::new(venv.join("bin/python"))
-        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-c", MOTO_WITH_WATCHDOG, "-H", "127.0.0.1", "-p", &port.to_string()])
         .env("MOTO_PORT", edge_port.to_string())
         .env("AWS_ACCESS_KEY_ID", "local")
         .env("AWS_SECRET_ACCESS_KEY", "local")
