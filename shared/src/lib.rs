@@ -11,6 +11,7 @@ pub mod lambda;
 pub mod money;
 pub mod ports;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use deps::Deps;
 pub use error::StepError;
