@@ -38,9 +38,6 @@ impl Secret {
     }
 }
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_default()
-}
 
 /// Every environment variable `Config::from_env` reads; infra/template.yaml must set each one
 /// (checked by tests/template_contract.rs). Secrets come as `*_SECRET_ARN` and are fetched at cold start.
@@ -103,22 +100,6 @@ impl Config {
     }
 
     pub fn from_env() -> Config {
-        Config {
-            orders_table: env("ORDERS_TABLE"),
-            inventory_table: env("INVENTORY_TABLE"),
-            idempotency_table: env("IDEMPOTENCY_TABLE"),
-            catalog_table: env("CATALOG_TABLE"),
-            velocity_table: env("VELOCITY_TABLE"),
-            notifications_queue_url: env("NOTIFICATIONS_QUEUE_URL"),
-            review_queue_url: env("REVIEW_QUEUE_URL"),
-            checkout_state_machine_arn: env("CHECKOUT_STATE_MACHINE_ARN"),
-            lifecycle_state_machine_arn: env("LIFECYCLE_STATE_MACHINE_ARN"),
-            sender_email: env("SENDER_EMAIL"),
-            gateway_base_url: env("GATEWAY_BASE_URL"),
-            gateway_api_key: Secret(env("GATEWAY_API_KEY")),
-            ops_api_token: Secret(env("OPS_API_TOKEN")),
-            aws_endpoint_url: std::env::var("AWS_ENDPOINT_URL").ok().filter(|s| !s.is_empty()),
-            region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
-        }
+        Config::from_lookup(|k| std::env::var(k).ok())
     }
 }

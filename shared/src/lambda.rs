@@ -55,3 +55,24 @@ where
 pub struct Done {
     pub done: bool,
 }
+
+/// Run `one` on every record of an SQS batch and report the failed ones (ReportBatchItemFailures):
+/// only those come back, after the visibility timeout, and end in the dead-letter queue if they
+/// keep failing.
+pub async fn for_each_sqs_record<F, Fut>(event: aws_lambda_events::event::sqs::SqsEvent, mut one: F) -> aws_lambda_events::event::sqs::SqsBatchResponse
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = Result<(), StepError>>,
+{
+    let mut resp = aws_lambda_events::event::sqs::SqsBatchResponse::default();
+    for rec in event.records {
+        let id = rec.message_id.clone().unwrap_or_default();
+        if let Err(e) = one(rec.body.unwrap_or_default()).await {
+            tracing::warn!(message_id = %id, error_type = e.error_type(), error = %e, "message failed; it will be retried");
+            let mut f = aws_lambda_events::event::sqs::BatchItemFailure::default();
+            f.item_identifier = id;
+            resp.batch_item_failures.push(f);
+        }
+    }
+    resp
+}

@@ -1,7 +1,7 @@
 //! SQS consumer of the review queue. The lifecycle workflow sends `{orderId, taskToken}` there and
 //! waits; this stores the token on the order so the operator endpoint can answer the workflow.
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use orderflow_shared::domain::order::TimelineEntry;
 use orderflow_shared::{Deps, StepError};
 use serde::Deserialize;
@@ -25,17 +25,7 @@ async fn one(deps: &Deps, body: &str) -> Result<(), StepError> {
 
 /// Reports partial batch failures: only the messages that failed come back.
 pub async fn handle(deps: &Deps, event: SqsEvent) -> Result<SqsBatchResponse, StepError> {
-    let mut resp = SqsBatchResponse::default();
-    for rec in event.records {
-        let id = rec.message_id.clone().unwrap_or_default();
-        if let Err(e) = one(deps, rec.body.as_deref().unwrap_or("")).await {
-            tracing::warn!(message_id = %id, error = %e, "review task failed");
-            let mut f = BatchItemFailure::default();
-            f.item_identifier = id;
-            resp.batch_item_failures.push(f);
-        }
-    }
-    Ok(resp)
+    Ok(orderflow_shared::lambda::for_each_sqs_record(event, |body| async move { one(deps, &body).await }).await)
 }
 
 pub async fn invoke(deps: &Deps, payload: serde_json::Value) -> Result<serde_json::Value, StepError> {

@@ -2,7 +2,7 @@
 //! it through SESv2. A once-marker per (order, kind) makes the email go out once however often the
 //! message is delivered or the confirm step ran (WF-5). Partial batch failures are reported (WF-4).
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use orderflow_shared::domain::order::{Order, TimelineEntry};
 use orderflow_shared::ports::OnceClaim;
 use orderflow_shared::{Deps, StepError};
@@ -88,17 +88,7 @@ async fn one(deps: &Deps, body: &str) -> Result<(), StepError> {
 }
 
 pub async fn handle(deps: &Deps, event: SqsEvent) -> Result<SqsBatchResponse, StepError> {
-    let mut resp = SqsBatchResponse::default();
-    for rec in event.records {
-        let id = rec.message_id.clone().unwrap_or_default();
-        if let Err(e) = one(deps, rec.body.as_deref().unwrap_or("")).await {
-            tracing::warn!(message_id = %id, error_type = e.error_type(), error = %e, "notification failed");
-            let mut f = BatchItemFailure::default();
-            f.item_identifier = id;
-            resp.batch_item_failures.push(f);
-        }
-    }
-    Ok(resp)
+    Ok(orderflow_shared::lambda::for_each_sqs_record(event, |body| async move { one(deps, &body).await }).await)
 }
 
 pub async fn invoke(deps: &Deps, payload: serde_json::Value) -> Result<serde_json::Value, StepError> {
