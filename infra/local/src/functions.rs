@@ -35,15 +35,6 @@ pub fn registry(deps: Arc<Deps>) -> BTreeMap<&'static str, Handler> {
     m
 }
 
-/// ASL placeholder name for a function: reserve_stock -> ReserveStockFunctionArn.
-pub fn placeholder(name: &str) -> String {
-    let camel: String = name.split('_').map(|p| {
-        let mut c = p.chars();
-        c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
-    }).collect();
-    format!("{camel}FunctionArn")
-}
-
 pub fn function_arn(name: &str) -> String {
     format!("arn:aws:lambda:us-east-1:123456789012:function:{name}")
 }

@@ -68,7 +68,6 @@ main()
 
 pub struct Moto {
     pub child: Child,
-    pub port: u16,
 }
 
 /// Start moto on `port`. `edge_port` goes in MOTO_PORT: moto's Step Functions engine sends its
@@ -105,5 +104,5 @@ pub async fn start(venv: &Path, port: u16, edge_port: u16, log: &Path) -> Result
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Ok(Moto { child, port })
+    Ok(Moto { child })
 }

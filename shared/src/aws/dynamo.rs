@@ -11,7 +11,7 @@ use crate::domain::pricing::{CatalogItem, RateTable};
 use crate::error::StepError;
 use crate::ports::*;
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, ReturnValue, Select, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, Select, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_attribute_value, to_item};
 use std::collections::{BTreeMap, HashMap};
@@ -621,5 +621,3 @@ impl VelocityCounter for DynamoVelocity {
     }
 }
 
-#[allow(dead_code)]
-fn _unused(_: ReturnValue) {}
