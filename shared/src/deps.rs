@@ -3,6 +3,7 @@
 use crate::aws::{dynamo::*, messaging::*, sdk_config, workflows::*};
 use crate::config::Config;
 use crate::domain::fraud::Policy;
+use crate::carrier::HttpCarrier;
 use crate::gateway::HttpGateway;
 use crate::ports::*;
 use std::sync::Arc;
@@ -20,6 +21,8 @@ pub struct Deps {
     pub mailer: Arc<dyn Mailer>,
     pub workflows: Arc<dyn Workflows>,
     pub gateway: Arc<dyn PaymentGateway>,
+    pub carrier: Arc<dyn Carrier>,
+    pub lookups: Arc<dyn Lookups>,
     pub fraud_policy: Policy,
 }
 
@@ -43,7 +46,8 @@ impl Deps {
             stock: Arc::new(DynamoInventory { client: ddb.clone(), table: config.inventory_table.clone() }),
             catalog: Arc::new(DynamoCatalog { client: ddb.clone(), table: config.catalog_table.clone() }),
             idempotency: idem.clone(),
-            once: idem,
+            once: idem.clone(),
+            lookups: idem,
             velocity: Arc::new(DynamoVelocity { client: ddb, table: config.velocity_table.clone() }),
             queue: Arc::new(SqsQueue { client: aws_sdk_sqs::Client::new(&sdk) }),
             mailer: Arc::new(SesMailer { client: aws_sdk_sesv2::Client::new(&sdk), from: config.sender_email.clone() }),
@@ -53,6 +57,7 @@ impl Deps {
                 lifecycle_arn: config.lifecycle_state_machine_arn.clone(),
             }),
             gateway: Arc::new(HttpGateway::new(&config.gateway_base_url, config.gateway_api_key.clone())),
+            carrier: Arc::new(HttpCarrier::new(&config.carrier_base_url, config.carrier_api_key.clone())),
             fraud_policy: Policy::default(),
             config,
         }

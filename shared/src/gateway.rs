@@ -4,7 +4,7 @@
 
 use crate::config::Secret;
 use crate::money::Money;
-use crate::ports::{Authorization, GatewayError, PaymentGateway};
+use crate::ports::{Authorization, Capture, GatewayError, PaymentGateway};
 use async_trait::async_trait;
 use serde_json::Value;
 use std::time::Duration;
@@ -66,6 +66,13 @@ pub fn authorize_key(order_id: &str) -> String {
 pub fn void_key(order_id: &str) -> String {
     format!("{order_id}:void")
 }
+pub fn capture_key(order_id: &str, shipment_id: &str) -> String {
+    format!("{order_id}:capture:{shipment_id}")
+}
+/// Releasing what is left of a hold after captures (the last shipment, or the hold guard).
+pub fn release_key(order_id: &str) -> String {
+    format!("{order_id}:release-remainder")
+}
 
 #[async_trait]
 impl PaymentGateway for HttpGateway {
@@ -111,5 +118,16 @@ impl PaymentGateway for HttpGateway {
             Err(GatewayError::Rejected { code, .. }) if code.ends_with(":canceled") => Ok("canceled".into()),
             Err(e) => Err(e),
         }
+    }
+
+    async fn capture(&self, intent_id: &str, amount: Money, final_capture: bool, idempotency_key: &str) -> Result<Capture, GatewayError> {
+        // Multicapture: every capture but the last keeps the rest of the hold (Stripe `final_capture`).
+        let form = [("amount_to_capture", amount.minor.to_string()), ("final_capture", final_capture.to_string())];
+        let pi = self.post(&format!("/v1/payment_intents/{intent_id}/capture"), &form, idempotency_key).await?;
+        Ok(Capture {
+            status: pi["status"].as_str().unwrap_or_default().to_string(),
+            amount_received: pi["amount_received"].as_i64().unwrap_or(0),
+            amount_capturable: pi["amount_capturable"].as_i64().unwrap_or(0),
+        })
     }
 }

@@ -2,11 +2,15 @@
 //! AWS adapters, the payment-gateway client, and the error vocabulary shared with the state machines.
 
 pub mod aws;
+pub mod carrier;
 pub mod config;
 pub mod deps;
+pub mod dispatch;
 pub mod domain;
 pub mod error;
 pub mod gateway;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod lambda;
 pub mod money;
 pub mod ports;

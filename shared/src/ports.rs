@@ -2,12 +2,13 @@
 //! sandbox-backed HTTP client for the gateway; handlers only see these traits.
 
 use crate::domain::fraud::FraudAssessment;
-use crate::domain::order::{Order, OrderStatus, PaymentRecord, StockShortage, TimelineEntry};
+use crate::domain::fulfillment::{Allocation, Network};
+use crate::domain::order::{Address, Dispatch, Order, OrderStatus, Parcel, PaymentRecord, Shipment, StockShortage, TimelineEntry};
 use crate::domain::pricing::{CatalogItem, RateTable};
 use crate::error::StepError;
 use crate::money::Money;
 use async_trait::async_trait;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 pub type Result<T> = std::result::Result<T, StepError>;
 
@@ -24,6 +25,27 @@ pub trait OrderRepository: Send + Sync {
     async fn record_fraud(&self, order_id: &str, fraud: &FraudAssessment, event: TimelineEntry) -> Result<()>;
     async fn record_shortage(&self, order_id: &str, shortage: &[StockShortage]) -> Result<()>;
     async fn record_review_token(&self, order_id: &str, token: &str) -> Result<()>;
+    async fn record_dispatches(&self, order_id: &str, dispatches: &[Dispatch], event: TimelineEntry) -> Result<()>;
+    /// Add a reported shipment while the order is CONFIRMED or PARTIALLY_SHIPPED. Never overwrites.
+    async fn add_shipment(&self, order_id: &str, shipment: &Shipment) -> Result<AddShipment>;
+    async fn remove_shipment(&self, order_id: &str, shipment_id: &str) -> Result<()>;
+    /// Set fields of one shipment (`shipments.<id>.<field>`), optionally appending a timeline event.
+    async fn update_shipment(&self, order_id: &str, shipment_id: &str, fields: Vec<(&str, serde_json::Value)>, event: Option<TimelineEntry>) -> Result<()>;
+    /// Record a shipment's capture and add it to `payment.captured_minor`, once. false = recorded before.
+    async fn record_capture(&self, order_id: &str, shipment_id: &str, amount: Money, event: TimelineEntry) -> Result<bool>;
+    /// Set fields of `payment` (`payment.<field>`).
+    async fn update_payment(&self, order_id: &str, fields: Vec<(&str, serde_json::Value)>, event: Option<TimelineEntry>) -> Result<()>;
+    /// Apply a carrier status to a shipment only if it moves forward (see fulfillment::tracking_advances).
+    async fn apply_tracking(&self, order_id: &str, shipment_id: &str, status: &str, updated_at: &str, event: TimelineEntry) -> Result<bool>;
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AddShipment {
+    Added,
+    /// A shipment with this id is already recorded (returned as stored).
+    Exists(Box<Shipment>),
+    /// The order is not in a status that ships.
+    NotShippable(OrderStatus),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,11 +56,55 @@ pub enum Reservation {
     Short(Vec<StockShortage>),
 }
 
+/// Network-wide counts of one SKU. Conservation (INV-2): available + reserved + shipped == received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StockLevel {
     pub available: i64,
     pub reserved: i64,
+    pub shipped: i64,
+    pub received: i64,
 }
+
+/// One SKU at one warehouse: free units, units allocated to routed orders, units shipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WarehouseStock {
+    pub available: i64,
+    pub allocated: i64,
+    pub shipped: i64,
+    pub reorder_point: i64,
+    pub reorder_quantity: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllocateOutcome {
+    /// The plan is recorded (now, or by an earlier run: then the stored plan is returned).
+    Routed(Vec<Allocation>),
+    /// A warehouse no longer has what the plan assumed: read again and re-plan.
+    Stale,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShipOutcome {
+    /// What this shipment is charged, fixed when its stock left the books.
+    pub amount_minor: i64,
+    /// Every unit of the order has now shipped.
+    pub order_complete: bool,
+    /// Units of this warehouse's share not shipped yet.
+    pub open_here: i64,
+    pub fresh: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationState {
+    pub status: String,
+    pub lines: BTreeMap<String, i64>,
+    pub allocations: Vec<Allocation>,
+    /// `<sku>@<warehouse>` -> units shipped.
+    pub shipped: BTreeMap<String, i64>,
+}
+
+/// Prices a shipment given the units of each SKU shipped before it (fulfillment::shipment_amount).
+pub type Charge<'a> = &'a (dyn Fn(&BTreeMap<String, i64>) -> i64 + Send + Sync);
 
 #[async_trait]
 pub trait StockLedger: Send + Sync {
@@ -47,8 +113,27 @@ pub trait StockLedger: Send + Sync {
     /// Give back what the order reserved, once. Returns true if this call released it.
     async fn release(&self, order_id: &str) -> Result<bool>;
     async fn level(&self, sku: &str) -> Result<Option<StockLevel>>;
-    /// Set a SKU's available count (seeding and receiving stock).
-    async fn put_level(&self, sku: &str, available: i64) -> Result<()>;
+    /// Units arriving at a warehouse (initial stock, a delivery). Once per `receipt_key`.
+    async fn receive(&self, sku: &str, warehouse: &str, quantity: i64, receipt_key: &str) -> Result<bool>;
+    async fn set_reorder(&self, sku: &str, warehouse: &str, point: i64, quantity: i64) -> Result<()>;
+    /// warehouse -> sku -> stock, for the given SKUs at every listed warehouse.
+    async fn warehouse_stock(&self, skus: &[String], warehouses: &[String]) -> Result<HashMap<String, HashMap<String, WarehouseStock>>>;
+    /// Move the order's reservation into the planned warehouses (routing). Idempotent per order.
+    async fn allocate(&self, order_id: &str, plan: &[Allocation]) -> Result<AllocateOutcome>;
+    async fn reservation(&self, order_id: &str) -> Result<Option<ReservationState>>;
+    /// Units leave a warehouse for a shipment: allocated -> shipped, reserved -> shipped. Once per shipment.
+    async fn ship(&self, order_id: &str, shipment_id: &str, warehouse: &str, lines: &BTreeMap<String, i64>, charge: Charge<'_>) -> Result<ShipOutcome>;
+    /// Open a purchase order for the SKU at the warehouse unless one is open. Some(id) = opened now.
+    async fn open_purchase_order(&self, sku: &str, warehouse: &str, quantity: i64) -> Result<Option<String>>;
+    /// Receive a purchase order's units (the PO closes, stock goes up). false = received before.
+    async fn receive_purchase_order(&self, po_id: &str, sku: &str, warehouse: &str, quantity: i64) -> Result<ReceiveOutcome>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReceiveOutcome {
+    Received,
+    AlreadyReceived,
+    UnknownPurchaseOrder,
 }
 
 #[async_trait]
@@ -57,6 +142,15 @@ pub trait Catalog: Send + Sync {
     async fn rates(&self) -> Result<RateTable>;
     async fn put_item(&self, item: &CatalogItem) -> Result<()>;
     async fn put_rates(&self, rates: &RateTable) -> Result<()>;
+    async fn network(&self) -> Result<Network>;
+    async fn put_network(&self, network: &Network) -> Result<()>;
+}
+
+/// Small key -> JSON lookups (a tracking code -> its order and shipment).
+#[async_trait]
+pub trait Lookups: Send + Sync {
+    async fn put_lookup(&self, key: &str, value: &serde_json::Value) -> Result<()>;
+    async fn get_lookup(&self, key: &str) -> Result<Option<serde_json::Value>>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +203,8 @@ pub trait VelocityCounter: Send + Sync {
 #[async_trait]
 pub trait Queue: Send + Sync {
     async fn send(&self, queue_url: &str, body: &serde_json::Value) -> Result<()>;
+    /// Deliver after `delay_seconds` (SQS caps this at 900).
+    async fn send_delayed(&self, queue_url: &str, body: &serde_json::Value, delay_seconds: i32) -> Result<()>;
 }
 
 #[async_trait]
@@ -130,6 +226,7 @@ pub trait Workflows: Send + Sync {
     async fn run_checkout(&self, order_id: &str, input: &serde_json::Value) -> Result<SyncExecution>;
     /// Start the Standard lifecycle execution named by the order id. false = it already existed (WF-1).
     async fn start_lifecycle(&self, order_id: &str, input: &serde_json::Value) -> Result<bool>;
+    /// Err(InvalidState) when the token is no longer waiting (used, timed out, execution over).
     async fn send_task_success(&self, token: &str, output: &serde_json::Value) -> Result<()>;
 }
 
@@ -159,4 +256,42 @@ pub trait PaymentGateway: Send + Sync {
     async fn authorize(&self, order_id: &str, amount: Money, payment_method: &str, idempotency_key: &str) -> std::result::Result<Authorization, GatewayError>;
     /// Release a hold. Voiding an already-canceled intent is success.
     async fn void(&self, intent_id: &str, idempotency_key: &str) -> std::result::Result<String, GatewayError>;
+    /// Capture part of a hold. `final_capture` = false keeps the rest held for later shipments.
+    async fn capture(&self, intent_id: &str, amount: Money, final_capture: bool, idempotency_key: &str) -> std::result::Result<Capture, GatewayError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capture {
+    pub status: String,
+    pub amount_received: i64,
+    pub amount_capturable: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelRequest {
+    /// Our shipment id, printed on the label and echoed by the carrier.
+    pub reference: String,
+    pub from: Address,
+    pub to: Address,
+    pub parcel: Parcel,
+    pub weight_grams: u32,
+    /// The order's shipping method (standard, express).
+    pub service_level: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    pub carrier_shipment_id: String,
+    pub carrier: String,
+    pub service: String,
+    pub tracking_code: String,
+    pub label_url: String,
+    pub tracking_url: String,
+}
+
+#[async_trait]
+pub trait Carrier: Send + Sync {
+    /// Buy a label for a parcel. The idempotency key is derived from our shipment id, so a replay
+    /// never buys a second label.
+    async fn buy_label(&self, request: &LabelRequest, idempotency_key: &str) -> std::result::Result<Label, GatewayError>;
 }

@@ -59,7 +59,11 @@ impl Harness {
         let sku = format!("T-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]).to_uppercase();
         let item = CatalogItem { sku: sku.clone(), name: format!("Test item {sku}"), unit_price_minor: price_minor, weight_grams: 100, active: true };
         self.stack.deps.catalog.put_item(&item).await.expect("catalog put");
-        self.stack.deps.stock.put_level(&sku, stock).await.expect("stock put");
+        if stock > 0 {
+            self.stack.deps.stock.receive(&sku, "wh-east", stock, &format!("seed:{sku}:wh-east")).await.expect("stock put");
+        } else {
+            self.stack.deps.stock.set_reorder(&sku, "wh-east", 0, 0).await.expect("stock put");
+        }
         sku
     }
 

@@ -30,6 +30,10 @@ pub async fn handle(deps: &Deps, input: OrderRef) -> Result<Authorized, StepErro
                 capture_before: auth.capture_before,
                 risk_level: auth.risk_level.clone(),
                 card_fingerprint: auth.card_fingerprint,
+                captured_minor: 0,
+                settled: None,
+                gateway_status: None,
+                gateway_received_minor: None,
             };
             let ev = TimelineEntry::now("payment_authorized", Some(format!("hold of {} ({})", total.display(), auth.intent_id)));
             deps.orders.record_payment(&order.order_id, &record, Some(ev)).await?;

@@ -39,33 +39,12 @@ pub fn router(deps: AppState) -> Router {
         .with_state(deps)
 }
 
-/// Feed an API Gateway (HTTP API v2) event through the router exactly as lambda_http does on AWS.
-/// The local stack uses this so its HTTP port exercises the same event shape and conversion.
+/// Feed an API Gateway (HTTP API v2) event through the router (the local stack's API port).
 pub async fn invoke_apigw(deps: AppState, payload: Value) -> Result<Value, StepError> {
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-    let request: lambda_http::request::LambdaRequest = serde_json::from_value(payload).map_err(|e| StepError::InvalidInput(format!("not an API Gateway event: {e}")))?;
-    // The same conversion lambda_http::run applies on AWS (event -> http::Request).
-    let http_request: lambda_http::Request = request.into();
-    let response = router(deps).oneshot(http_request).await.map_err(|e| StepError::Internal(format!("router: {e:?}")))?;
-    let (parts, body) = response.into_parts();
-    let bytes = body.collect().await.map_err(|e| StepError::Internal(format!("response body: {e}")))?.to_bytes();
-    let headers: serde_json::Map<String, Value> = parts.headers.iter().map(|(k, v)| (k.as_str().to_string(), json!(v.to_str().unwrap_or("")))).collect();
-    Ok(json!({
-        "statusCode": parts.status.as_u16(),
-        "headers": headers,
-        "body": String::from_utf8_lossy(&bytes),
-        "isBase64Encoded": false
-    }))
+    orderflow_shared::http::invoke_apigw(router(deps), payload).await
 }
 
-pub fn error(status: StatusCode, code: &str, message: &str, field: Option<&str>) -> Response {
-    let mut e = json!({"code": code, "message": message});
-    if let Some(f) = field {
-        e["field"] = json!(f);
-    }
-    (status, axum::Json(json!({ "error": e }))).into_response()
-}
+pub use orderflow_shared::http::error;
 
 fn invalid(i: Invalid) -> (StatusCode, Value) {
     let mut e = json!({"code": i.code, "message": i.message});
@@ -120,6 +99,21 @@ pub fn customer_view(order: &Order) -> Value {
         "created_at": order.created_at,
         "updated_at": order.updated_at,
     });
+    if !order.shipments.is_empty() {
+        v["shipments"] = json!(order
+            .shipments
+            .values()
+            .map(|s| json!({
+                "shipment_id": s.shipment_id,
+                "lines": s.lines.iter().map(|l| json!({"sku": l.sku, "quantity": l.quantity})).collect::<Vec<_>>(),
+                "carrier": s.carrier, "tracking_code": s.tracking_code, "tracking_url": s.tracking_url,
+                "tracking_status": s.tracking_status,
+            }))
+            .collect::<Vec<_>>());
+    }
+    if let Some(p) = order.payment.as_ref().filter(|p| p.captured_minor > 0) {
+        v["charged"] = money_json(&orderflow_shared::money::Money::new(p.captured_minor, p.amount_authorized.currency));
+    }
     if order.status == OrderStatus::OutOfStock {
         v["out_of_stock"] = json!(order.stock_shortage.iter().map(|s| json!({"sku": s.sku, "requested": s.requested, "available": s.available})).collect::<Vec<_>>());
     }
@@ -128,7 +122,8 @@ pub fn customer_view(order: &Order) -> Value {
 
 fn decision_status(status: OrderStatus) -> StatusCode {
     match status {
-        OrderStatus::Confirmed => StatusCode::CREATED,
+        // An order confirmed at checkout that a replay finds already further along is still "created".
+        OrderStatus::Confirmed | OrderStatus::PartiallyShipped | OrderStatus::Shipped | OrderStatus::Delivered | OrderStatus::PartiallyFulfilled => StatusCode::CREATED,
         OrderStatus::UnderReview | OrderStatus::Pending => StatusCode::ACCEPTED,
         OrderStatus::Declined | OrderStatus::Rejected => StatusCode::PAYMENT_REQUIRED,
         OrderStatus::OutOfStock => StatusCode::CONFLICT,
@@ -238,6 +233,8 @@ async fn checkout(deps: &Deps, order_id: &str, body: &[u8]) -> Result<(StatusCod
         fraud: None,
         stock_shortage: vec![],
         review_task_token: None,
+        dispatches: vec![],
+        shipments: Default::default(),
         timeline: vec![TimelineEntry::now("order_received", None)],
         created_at: now.clone(),
         updated_at: now,

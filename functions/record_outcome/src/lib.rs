@@ -48,9 +48,10 @@ pub struct Outcome {
 }
 
 pub const CANCELLATION: &str = "order_cancelled";
+pub const PARTIAL: &str = "order_partially_fulfilled";
 
 pub async fn handle(deps: &Deps, input: Input) -> Result<Outcome, StepError> {
-    if !input.outcome.is_terminal_failure() {
+    if !input.outcome.is_recordable_outcome() {
         return Err(StepError::InvalidInput(format!("{} is not a failure outcome", input.outcome.as_str())));
     }
     let reason = match (&input.reason, &input.error) {
@@ -68,7 +69,8 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Outcome, StepError> {
         }
     }
     if input.notify_customer {
-        deps.queue.send(&deps.config.notifications_queue_url, &serde_json::json!({"orderId": input.order_id, "kind": CANCELLATION})).await?;
+        let kind = if input.outcome == OrderStatus::PartiallyFulfilled { PARTIAL } else { CANCELLATION };
+        deps.queue.send(&deps.config.notifications_queue_url, &serde_json::json!({"orderId": input.order_id, "kind": kind})).await?;
     }
     tracing::info!(status = input.outcome.as_str(), %reason, "order ended");
     Ok(Outcome { status: input.outcome, reason })

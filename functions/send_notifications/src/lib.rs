@@ -13,6 +13,24 @@ use serde::Deserialize;
 pub struct Notification {
     pub order_id: String,
     pub kind: String,
+    /// For parcel emails (order_shipped, tracking_update).
+    #[serde(default)]
+    pub shipment_id: Option<String>,
+    /// For tracking_update: the carrier status being told.
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+impl Notification {
+    /// One email per order, kind, parcel and status, however often the message comes (WF-5).
+    pub fn marker(&self) -> String {
+        let mut m = format!("email:{}:{}", self.order_id, self.kind);
+        for part in [&self.shipment_id, &self.status].into_iter().flatten() {
+            m.push(':');
+            m.push_str(part);
+        }
+        m
+    }
 }
 
 pub struct Email {
@@ -22,7 +40,8 @@ pub struct Email {
 
 /// The emails we know how to write. Unknown kinds are poison messages: they fail, and after the
 /// receive limit land in the dead-letter queue where the alarm sees them.
-pub fn render(kind: &str, order: &Order) -> Option<Email> {
+pub fn render(n: &Notification, order: &Order) -> Option<Email> {
+    let kind = n.kind.as_str();
     let lines: String = order
         .lines
         .iter()
@@ -53,6 +72,60 @@ pub fn render(kind: &str, order: &Order) -> Option<Email> {
                 id = order.order_id,
             ),
         }),
+        "order_shipped" => {
+            let s = order.shipments.get(n.shipment_id.as_deref()?)?;
+            let parcel: String = s.lines.iter().map(|l| format!("  {} x {}\n", l.quantity, l.sku)).collect();
+            Some(Email {
+                subject: format!("Your order {} has shipped", order.order_id),
+                text: format!(
+                    "Hello {name},\n\nGood news: a parcel of your order {id} is on its way.\n\n{parcel}\nCarrier: {carrier}\nTracking number: {code}\nTrack it: {url}\n\nCharged for this parcel: {amount}\n",
+                    name = order.shipping_address.name,
+                    id = order.order_id,
+                    carrier = s.carrier.as_deref().unwrap_or("-"),
+                    code = s.tracking_code.as_deref().unwrap_or("-"),
+                    url = s.tracking_url.as_deref().unwrap_or("-"),
+                    amount = s.captured.or(s.amount).map(|m| m.display()).unwrap_or_default(),
+                ),
+            })
+        }
+        "tracking_update" => {
+            let s = order.shipments.get(n.shipment_id.as_deref()?)?;
+            let (subject, what) = match n.status.as_deref()? {
+                "out_for_delivery" => ("is out for delivery", "is out for delivery today"),
+                "available_for_pickup" => ("is ready for pickup", "is waiting for you at the carrier's pickup point"),
+                "delivered" => ("was delivered", "was delivered"),
+                "failure" => ("has a delivery problem", "could not be delivered; the carrier will try again or contact you"),
+                "return_to_sender" => ("is being returned", "is being returned to us; we will contact you about a refund or a new delivery"),
+                _ => return None,
+            };
+            Some(Email {
+                subject: format!("Your parcel {subject} (order {})", order.order_id),
+                text: format!(
+                    "Hello {name},\n\nYour parcel {code} of order {id} {what}.\nTrack it: {url}\n",
+                    name = order.shipping_address.name,
+                    code = s.tracking_code.as_deref().unwrap_or("-"),
+                    id = order.order_id,
+                    url = s.tracking_url.as_deref().unwrap_or("-"),
+                ),
+            })
+        }
+        "feedback_request" => Some(Email {
+            subject: format!("How was your order {}?", order.order_id),
+            text: format!("Hello {},\n\nYour order {} has arrived. We would love to hear how it went: just reply to this email.\n", order.shipping_address.name, order.order_id),
+        }),
+        "order_partially_fulfilled" => {
+            let shipped: i64 = order.shipments.values().flat_map(|s| s.lines.iter().map(|l| l.quantity)).sum();
+            let ordered: i64 = order.lines.iter().map(|l| l.quantity).sum();
+            let charged = order.payment.as_ref().map(|p| orderflow_shared::money::Money::new(p.captured_minor, p.amount_authorized.currency).display()).unwrap_or_default();
+            Some(Email {
+                subject: format!("Part of your order {} could not be shipped", order.order_id),
+                text: format!(
+                    "Hello {name},\n\nWe shipped {shipped} of the {ordered} items of your order {id} but could not ship the rest. You were charged {charged} for what shipped; the rest of the payment authorization has been released.\n",
+                    name = order.shipping_address.name,
+                    id = order.order_id,
+                ),
+            })
+        }
         _ => None,
     }
 }
@@ -61,7 +134,7 @@ async fn one(deps: &Deps, body: &str) -> Result<(), StepError> {
     let n: Notification = serde_json::from_str(body).map_err(|e| StepError::InvalidInput(format!("notification message: {e}")))?;
     let span = tracing::info_span!("notification", order_id = %n.order_id, kind = %n.kind);
     let _g = span.enter();
-    let marker = format!("email:{}:{}", n.order_id, n.kind);
+    let marker = n.marker();
     match deps.once.begin(&marker).await? {
         OnceClaim::AlreadyDone => {
             tracing::info!("already sent; skipping duplicate");
@@ -72,7 +145,7 @@ async fn one(deps: &Deps, body: &str) -> Result<(), StepError> {
     }
     let result = async {
         let order = deps.orders.get(&n.order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {} not found", n.order_id)))?;
-        let email = render(&n.kind, &order).ok_or_else(|| StepError::InvalidInput(format!("unknown notification kind '{}'", n.kind)))?;
+        let email = render(&n, &order).ok_or_else(|| StepError::InvalidInput(format!("unknown notification kind '{}'", n.kind)))?;
         let message_id = deps.mailer.send(&order.customer_email, &email.subject, &email.text).await?;
         deps.once.finish(&marker).await?;
         deps.orders.append_timeline(&n.order_id, TimelineEntry::now("email_sent", Some(n.kind.clone()))).await?;

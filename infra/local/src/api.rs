@@ -12,8 +12,36 @@ use base64::Engine;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
-pub fn router(edge: Arc<Edge>) -> Router {
-    Router::new().fallback(handle).with_state(edge)
+/// (path template segments, function) from infra/openapi.yaml's integrations, so the local API
+/// routes exactly as API Gateway would.
+pub type Routes = Arc<Vec<(Vec<String>, String)>>;
+
+pub fn routes(openapi: &std::path::Path, template: &crate::template::Template) -> Result<Routes, String> {
+    let text = std::fs::read_to_string(openapi).map_err(|e| format!("{}: {e}", openapi.display()))?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", openapi.display()))?;
+    let mut out = Vec::new();
+    for (path, ops) in doc["paths"].as_mapping().ok_or("openapi: no paths")? {
+        let path = path.as_str().unwrap_or_default();
+        for (_, op) in ops.as_mapping().into_iter().flatten() {
+            let uri = op["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"].as_str().unwrap_or_default();
+            let logical = uri.split("${").find(|r| r.contains(".Arn}")).and_then(|r| r.split(".Arn}").next()).ok_or_else(|| format!("openapi {path}: no function in the integration uri"))?;
+            let binary = template.function_binary(logical).ok_or_else(|| format!("openapi {path}: {logical} is not a function of the template"))?;
+            out.push((path.trim_matches('/').split('/').map(String::from).collect(), binary));
+        }
+    }
+    Ok(Arc::new(out))
+}
+
+fn function_for(routes: &Routes, path: &str) -> Option<String> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    routes
+        .iter()
+        .find(|(tpl, _)| tpl.len() == segs.len() && tpl.iter().zip(&segs).all(|(t, s)| t.starts_with('{') || t == s))
+        .map(|(_, f)| f.clone())
+}
+
+pub fn router(edge: Arc<Edge>, routes: Routes) -> Router {
+    Router::new().fallback(handle).with_state((edge, routes))
 }
 
 pub fn to_event(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Value {
@@ -53,9 +81,13 @@ pub fn to_event(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) ->
     ev
 }
 
-async fn handle(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(State((edge, routes)): State<(Arc<Edge>, Routes)>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(function) = function_for(&routes, uri.path()) else {
+        // API Gateway's own answer to a route it does not have.
+        return (StatusCode::NOT_FOUND, [("content-type", "application/json")], r#"{"message":"Not Found"}"#).into_response();
+    };
     let event = to_event(&method, &uri, &headers, &body);
-    match edge.invoke("orders_api", event).await {
+    match edge.invoke(&function, event).await {
         Ok(resp) => from_response_event(&resp),
         // API Gateway answers a function error with 500 {"message":"Internal Server Error"}.
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, [("content-type", "application/json")], r#"{"message":"Internal Server Error"}"#).into_response(),

@@ -146,8 +146,19 @@ pub async fn run(stack: &Stack) -> Result<(), String> {
     let mut check = |what: &str, ok: bool| checks.push((what.to_string(), ok));
 
     let happy = post_order(&http, api, Some(&key("happy")), order_body(&email("happy"), &[("MUG-BLUE", 2), ("TEE-M", 1)], "pm_card_visa").to_string().as_bytes()).await;
-    let (st, mails) = show(stack, &http, "1. Happy path: confirmed, held, confirmation email", &happy, 1).await;
-    check("happy path is CONFIRMED with one email", happy.status == 201 && st == "CONFIRMED" && mails == 1);
+    println!("\n=== 1. Happy path: POST /orders -> confirmed -> warehouse ships -> label -> capture -> carrier tracking -> DELIVERED ===");
+    println!("POST /orders -> HTTP {}  status={}", happy.status, happy.body["status"]);
+    let delivered = wait_for_status(&http, api, &happy.order_id(), &happy.token(), "DELIVERED", Duration::from_secs(90)).await;
+    // confirmation, shipped, out for delivery, delivered, feedback request
+    let (st, mails) = show(stack, &http, "1. (continued) the order's whole journey", &happy, 5).await;
+    let total = happy.body["totals"]["total"].as_i64().unwrap_or(-1);
+    let intents = stack.gateway.intents_for_order(&happy.order_id());
+    let received: i64 = intents.iter().map(|pi| pi["amount_received"].as_i64().unwrap_or(0)).sum();
+    println!("  captured at the gateway: {received} of the {total} held (minor units); the customer sees charged = {}", delivered["charged"]);
+    for sh in delivered["shipments"].as_array().cloned().unwrap_or_default() {
+        println!("  parcel {}: {} {} -> {}", sh["shipment_id"], sh["carrier"], sh["tracking_code"], sh["tracking_status"]);
+    }
+    check("happy path reaches DELIVERED, captured = order total, 5 emails", happy.status == 201 && st == "DELIVERED" && received == total && delivered["charged"] == total && mails == 5);
 
     let declined = post_order(&http, api, Some(&key("declined")), order_body(&email("declined"), &[("LAMP-01", 1)], "pm_card_chargeDeclinedInsufficientFunds").to_string().as_bytes()).await;
     let (st, mails) = show(stack, &http, "2. Card declined: stock released, no email", &declined, 0).await;
@@ -166,9 +177,9 @@ pub async fn run(stack: &Stack) -> Result<(), String> {
     println!("POST /orders -> HTTP {}  status={}", reviewed.status, reviewed.body["status"]);
     let (st, _) = review(&http, stack, &reviewed.order_id(), "approve").await;
     println!("POST /ops/orders/{}/review approve -> HTTP {st}", reviewed.order_id());
-    wait_for_status(&http, api, &reviewed.order_id(), &reviewed.token(), "CONFIRMED", Duration::from_secs(15)).await;
-    let (st, mails) = show(stack, &http, "5. (continued) after approval", &reviewed, 1).await;
-    check("reviewed order waits UNDER_REVIEW, then CONFIRMED with one email", reviewed.status == 202 && st == "CONFIRMED" && mails == 1);
+    wait_for_status(&http, api, &reviewed.order_id(), &reviewed.token(), "DELIVERED", Duration::from_secs(60)).await;
+    let (st, mails) = show(stack, &http, "5. (continued) after approval it is fulfilled like any other", &reviewed, 5).await;
+    check("reviewed order waits UNDER_REVIEW, then is confirmed and delivered", reviewed.status == 202 && st == "DELIVERED" && mails == 5);
 
     let replay = post_order(&http, api, Some(&key("happy")), order_body(&email("happy"), &[("MUG-BLUE", 2), ("TEE-M", 1)], "pm_card_visa").to_string().as_bytes()).await;
     println!("\n=== 6. The storefront retries order 1 with the same Idempotency-Key ===");

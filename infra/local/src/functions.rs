@@ -26,11 +26,16 @@ macro_rules! register {
 /// Function name -> handler. The names are the Lambda function names used in ARNs.
 pub fn registry(deps: Arc<Deps>) -> BTreeMap<&'static str, Handler> {
     let mut m: BTreeMap<&'static str, Handler> = BTreeMap::new();
-    register!(m, deps, reserve_stock, release_stock, authorize_payment, void_payment, score_fraud, confirm_order, hold_for_review, record_outcome, send_notifications, record_review_task);
+    register!(m, deps, reserve_stock, release_stock, authorize_payment, void_payment, score_fraud, confirm_order, hold_for_review, record_outcome, send_notifications, record_review_task, route_shipments, ship_stock, buy_label, capture_payment, settle_payment, apply_webhook_events);
     let d = deps.clone();
     m.insert("orders_api", Arc::new(move |v: Value| -> BoxFut {
         let d = d.clone();
         Box::pin(async move { orders_api::invoke_apigw(d, v).await })
+    }) as Handler);
+    let d = deps.clone();
+    m.insert("partner_api", Arc::new(move |v: Value| -> BoxFut {
+        let d = d.clone();
+        Box::pin(async move { partner_api::invoke_apigw(d, v).await })
     }) as Handler);
     m
 }

@@ -16,7 +16,9 @@ pub mod functions;
 pub mod moto;
 pub mod provision;
 pub mod pumps;
+pub mod sandbox_carrier;
 pub mod sandbox_gateway;
+pub mod sandbox_warehouse;
 pub mod template;
 
 use edge::{Call, Edge};
@@ -37,6 +39,12 @@ pub struct Options {
     pub ops_token: String,
     /// Overrides the template's ReviewTimeoutSeconds parameter.
     pub review_timeout_seconds: u64,
+    /// Overrides the template's WarehouseTimeoutSeconds parameter (how long a dispatch waits).
+    pub warehouse_timeout_seconds: u64,
+    /// Sandbox warehouses ship every pick list at once (demo) or leave them to the caller (tests).
+    pub warehouse_auto: bool,
+    /// Sandbox carrier walks each parcel to delivered with this step (demo), or waits for commands.
+    pub carrier_auto_walk: Option<std::time::Duration>,
     pub log_dir: PathBuf,
 }
 
@@ -52,6 +60,9 @@ impl Default for Options {
             gateway_port: 0,
             ops_token: "ops_local_token".into(),
             review_timeout_seconds: 3 * 86_400,
+            warehouse_timeout_seconds: 60,
+            warehouse_auto: false,
+            carrier_auto_walk: None,
         }
     }
 }
@@ -63,6 +74,8 @@ pub struct Stack {
     pub moto_url: String,
     pub edge: Arc<Edge>,
     pub gateway: Arc<sandbox_gateway::Gateway>,
+    pub carrier: Arc<sandbox_carrier::Carrier>,
+    pub warehouses: Arc<sandbox_warehouse::Warehouses>,
     pub deps: Arc<Deps>,
     pub moto_sfn: aws_sdk_sfn::Client,
     pub moto_sqs: aws_sdk_sqs::Client,
@@ -109,11 +122,14 @@ impl Stack {
         let (edge_listener, edge_port) = bind(opts.edge_port).await?;
         let (api_listener, api_port) = bind(opts.api_port).await?;
         let (gw_listener, gw_port) = bind(opts.gateway_port).await?;
+        let (carrier_listener, carrier_port) = bind(0).await?;
         let moto_port = free_port();
         let moto = moto::start(&venv, moto_port, edge_port, &opts.log_dir.join(format!("moto-{moto_port}.log"))).await?;
         let moto_url = format!("http://127.0.0.1:{moto_port}");
         let edge_url = format!("http://127.0.0.1:{edge_port}");
         let gateway_url = format!("http://127.0.0.1:{gw_port}");
+        let carrier_url = format!("http://127.0.0.1:{carrier_port}");
+        let api_url = format!("http://127.0.0.1:{api_port}");
 
         // Provisioning and the event-source pumps talk to moto directly: they are AWS's own work,
         // not calls an order pays for, so the edge's call log stays per-order.
@@ -124,6 +140,9 @@ impl Stack {
             // moto runs a hundred concurrent executions ~10x slower than AWS on 2 cores (its engine
             // threads compete for one Python process); give each Lambda task room there.
             ("LambdaTaskTimeoutSeconds".to_string(), "120".to_string()),
+            ("CarrierBaseUrl".to_string(), carrier_url.clone()),
+            ("WarehouseTimeoutSeconds".to_string(), opts.warehouse_timeout_seconds.to_string()),
+            ("FeedbackDelaySeconds".to_string(), "1".to_string()),
         ]);
         let p = provision::provision(&moto_sdk, &opts.repo, params).await?;
         let deps = Arc::new(Deps::from_config(provision::config(&p, &edge_url, &opts.ops_token)).await);
@@ -143,11 +162,22 @@ impl Stack {
             transactional_tables: Mutex::new(Default::default()),
         });
         let gateway = Arc::new(sandbox_gateway::Gateway::default());
+        let carrier = Arc::new(sandbox_carrier::Carrier::new(opts.carrier_auto_walk));
+        *carrier.webhook_url.lock().unwrap() = format!("{api_url}/webhooks/carrier");
+        let warehouses = Arc::new(sandbox_warehouse::Warehouses::new(opts.warehouse_auto));
+        *warehouses.api_url.lock().unwrap() = api_url.clone();
+        let routes = api::routes(&opts.repo.join("infra/openapi.yaml"), &p.template)?;
         let mut tasks = vec![
             serve(edge_listener, edge::router(edge.clone())),
-            serve(api_listener, api::router(edge.clone())),
+            serve(api_listener, api::router(edge.clone(), routes)),
             serve(gw_listener, sandbox_gateway::router(gateway.clone())),
+            serve(carrier_listener, sandbox_carrier::router(carrier.clone())),
         ];
+        for (logical, url) in &p.queue_urls {
+            if logical.starts_with("Warehouse") && !logical.contains("DeadLetter") {
+                tasks.push(sandbox_warehouse::spawn(warehouses.clone(), moto_sqs.clone(), url.clone()));
+            }
+        }
         // Lambda's SQS event source mappings, as the template declares them.
         for f in p.template.functions() {
             if let Some(queue) = f.sqs_source {
@@ -158,12 +188,14 @@ impl Stack {
             }
         }
         Ok(Stack {
-            api_url: format!("http://127.0.0.1:{api_port}"),
+            api_url,
             edge_url,
             gateway_url,
             moto_url,
             edge,
             gateway,
+            carrier,
+            warehouses,
             deps,
             moto_sfn,
             moto_sqs,

@@ -42,7 +42,17 @@ async fn main() {
         "up" => (port("EDGE_PORT", 4566), port("API_PORT", 3000), port("GATEWAY_PORT", 12111)),
         _ => (port("EDGE_PORT", 0), port("API_PORT", 0), port("GATEWAY_PORT", 0)),
     };
-    let opts = Options { edge_port: edge, api_port: api, gateway_port: gw, ..Options::default() };
+    // `up` and `demo` run the sandbox warehouses and carrier on their own: pick lists are shipped
+    // at once and parcels walk to delivered, so an order goes all the way without a hand on it.
+    let opts = Options {
+        edge_port: edge,
+        api_port: api,
+        gateway_port: gw,
+        warehouse_auto: true,
+        carrier_auto_walk: Some(std::time::Duration::from_millis(400)),
+        warehouse_timeout_seconds: 600,
+        ..Options::default()
+    };
     let log = opts.log_dir.join("functions.log");
     std::fs::create_dir_all(&opts.log_dir).ok();
     let _ = orderflow_shared::telemetry::init_to_file(&log);

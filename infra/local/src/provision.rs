@@ -6,6 +6,7 @@ use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement
 use aws_sdk_sfn::types::StateMachineType;
 use aws_sdk_sqs::types::QueueAttributeName;
 use orderflow_shared::config::{Config, Secret};
+use orderflow_shared::domain::fulfillment::Network;
 use orderflow_shared::domain::pricing::{CatalogItem, RateTable};
 use orderflow_shared::Deps;
 use std::collections::BTreeMap;
@@ -107,6 +108,11 @@ pub fn config(p: &Provisioned, endpoint: &str, ops_token: &str) -> Config {
     c.aws_endpoint_url = Some(endpoint.to_string());
     c.gateway_api_key = Secret(crate::sandbox_gateway::SANDBOX_SECRET_KEY.into());
     c.ops_api_token = Secret(ops_token.into());
+    c.carrier_api_key = Secret(crate::sandbox_carrier::SANDBOX_CARRIER_KEY.into());
+    c.carrier_webhook_secret = Secret(crate::sandbox_carrier::SANDBOX_CARRIER_WEBHOOK_SECRET.into());
+    c.gateway_webhook_secret = Secret(crate::sandbox_gateway::SANDBOX_WEBHOOK_SECRET.into());
+    let tokens: BTreeMap<&str, &str> = crate::sandbox_warehouse::WAREHOUSE_TOKENS.iter().copied().collect();
+    c.warehouse_api_tokens = Secret(serde_json::to_string(&tokens).unwrap_or_default());
     c.region = REGION.into();
     c
 }
@@ -114,8 +120,13 @@ pub fn config(p: &Provisioned, endpoint: &str, ops_token: &str) -> Config {
 #[derive(serde::Deserialize)]
 pub struct StoreFixture {
     pub catalog: Vec<CatalogItem>,
-    pub stock: BTreeMap<String, i64>,
+    /// sku -> warehouse -> units on hand
+    pub stock: BTreeMap<String, BTreeMap<String, i64>>,
+    /// sku -> warehouse -> [reorder point, reorder quantity]
+    #[serde(default)]
+    pub reorder: BTreeMap<String, BTreeMap<String, [i64; 2]>>,
     pub rates: RateTable,
+    pub network: Network,
 }
 
 pub async fn seed(deps: &Deps, fixture: &Path) -> Result<(), String> {
@@ -125,8 +136,16 @@ pub async fn seed(deps: &Deps, fixture: &Path) -> Result<(), String> {
         deps.catalog.put_item(item).await.map_err(|e| e.to_string())?;
     }
     deps.catalog.put_rates(&store.rates).await.map_err(|e| e.to_string())?;
-    for (sku, n) in &store.stock {
-        deps.stock.put_level(sku, *n).await.map_err(|e| e.to_string())?;
+    deps.catalog.put_network(&store.network).await.map_err(|e| e.to_string())?;
+    for (sku, per_wh) in &store.stock {
+        for (wh, n) in per_wh {
+            deps.stock.receive(sku, wh, *n, &format!("seed:{sku}:{wh}")).await.map_err(|e| e.to_string())?;
+        }
+    }
+    for (sku, per_wh) in &store.reorder {
+        for (wh, [point, qty]) in per_wh {
+            deps.stock.set_reorder(sku, wh, *point, *qty).await.map_err(|e| e.to_string())?;
+        }
     }
     Ok(())
 }

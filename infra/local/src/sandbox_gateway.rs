@@ -13,6 +13,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub const SANDBOX_SECRET_KEY: &str = "sk_test_orderflow_local";
+/// The webhook signing secret the partner API is configured with locally.
+pub const SANDBOX_WEBHOOK_SECRET: &str = "whsec_gateway_local";
+/// Sandbox-only test payment method: a good card whose hold expires one day and HOLD_TAIL_SECONDS
+/// from now, so the hold guard (default margin one day) fires within seconds.
+pub const PM_HOLD_EXPIRES_SOON: &str = "pm_card_visa_holdExpiresSoon";
+pub const HOLD_TAIL_SECONDS: i64 = 15;
 
 #[derive(Default)]
 pub struct Gateway {
@@ -26,6 +32,9 @@ pub struct Gateway {
 impl Gateway {
     pub fn intents_for_order(&self, order_id: &str) -> Vec<Value> {
         self.intents.lock().unwrap().values().filter(|pi| pi["metadata"]["order_id"] == order_id).cloned().collect()
+    }
+    pub fn capture_count(&self, intent_id: &str) -> u32 {
+        self.captures.lock().unwrap().get(intent_id).copied().unwrap_or(0)
     }
     pub fn cancel_count(&self, intent_id: &str) -> u32 {
         self.cancels.lock().unwrap().get(intent_id).copied().unwrap_or(0)
@@ -106,7 +115,7 @@ fn behaviour(pm: &str) -> Option<Behaviour> {
     let ok = |risk, last4| Some(Behaviour { outcome: Ok("requires_capture"), risk, last4 });
     let decline = |code, last4, risk| Some(Behaviour { outcome: Err(("card_declined", code)), risk, last4 });
     match pm {
-        "pm_card_visa" => ok("normal", "4242"),
+        "pm_card_visa" | PM_HOLD_EXPIRES_SOON => ok("normal", "4242"),
         "pm_card_mastercard" => ok("normal", "4444"),
         "pm_card_amex" => ok("normal", "8431"),
         "pm_card_visa_debit" => ok("normal", "5556"),
@@ -148,7 +157,7 @@ async fn create(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes)
         let charge = json!({
             "id": charge_id, "object": "charge", "amount": amount, "currency": currency,
             "outcome": {"risk_level": b.risk, "type": if b.outcome.is_ok() { "authorized" } else { "issuer_declined" }},
-            "payment_method_details": {"type": "card", "card": {"brand": "visa", "last4": b.last4, "fingerprint": fingerprint, "capture_before": now + 7 * 86_400}}
+            "payment_method_details": {"type": "card", "card": {"brand": "visa", "last4": b.last4, "fingerprint": fingerprint, "capture_before": if pm == PM_HOLD_EXPIRES_SOON { now + 86_400 + HOLD_TAIL_SECONDS } else { now + 7 * 86_400 }}}
         });
         let (status, capturable, received) = match b.outcome {
             Ok("requires_capture") if manual => ("requires_capture", amount, 0),
@@ -220,9 +229,21 @@ async fn capture(State(gw): State<Arc<Gateway>>, headers: HeaderMap, Path(id): P
         if amount <= 0 || amount > capturable {
             return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", "amount_too_large", "amount_to_capture must be positive and at most amount_capturable", json!({"param": "amount_to_capture"}));
         }
-        pi["status"] = json!("succeeded");
-        pi["amount_received"] = json!(amount);
-        pi["amount_capturable"] = json!(0);
+        if pi["latest_charge"]["payment_method_details"]["card"]["capture_before"].as_i64().is_some_and(|cb| cb < chrono::Utc::now().timestamp()) {
+            return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", "charge_expired_for_capture", "The hold on this PaymentIntent has expired.", json!({"payment_intent": pi.clone()}));
+        }
+        // Multicapture: `final_capture=false` keeps the rest held; otherwise (or when nothing is
+        // left) the intent succeeds and the rest of the hold is released.
+        let keep_rest = p.get("final_capture").map(String::as_str) == Some("false");
+        let received = pi["amount_received"].as_i64().unwrap_or(0) + amount;
+        let left = capturable - amount;
+        pi["amount_received"] = json!(received);
+        if keep_rest && left > 0 {
+            pi["amount_capturable"] = json!(left);
+        } else {
+            pi["status"] = json!("succeeded");
+            pi["amount_capturable"] = json!(0);
+        }
         *g.captures.lock().unwrap().entry(id.clone()).or_default() += 1;
         (200, pi.clone())
     })

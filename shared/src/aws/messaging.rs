@@ -21,6 +21,18 @@ impl Queue for SqsQueue {
             .map_err(|e| StepError::from_sdk("sqs.send", e))?;
         Ok(())
     }
+
+    async fn send_delayed(&self, queue_url: &str, body: &serde_json::Value, delay_seconds: i32) -> Result<()> {
+        self.client
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(body.to_string())
+            .delay_seconds(delay_seconds.clamp(0, 900))
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("sqs.send_delayed", e))?;
+        Ok(())
+    }
 }
 
 pub struct SesMailer {

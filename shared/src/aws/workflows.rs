@@ -72,7 +72,16 @@ impl Workflows for SfnWorkflows {
             .output(output.to_string())
             .send()
             .await
-            .map_err(|e| StepError::from_sdk("sfn.send_task_success", e))?;
+            .map_err(|e| {
+                // A token that is no longer waiting (used, timed out, execution ended) is the
+                // caller's business, not a transient failure.
+                let gone = e.as_service_error().is_some_and(|se| se.is_task_timed_out() || se.is_invalid_token() || se.is_task_does_not_exist());
+                if gone {
+                    StepError::InvalidState(format!("task token no longer waiting: {}", e.as_service_error().map(|se| se.to_string()).unwrap_or_default()))
+                } else {
+                    StepError::from_sdk("sfn.send_task_success", e)
+                }
+            })?;
         Ok(())
     }
 }

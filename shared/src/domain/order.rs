@@ -30,6 +30,15 @@ pub enum OrderStatus {
     Rejected,
     /// Something failed after the order was accepted; everything done was compensated.
     Failed,
+    /// Some parcels have left a warehouse (and been charged); more are to come.
+    PartiallyShipped,
+    /// Every unit has left a warehouse and has been charged.
+    Shipped,
+    /// Every parcel was delivered.
+    Delivered,
+    /// Fulfillment stopped part way (a warehouse never answered, the hold was about to expire): what
+    /// shipped was charged, the rest of the hold released and the rest of the stock returned.
+    PartiallyFulfilled,
 }
 
 impl OrderStatus {
@@ -42,6 +51,10 @@ impl OrderStatus {
             OrderStatus::OutOfStock => "OUT_OF_STOCK",
             OrderStatus::Rejected => "REJECTED",
             OrderStatus::Failed => "FAILED",
+            OrderStatus::PartiallyShipped => "PARTIALLY_SHIPPED",
+            OrderStatus::Shipped => "SHIPPED",
+            OrderStatus::Delivered => "DELIVERED",
+            OrderStatus::PartiallyFulfilled => "PARTIALLY_FULFILLED",
         }
     }
     pub fn parse(s: &str) -> Option<OrderStatus> {
@@ -49,6 +62,10 @@ impl OrderStatus {
     }
     pub fn is_terminal_failure(&self) -> bool {
         matches!(self, OrderStatus::Declined | OrderStatus::OutOfStock | OrderStatus::Rejected | OrderStatus::Failed)
+    }
+    /// The end states a workflow failure path may record (record_outcome).
+    pub fn is_recordable_outcome(&self) -> bool {
+        self.is_terminal_failure() || *self == OrderStatus::PartiallyFulfilled
     }
     /// The statuses an order may move to `self` from. Used as the condition of every status write,
     /// so a replayed or late step can never move an order backwards.
@@ -60,7 +77,11 @@ impl OrderStatus {
             Confirmed => &[Pending, UnderReview],
             Declined | OutOfStock => &[Pending],
             Rejected => &[Pending, UnderReview],
-            Failed => &[Pending, UnderReview],
+            Failed => &[Pending, UnderReview, Confirmed],
+            PartiallyShipped => &[Confirmed],
+            Shipped => &[Confirmed, PartiallyShipped],
+            PartiallyFulfilled => &[Confirmed, PartiallyShipped],
+            Delivered => &[Shipped, PartiallyFulfilled],
         }
     }
     pub fn can_move_to(&self, next: OrderStatus) -> bool {
@@ -134,6 +155,73 @@ pub struct PaymentRecord {
     pub risk_level: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub card_fingerprint: Option<String>,
+    /// Sum of the captures so far (minor units of the authorized currency).
+    #[serde(default)]
+    pub captured_minor: i64,
+    /// Set once the rest of the hold was released (after the last shipment, or by the hold guard).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settled: Option<String>,
+    /// What the gateway last told us by webhook (reconciliation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_received_minor: Option<i64>,
+}
+
+/// SKU and units, as on pick lists and shipment reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShipLine {
+    pub sku: String,
+    pub quantity: i64,
+}
+
+/// One warehouse's pick list for the order (route_shipments makes one per warehouse).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dispatch {
+    pub dispatch_id: String,
+    pub warehouse: String,
+    pub lines: Vec<ShipLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parcel {
+    pub length_cm: u32,
+    pub width_cm: u32,
+    pub height_cm: u32,
+}
+
+/// A parcel a warehouse reported as shipped, and what happened to it since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shipment {
+    pub shipment_id: String,
+    pub dispatch_id: String,
+    pub warehouse: String,
+    pub lines: Vec<ShipLine>,
+    pub weight_grams: u32,
+    pub parcel: Parcel,
+    pub reported_at: String,
+    /// What this parcel is charged (set when its stock leaves the books).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_updated_at: Option<String>,
+    /// fulfillment::tracking_rank of the status, 100 once final; the condition of every tracking write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_rank: Option<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,6 +259,12 @@ pub struct Order {
     pub stock_shortage: Vec<StockShortage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review_task_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dispatches: Vec<Dispatch>,
+    /// Keyed by shipment id. Always stored (an empty map) so a shipment can be added with a
+    /// conditional nested update.
+    #[serde(default)]
+    pub shipments: std::collections::BTreeMap<String, Shipment>,
     pub timeline: Vec<TimelineEntry>,
     pub created_at: String,
     pub updated_at: String,
@@ -195,8 +289,13 @@ mod tests {
         assert!(!Confirmed.can_move_to(Pending));
         assert!(!Declined.can_move_to(Confirmed));
         assert!(!Confirmed.can_move_to(Declined));
-        for s in [Declined, OutOfStock, Rejected, Failed] {
-            for t in [Pending, UnderReview, Confirmed, Declined, OutOfStock, Rejected, Failed] {
+        assert!(Confirmed.can_move_to(Shipped));
+        assert!(PartiallyShipped.can_move_to(Shipped));
+        assert!(!Shipped.can_move_to(PartiallyShipped));
+        assert!(!Delivered.can_move_to(Shipped));
+        assert!(!Shipped.can_move_to(Failed));
+        for s in [Declined, OutOfStock, Rejected, Failed, Delivered] {
+            for t in [Pending, UnderReview, Confirmed, Declined, OutOfStock, Rejected, Failed, PartiallyShipped, Shipped, Delivered, PartiallyFulfilled] {
                 assert!(!s.can_move_to(t), "{s:?} -> {t:?}");
             }
         }

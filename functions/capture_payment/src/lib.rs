@@ -1,0 +1,62 @@
+//! Capture exactly a shipped parcel's amount against the order's hold (PAY-1: nothing is captured
+//! before a warehouse ships; PAY-3: a partial shipment captures only its share). The amount was fixed
+//! by ship_stock; the Idempotency-Key is derived from order + shipment, so a replay captures once
+//! (PAY-2). Every capture keeps the rest of the hold (multicapture); settle_payment releases what is
+//! left when fulfillment ends.
+
+use orderflow_shared::domain::order::TimelineEntry;
+use orderflow_shared::gateway::capture_key;
+use orderflow_shared::ports::GatewayError;
+use orderflow_shared::{Deps, StepError};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Input {
+    pub order_id: String,
+    pub shipment: ShipmentRef,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShipmentRef {
+    pub shipment_id: String,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Captured {
+    pub amount_minor: i64,
+    pub captured_total_minor: i64,
+}
+
+pub async fn handle(deps: &Deps, input: Input) -> Result<Captured, StepError> {
+    let order = deps.orders.get(&input.order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {} not found", input.order_id)))?;
+    let sid = &input.shipment.shipment_id;
+    let shipment = order.shipments.get(sid).ok_or_else(|| StepError::InvalidInput(format!("order {} has no shipment {sid}", order.order_id)))?;
+    let payment = order.payment.as_ref().ok_or_else(|| StepError::InvalidState(format!("order {} has no payment hold", order.order_id)))?;
+    if let Some(done) = &shipment.captured {
+        return Ok(Captured { amount_minor: done.minor, captured_total_minor: payment.captured_minor });
+    }
+    let amount = shipment.amount.ok_or_else(|| StepError::InvalidState(format!("shipment {sid} has not left the books yet; nothing to capture")))?;
+    if payment.captured_minor + amount.minor > payment.amount_authorized.minor {
+        return Err(StepError::Internal(format!("capturing {} would exceed the {} authorized", amount.display(), payment.amount_authorized.display())));
+    }
+    if amount.minor > 0 {
+        let cap = deps.gateway.capture(&payment.intent_id, amount, false, &capture_key(&order.order_id, sid)).await.map_err(|e| match e {
+            GatewayError::Retryable(m) => StepError::Retryable(m),
+            // The hold is gone (expired, canceled by the gateway): terminal; the workflow's
+            // compensation path settles the order.
+            other => StepError::PaymentDeclined(format!("capture refused: {other}")),
+        })?;
+        tracing::info!(status = %cap.status, received = cap.amount_received, capturable = cap.amount_capturable, "gateway capture");
+    }
+    let ev = TimelineEntry::now("payment_captured", Some(format!("{} for {sid}", amount.display())));
+    deps.orders.record_capture(&order.order_id, sid, amount, ev).await?;
+    tracing::info!(shipment_id = %sid, amount_minor = amount.minor, "captured");
+    Ok(Captured { amount_minor: amount.minor, captured_total_minor: payment.captured_minor + amount.minor })
+}
+
+pub async fn invoke(deps: &Deps, payload: serde_json::Value) -> Result<serde_json::Value, StepError> {
+    orderflow_shared::lambda::invoke_json("capture_payment", payload, |i| handle(deps, i)).await
+}

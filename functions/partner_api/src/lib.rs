@@ -1,0 +1,304 @@
+//! The HTTP API partners call (behind the same API Gateway as the orders API):
+//! - `POST /warehouse/shipments`: a warehouse reports a parcel it shipped for a pick list
+//!   (authenticated per warehouse; partial shipments allowed), which wakes the waiting workflow;
+//! - `POST /warehouse/receipts`: a warehouse received a purchase order's units (restock);
+//! - `POST /webhooks/carrier`: carrier tracking events (`X-Hmac-Signature`);
+//! - `POST /webhooks/gateway`: payment gateway events (`Stripe-Signature`).
+//! Webhooks are verified, de-duplicated on the event id, queued and answered at once (WH-4); the
+//! work happens in apply_webhook_events off the queue.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use orderflow_shared::domain::order::{is_order_id, now_rfc3339, Parcel, ShipLine, Shipment};
+use orderflow_shared::http::error;
+use orderflow_shared::ports::{AddShipment, OnceClaim, ReceiveOutcome};
+use orderflow_shared::webhooks::{verify_carrier, verify_stripe};
+use orderflow_shared::{Deps, StepError};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub type AppState = Arc<Deps>;
+
+pub fn router(deps: AppState) -> Router {
+    Router::new()
+        .route("/warehouse/shipments", post(report_shipment))
+        .route("/warehouse/receipts", post(receive_stock))
+        .route("/webhooks/carrier", post(carrier_webhook))
+        .route("/webhooks/gateway", post(gateway_webhook))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route", None) })
+        .method_not_allowed_fallback(|| async { error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route", None) })
+        .with_state(deps)
+}
+
+pub async fn invoke_apigw(deps: AppState, payload: Value) -> Result<Value, StepError> {
+    orderflow_shared::http::invoke_apigw(router(deps), payload).await
+}
+
+const MAX_BODY: usize = 64 * 1024;
+/// Stripe's default tolerance for webhook timestamps.
+const WEBHOOK_TOLERANCE_SECONDS: i64 = 300;
+
+fn internal(e: StepError) -> Response {
+    tracing::error!(error_type = e.error_type(), error = %e, "request failed");
+    match e {
+        StepError::Retryable(_) => error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "temporarily unavailable; retry", None),
+        _ => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error", None),
+    }
+}
+
+/// The warehouse a request authenticates as (`Authorization: Bearer <that warehouse's token>`).
+fn warehouse_of(deps: &Deps, headers: &HeaderMap) -> Option<String> {
+    let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))?;
+    deps.config.warehouse_for_token(token.trim())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ShipmentReport {
+    pub order_id: String,
+    pub dispatch_id: String,
+    /// The warehouse's own parcel id: reporting it again is a replay, not a second parcel.
+    pub shipment_id: String,
+    /// The token that came with the pick list this parcel answers.
+    pub dispatch_token: String,
+    pub lines: Vec<ShipLine>,
+    pub weight_grams: u32,
+    pub parcel: ParcelReport,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ParcelReport {
+    pub length_cm: u32,
+    pub width_cm: u32,
+    pub height_cm: u32,
+}
+
+fn bad(code: &str, message: &str, field: Option<&str>) -> Response {
+    error(StatusCode::BAD_REQUEST, code, message, field)
+}
+
+async fn report_shipment(State(deps): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(warehouse) = warehouse_of(&deps, &headers) else {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "a warehouse bearer token is required", None);
+    };
+    if body.len() > MAX_BODY {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the body is larger than 64 KB", None);
+    }
+    let r: ShipmentReport = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad("invalid_body", &format!("not a shipment report: {e}"), None),
+    };
+    if !is_order_id(&r.order_id) {
+        return bad("invalid_order_id", "orderId is not an order id", Some("orderId"));
+    }
+    if r.shipment_id.is_empty() || r.shipment_id.len() > 64 || !r.shipment_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return bad("invalid_shipment_id", "shipmentId must be 1-64 letters, digits, '-' or '_'", Some("shipmentId"));
+    }
+    if r.lines.is_empty() || r.lines.len() > 100 || r.lines.iter().any(|l| !(1..=9999).contains(&l.quantity)) {
+        return bad("invalid_lines", "lines must list 1-100 SKUs with quantities 1..=9999", Some("lines"));
+    }
+    if !(1..=70_000).contains(&r.weight_grams) {
+        return bad("invalid_weight", "weightGrams must be 1..=70000", Some("weightGrams"));
+    }
+    if [r.parcel.length_cm, r.parcel.width_cm, r.parcel.height_cm].iter().any(|d| !(1..=300).contains(d)) {
+        return bad("invalid_parcel", "parcel dimensions must be 1..=300 cm", Some("parcel"));
+    }
+    if r.dispatch_token.is_empty() {
+        return bad("invalid_dispatch_token", "dispatchToken from the pick list is required", Some("dispatchToken"));
+    }
+    let order = match deps.orders.get(&r.order_id).await {
+        Ok(Some(o)) => o,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "dispatch_not_found", "no such dispatch for this warehouse", None),
+        Err(e) => return internal(e),
+    };
+    // Another warehouse's dispatch is indistinguishable from a missing one.
+    let Some(dispatch) = order.dispatches.iter().find(|d| d.dispatch_id == r.dispatch_id && d.warehouse == warehouse) else {
+        return error(StatusCode::NOT_FOUND, "dispatch_not_found", "no such dispatch for this warehouse", None);
+    };
+    let mut merged: std::collections::BTreeMap<String, i64> = Default::default();
+    for l in &r.lines {
+        *merged.entry(l.sku.clone()).or_default() += l.quantity;
+    }
+    let lines: Vec<ShipLine> = merged.iter().map(|(s, q)| ShipLine { sku: s.clone(), quantity: *q }).collect();
+    // Open = the dispatch's lines minus what earlier parcels of it (other ids) reported.
+    for l in &lines {
+        let Some(ordered) = dispatch.lines.iter().find(|d| d.sku == l.sku) else {
+            return error(StatusCode::UNPROCESSABLE_ENTITY, "sku_not_in_dispatch", &format!("{} is not on this pick list", l.sku), Some("lines"));
+        };
+        let reported: i64 = order
+            .shipments
+            .values()
+            .filter(|s| s.dispatch_id == dispatch.dispatch_id && s.shipment_id != r.shipment_id)
+            .flat_map(|s| s.lines.iter().filter(|x| x.sku == l.sku).map(|x| x.quantity))
+            .sum();
+        if reported + l.quantity > ordered.quantity {
+            return error(StatusCode::UNPROCESSABLE_ENTITY, "quantity_exceeds_open", &format!("{}: {} open, {} reported", l.sku, ordered.quantity - reported, l.quantity), Some("lines"));
+        }
+    }
+    let shipment = Shipment {
+        shipment_id: r.shipment_id.clone(),
+        dispatch_id: dispatch.dispatch_id.clone(),
+        warehouse: warehouse.clone(),
+        lines,
+        weight_grams: r.weight_grams,
+        parcel: Parcel { length_cm: r.parcel.length_cm, width_cm: r.parcel.width_cm, height_cm: r.parcel.height_cm },
+        reported_at: now_rfc3339(),
+        amount: None,
+        captured: None,
+        carrier: None,
+        service: None,
+        tracking_code: None,
+        tracking_url: None,
+        label_url: None,
+        tracking_status: None,
+        tracking_updated_at: None,
+        tracking_rank: None,
+    };
+    match deps.orders.add_shipment(&order.order_id, &shipment).await {
+        Ok(AddShipment::Added) => {}
+        Ok(AddShipment::Exists(prev)) => {
+            return if prev.lines == shipment.lines && prev.dispatch_id == shipment.dispatch_id {
+                (StatusCode::OK, [("idempotent-replayed", "true")], axum::Json(json!({"shipment_id": prev.shipment_id, "status": "accepted"}))).into_response()
+            } else {
+                error(StatusCode::CONFLICT, "shipment_id_reused", "this shipmentId was already reported with other contents", Some("shipmentId"))
+            };
+        }
+        Ok(AddShipment::NotShippable(st)) => {
+            return error(StatusCode::CONFLICT, "order_not_shippable", &format!("the order is {}; it takes no shipments", st.as_str()), None);
+        }
+        Err(e) => return internal(e),
+    }
+    // Wake the workflow's wait for this dispatch. A token that is no longer waiting (already used by
+    // another parcel, or timed out) means this report answers nothing: take it back.
+    match deps.workflows.send_task_success(&r.dispatch_token, &json!({"shipmentId": shipment.shipment_id})).await {
+        Ok(()) => {}
+        Err(StepError::InvalidState(m)) => {
+            if let Err(e) = deps.orders.remove_shipment(&order.order_id, &shipment.shipment_id).await {
+                return internal(e);
+            }
+            tracing::warn!(order_id = %order.order_id, shipment_id = %shipment.shipment_id, %m, "shipment report for a dispatch that is not waiting");
+            return error(StatusCode::CONFLICT, "dispatch_not_awaiting", "this pick list's token was already answered or has expired; report against the latest pick list", Some("dispatchToken"));
+        }
+        Err(StepError::InvalidInput(m)) => {
+            let _ = deps.orders.remove_shipment(&order.order_id, &shipment.shipment_id).await;
+            return bad("invalid_dispatch_token", &format!("dispatchToken rejected: {m}"), Some("dispatchToken"));
+        }
+        Err(e) => {
+            let _ = deps.orders.remove_shipment(&order.order_id, &shipment.shipment_id).await;
+            return internal(e);
+        }
+    }
+    tracing::info!(order_id = %order.order_id, shipment_id = %shipment.shipment_id, %warehouse, "shipment accepted");
+    (StatusCode::ACCEPTED, axum::Json(json!({"shipment_id": shipment.shipment_id, "status": "accepted"}))).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Receipt {
+    pub purchase_order_id: String,
+    pub warehouse: String,
+    pub sku: String,
+    pub quantity: i64,
+}
+
+async fn receive_stock(State(deps): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(warehouse) = warehouse_of(&deps, &headers) else {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "a warehouse bearer token is required", None);
+    };
+    let r: Receipt = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad("invalid_body", &format!("not a receipt: {e}"), None),
+    };
+    if r.warehouse != warehouse {
+        return error(StatusCode::NOT_FOUND, "unknown_purchase_order", "no such open purchase order for this warehouse", None);
+    }
+    if !(1..=1_000_000).contains(&r.quantity) {
+        return bad("invalid_quantity", "quantity must be 1..=1000000", Some("quantity"));
+    }
+    match deps.stock.receive_purchase_order(&r.purchase_order_id, &r.sku, &warehouse, r.quantity).await {
+        Ok(ReceiveOutcome::Received) => {
+            tracing::info!(po_id = %r.purchase_order_id, sku = %r.sku, %warehouse, quantity = r.quantity, "stock received");
+            (StatusCode::OK, axum::Json(json!({"purchase_order_id": r.purchase_order_id, "status": "received"}))).into_response()
+        }
+        Ok(ReceiveOutcome::AlreadyReceived) => {
+            (StatusCode::OK, [("idempotent-replayed", "true")], axum::Json(json!({"purchase_order_id": r.purchase_order_id, "status": "received"}))).into_response()
+        }
+        Ok(ReceiveOutcome::UnknownPurchaseOrder) => error(StatusCode::NOT_FOUND, "unknown_purchase_order", "no such open purchase order for this warehouse", None),
+        Err(e) => internal(e),
+    }
+}
+
+fn secrets(s: &str) -> Vec<&str> {
+    s.split(',').map(str::trim).filter(|x| !x.is_empty()).collect()
+}
+
+/// Record (once per event id) and queue a verified event; answer at once.
+async fn intake(deps: &Deps, source: &str, event_id: &str, event: Value) -> Response {
+    let marker = format!("webhook:{source}:{event_id}");
+    match deps.once.begin(&marker).await {
+        Ok(OnceClaim::Go) => {}
+        // Seen before (or being taken in right now): the sender may stop retrying.
+        Ok(OnceClaim::AlreadyDone) | Ok(OnceClaim::InProgress) => {
+            return (StatusCode::OK, axum::Json(json!({"received": true, "duplicate": true}))).into_response();
+        }
+        Err(e) => return internal(e),
+    }
+    let msg = json!({"source": source, "eventId": event_id, "receivedAt": now_rfc3339(), "event": event});
+    if let Err(e) = deps.queue.send(&deps.config.webhook_events_queue_url, &msg).await {
+        let _ = deps.once.forget(&marker).await;
+        return internal(e);
+    }
+    if let Err(e) = deps.once.finish(&marker).await {
+        return internal(e);
+    }
+    tracing::info!(%source, %event_id, "webhook queued");
+    (StatusCode::OK, axum::Json(json!({"received": true}))).into_response()
+}
+
+fn signature_error(e: orderflow_shared::webhooks::SignatureError) -> Response {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    let code = if status == StatusCode::BAD_REQUEST { "malformed_signature" } else { "invalid_signature" };
+    error(status, code, &e.to_string(), None)
+}
+
+async fn carrier_webhook(State(deps): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(header) = headers.get("x-hmac-signature").and_then(|v| v.to_str().ok()) else {
+        return error(StatusCode::BAD_REQUEST, "malformed_signature", "X-Hmac-Signature header is required", None);
+    };
+    if let Err(e) = verify_carrier(header, &body, &secrets(deps.config.carrier_webhook_secret.expose())) {
+        return signature_error(e);
+    }
+    let event: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad("invalid_body", &format!("not JSON: {e}"), None),
+    };
+    let (Some(id), Some(_code), Some(_status)) = (event["id"].as_str(), event["result"]["tracking_code"].as_str(), event["result"]["status"].as_str()) else {
+        return bad("invalid_event", "expected a tracker event with id, result.tracking_code and result.status", None);
+    };
+    let id = id.to_string();
+    intake(&deps, "carrier", &id, event).await
+}
+
+async fn gateway_webhook(State(deps): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(header) = headers.get("stripe-signature").and_then(|v| v.to_str().ok()) else {
+        return error(StatusCode::BAD_REQUEST, "malformed_signature", "Stripe-Signature header is required", None);
+    };
+    if let Err(e) = verify_stripe(header, &body, &secrets(deps.config.gateway_webhook_secret.expose()), chrono::Utc::now().timestamp(), WEBHOOK_TOLERANCE_SECONDS) {
+        return signature_error(e);
+    }
+    let event: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad("invalid_body", &format!("not JSON: {e}"), None),
+    };
+    let (Some(id), Some(_ty)) = (event["id"].as_str(), event["type"].as_str()) else {
+        return bad("invalid_event", "expected an event with id and type", None);
+    };
+    let id = id.to_string();
+    intake(&deps, "gateway", &id, event).await
+}

@@ -1,0 +1,9 @@
+//! Lambda entry point: the axum router served by lambda_http (API Gateway HTTP API, payload v2).
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    orderflow_shared::telemetry::init();
+    let deps = Arc::new(orderflow_shared::Deps::from_env().await);
+    lambda_http::run(partner_api::router(deps)).await
+}

@@ -1,0 +1,81 @@
+//! The end of fulfillment for the payment: release whatever of the hold was not captured, once.
+//! On the happy path the captures add up to the total and there is nothing left. On the stall path
+//! (a warehouse never answered, or the hold guard fired because the hold is `margin` from expiring:
+//! PAY-5) what shipped stays captured and the rest is released, and this step says which end state
+//! the order gets: PARTIALLY_FULFILLED when something shipped, FAILED otherwise.
+
+use orderflow_shared::domain::order::{OrderStatus, TimelineEntry};
+use orderflow_shared::gateway::release_key;
+use orderflow_shared::money::Money;
+use orderflow_shared::ports::GatewayError;
+use orderflow_shared::{Deps, StepError};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Input {
+    pub order_id: String,
+    /// The Catch output of a stalled fulfillment; absent on the happy path.
+    #[serde(default)]
+    pub error: Option<Caught>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Caught {
+    #[serde(rename = "Error", default)]
+    pub error: String,
+    #[serde(rename = "Cause", default)]
+    pub cause: String,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Settled {
+    pub captured_minor: i64,
+    pub released_minor: i64,
+    /// The order's end state when fulfillment stalled.
+    pub outcome: OrderStatus,
+    pub reason: String,
+}
+
+pub async fn handle(deps: &Deps, input: Input) -> Result<Settled, StepError> {
+    let order = deps.orders.get(&input.order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {} not found", input.order_id)))?;
+    let payment = order.payment.clone().ok_or_else(|| StepError::InvalidState(format!("order {} has no payment", order.order_id)))?;
+    let now = chrono::Utc::now().timestamp();
+    let guard_due = payment.capture_before.is_some_and(|cb| now >= cb - deps.config.hold_expiry_margin_seconds);
+    let reason = match &input.error {
+        None => "fulfilled".to_string(),
+        Some(_) if guard_due => "payment_hold_expiring".to_string(),
+        Some(e) if e.error == "States.Timeout" => "warehouse_no_answer".to_string(),
+        Some(e) => format!("fulfillment_error: {}: {}", e.error, e.cause.chars().take(300).collect::<String>()),
+    };
+    let shipped_any = order.shipments.values().any(|s| s.amount.is_some());
+    let outcome = match (&input.error, shipped_any) {
+        (None, _) => order.status,
+        (Some(_), true) => OrderStatus::PartiallyFulfilled,
+        (Some(_), false) => OrderStatus::Failed,
+    };
+    let remaining = payment.amount_authorized.minor - payment.captured_minor;
+    let mut released = 0;
+    if payment.settled.is_none() && remaining > 0 && payment.status != "canceled" {
+        // Cancel releases what is still held; the captures stand.
+        let status = deps.gateway.void(&payment.intent_id, &release_key(&order.order_id)).await.map_err(|e| match e {
+            GatewayError::Retryable(m) => StepError::Retryable(m),
+            other => StepError::Internal(other.to_string()),
+        })?;
+        released = remaining;
+        let detail = format!("{} released, {} captured ({reason})", Money::new(remaining, payment.amount_authorized.currency).display(), Money::new(payment.captured_minor, payment.amount_authorized.currency).display());
+        deps.orders
+            .update_payment(&order.order_id, vec![("status", json!(status)), ("settled", json!(detail))], Some(TimelineEntry::now("payment_hold_released", Some(detail.clone()))))
+            .await?;
+    } else if payment.settled.is_none() {
+        deps.orders.update_payment(&order.order_id, vec![("settled", json!(format!("fully captured ({reason})")))], None).await?;
+    }
+    tracing::info!(captured_minor = payment.captured_minor, released_minor = released, %reason, "payment settled");
+    Ok(Settled { captured_minor: payment.captured_minor, released_minor: released, outcome, reason })
+}
+
+pub async fn invoke(deps: &Deps, payload: serde_json::Value) -> Result<serde_json::Value, StepError> {
+    orderflow_shared::lambda::invoke_json("settle_payment", payload, |i| handle(deps, i)).await
+}

@@ -1,0 +1,137 @@
+//! The sandbox warehouses: each consumes its pick-list queue the way a warehouse system would and
+//! answers through the partner API with its own bearer token. In auto mode (the demo) it packs every
+//! open line into one parcel and reports it; in manual mode (tests) it keeps the pick lists for the
+//! test to answer (partial parcels, never answering, replays).
+
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const WAREHOUSE_TOKENS: &[(&str, &str)] = &[("wh-east", "wh_east_local_token"), ("wh-west", "wh_west_local_token")];
+
+pub fn token_for(warehouse: &str) -> &'static str {
+    WAREHOUSE_TOKENS.iter().find(|(w, _)| *w == warehouse).map(|(_, t)| *t).unwrap_or("")
+}
+
+/// A pick list as received: `{type, pickList, dispatchToken}`.
+#[derive(Debug, Clone)]
+pub struct PickMessage {
+    pub body: Value,
+}
+
+impl PickMessage {
+    pub fn order_id(&self) -> &str {
+        self.body["pickList"]["orderId"].as_str().unwrap_or_default()
+    }
+    pub fn warehouse(&self) -> &str {
+        self.body["pickList"]["warehouse"].as_str().unwrap_or_default()
+    }
+    pub fn dispatch_id(&self) -> &str {
+        self.body["pickList"]["dispatchId"].as_str().unwrap_or_default()
+    }
+    pub fn token(&self) -> &str {
+        self.body["dispatchToken"].as_str().unwrap_or_default()
+    }
+    /// (sku, quantity) still open on this pick list.
+    pub fn lines(&self) -> Vec<(String, i64)> {
+        self.body["pickList"]["lines"].as_array().map(|a| a.iter().map(|l| (l["sku"].as_str().unwrap_or_default().to_string(), l["quantity"].as_i64().unwrap_or(0))).collect()).unwrap_or_default()
+    }
+    /// The partner API request reporting `lines` as one parcel.
+    pub fn report(&self, shipment_id: &str, lines: &[(String, i64)]) -> Value {
+        let units: i64 = lines.iter().map(|(_, q)| q).sum();
+        json!({
+            "orderId": self.order_id(), "dispatchId": self.dispatch_id(), "shipmentId": shipment_id, "dispatchToken": self.token(),
+            "lines": lines.iter().map(|(s, q)| json!({"sku": s, "quantity": q})).collect::<Vec<_>>(),
+            "weightGrams": 300 * units.max(1), "parcel": {"lengthCm": 30, "widthCm": 20, "heightCm": 10 + 2 * units.min(50)},
+        })
+    }
+}
+
+pub struct Warehouses {
+    pub auto: bool,
+    pub api_url: Mutex<String>,
+    /// order id -> pick lists received and not yet taken by a test.
+    inbox: Mutex<HashMap<String, Vec<PickMessage>>>,
+    http: reqwest::Client,
+}
+
+impl Warehouses {
+    pub fn new(auto: bool) -> Warehouses {
+        Warehouses { auto, api_url: Default::default(), inbox: Default::default(), http: reqwest::Client::new() }
+    }
+
+    /// Wait for the next pick list of an order (optionally from one warehouse).
+    pub async fn next_pick_list(&self, order_id: &str, warehouse: Option<&str>, timeout: Duration) -> Option<PickMessage> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            {
+                let mut inbox = self.inbox.lock().unwrap();
+                if let Some(list) = inbox.get_mut(order_id) {
+                    if let Some(i) = list.iter().position(|m| warehouse.is_none_or(|w| m.warehouse() == w)) {
+                        return Some(list.remove(i));
+                    }
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// POST a shipment report as the message's warehouse; (status, body).
+    pub async fn send_report(&self, msg: &PickMessage, report: &Value) -> (u16, Value) {
+        self.send_as(msg.warehouse(), "/warehouse/shipments", report).await
+    }
+
+    pub async fn send_as(&self, warehouse: &str, path: &str, body: &Value) -> (u16, Value) {
+        let url = format!("{}{path}", self.api_url.lock().unwrap());
+        match self.http.post(url).bearer_auth(token_for(warehouse)).json(body).send().await {
+            Ok(r) => {
+                let st = r.status().as_u16();
+                (st, r.json().await.unwrap_or(Value::Null))
+            }
+            Err(e) => (0, json!({"error": e.to_string()})),
+        }
+    }
+
+    async fn take(self: &Arc<Self>, msg: PickMessage) {
+        if !self.auto {
+            self.inbox.lock().unwrap().entry(msg.order_id().to_string()).or_default().push(msg);
+            return;
+        }
+        // A moment to "pick and pack", then one parcel with everything open.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let report = msg.report(&format!("pkg-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]), &msg.lines());
+        let (st, body) = self.send_report(&msg, &report).await;
+        if st >= 300 {
+            tracing::warn!(order_id = msg.order_id(), status = st, body = %body, "sandbox warehouse: report refused");
+        }
+    }
+}
+
+/// Consume one warehouse's pick-list queue.
+pub fn spawn(w: Arc<Warehouses>, sqs: aws_sdk_sqs::Client, queue_url: String) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let got = sqs.receive_message().queue_url(&queue_url).max_number_of_messages(10).wait_time_seconds(1).send().await;
+            let msgs = match got {
+                Ok(o) => o.messages.unwrap_or_default(),
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            for m in msgs {
+                if let Some(body) = m.body.as_deref().and_then(|b| serde_json::from_str::<Value>(b).ok()) {
+                    let w2 = w.clone();
+                    tokio::spawn(async move { w2.take(PickMessage { body }).await });
+                }
+                if let Some(h) = m.receipt_handle {
+                    let _ = sqs.delete_message().queue_url(&queue_url).receipt_handle(h).send().await;
+                }
+            }
+        }
+    })
+}

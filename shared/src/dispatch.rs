@@ -1,0 +1,74 @@
+//! The unit of work between the lifecycle workflow and a warehouse: one warehouse's pick list for an
+//! order, the queue it goes to and how long to wait for the next shipment report. route_shipments
+//! makes the first; ship_stock makes the next one (the lines still open) after each parcel.
+
+use crate::domain::fulfillment::wait_seconds;
+use crate::domain::order::{Address, Order, ShipLine};
+use crate::{Deps, StepError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What the workflow's Map iterates over: one warehouse's pick list and where to send it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DispatchTask {
+    pub dispatch_id: String,
+    pub warehouse: String,
+    pub queue_url: String,
+    /// How long the workflow waits for this warehouse's next shipment report: the warehouse
+    /// timeout, capped by the payment hold guard (fulfillment::wait_seconds).
+    pub wait_seconds: i64,
+    /// Units of this dispatch not shipped yet; 0 ends the dispatch.
+    pub open_units: i64,
+    pub pick_list: PickList,
+}
+
+/// The message a warehouse receives (plus the `dispatchToken` the workflow adds).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PickList {
+    pub order_id: String,
+    pub dispatch_id: String,
+    pub warehouse: String,
+    pub lines: Vec<ShipLine>,
+    pub ship_to: Address,
+    pub service_level: String,
+}
+
+pub fn dispatch_id(order_id: &str, warehouse: &str) -> String {
+    format!("{order_id}-{warehouse}")
+}
+
+/// The task for one warehouse's still-open lines (also used after each shipment by ship_stock).
+pub fn task(deps: &Deps, order: &Order, warehouse: &str, open: &BTreeMap<String, i64>) -> Result<DispatchTask, StepError> {
+    let queue_url = deps
+        .config
+        .warehouse_queue_urls
+        .get(warehouse)
+        .cloned()
+        .ok_or_else(|| StepError::Internal(format!("no pick-list queue configured for warehouse {warehouse}")))?;
+    let capture_before = order.payment.as_ref().and_then(|p| p.capture_before);
+    let lines: Vec<ShipLine> = open.iter().filter(|(_, q)| **q > 0).map(|(sku, q)| ShipLine { sku: sku.clone(), quantity: *q }).collect();
+    Ok(DispatchTask {
+        dispatch_id: dispatch_id(&order.order_id, warehouse),
+        warehouse: warehouse.to_string(),
+        queue_url,
+        wait_seconds: wait_seconds(chrono::Utc::now().timestamp(), capture_before, deps.config.hold_expiry_margin_seconds, deps.config.warehouse_timeout_seconds),
+        open_units: lines.iter().map(|l| l.quantity).sum(),
+        pick_list: PickList {
+            order_id: order.order_id.clone(),
+            dispatch_id: dispatch_id(&order.order_id, warehouse),
+            warehouse: warehouse.to_string(),
+            lines,
+            ship_to: order.shipping_address.clone(),
+            service_level: order.shipping_method.clone(),
+        },
+    })
+}
+
+
+/// The lookup that takes a carrier tracking number to its order and shipment (written by buy_label,
+/// read by apply_webhook_events).
+pub fn tracker_lookup_key(tracking_code: &str) -> String {
+    format!("tracker:{tracking_code}")
+}

@@ -1,0 +1,37 @@
+//! What the two HTTP functions (orders_api, partner_api) share: the error body every endpoint
+//! answers with, and running an axum router on an API Gateway v2 event exactly as lambda_http does.
+
+use crate::StepError;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::{json, Value};
+
+/// `{"error": {"code", "message", "field"?}}` with a stable code.
+pub fn error(status: StatusCode, code: &str, message: &str, field: Option<&str>) -> Response {
+    let mut e = json!({"code": code, "message": message});
+    if let Some(f) = field {
+        e["field"] = json!(f);
+    }
+    (status, axum::Json(json!({ "error": e }))).into_response()
+}
+
+/// Feed an API Gateway (HTTP API v2) event through the router exactly as lambda_http does on AWS.
+/// The local stack uses this so its HTTP port exercises the same event shape and conversion.
+pub async fn invoke_apigw(router: Router, payload: Value) -> Result<Value, StepError> {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let request: lambda_http::request::LambdaRequest = serde_json::from_value(payload).map_err(|e| StepError::InvalidInput(format!("not an API Gateway event: {e}")))?;
+    // The same conversion lambda_http::run applies on AWS (event -> http::Request).
+    let http_request: lambda_http::Request = request.into();
+    let response = router.oneshot(http_request).await.map_err(|e| StepError::Internal(format!("router: {e:?}")))?;
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.map_err(|e| StepError::Internal(format!("response body: {e}")))?.to_bytes();
+    let headers: serde_json::Map<String, Value> = parts.headers.iter().map(|(k, v)| (k.as_str().to_string(), json!(v.to_str().unwrap_or("")))).collect();
+    Ok(json!({
+        "statusCode": parts.status.as_u16(),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&bytes),
+        "isBase64Encoded": false
+    }))
+}
