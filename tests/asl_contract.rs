@@ -26,14 +26,40 @@ fn machines() -> Vec<(String, Value)> {
     out
 }
 
-fn states(def: &Value) -> &serde_json::Map<String, Value> {
-    def["States"].as_object().expect("States")
+/// Every state of a definition, Map iterators included: (name, state, inside a Map iterator).
+fn all_states(def: &Value) -> Vec<(String, Value, bool)> {
+    fn walk(states: &Value, in_map: bool, out: &mut Vec<(String, Value, bool)>) {
+        for (name, st) in states.as_object().expect("States") {
+            out.push((name.clone(), st.clone(), in_map));
+            for key in ["Iterator", "ItemProcessor"] {
+                if st[key].is_object() {
+                    walk(&st[key]["States"], true, out);
+                }
+            }
+        }
+    }
+    let mut out = vec![];
+    walk(&def["States"], false, &mut out);
+    out
+}
+
+/// Each scope's states (the top level, then each Map iterator) with its StartAt.
+fn scopes(def: &Value) -> Vec<(String, serde_json::Map<String, Value>)> {
+    let mut out = vec![(def["StartAt"].as_str().unwrap().to_string(), def["States"].as_object().unwrap().clone())];
+    for (_, st, _) in all_states(def) {
+        for key in ["Iterator", "ItemProcessor"] {
+            if st[key].is_object() {
+                out.push((st[key]["StartAt"].as_str().unwrap().to_string(), st[key]["States"].as_object().unwrap().clone()));
+            }
+        }
+    }
+    out
 }
 
 #[test]
 fn error_names_match_the_rust_vocabulary() {
     for (file, def) in machines() {
-        for (name, state) in states(&def) {
+        for (name, state, _) in all_states(&def) {
             for key in ["Retry", "Catch"] {
                 for rule in state[key].as_array().cloned().unwrap_or_default() {
                     for e in rule["ErrorEquals"].as_array().unwrap() {
@@ -51,8 +77,10 @@ fn every_lambda_error_a_step_raises_is_handled() {
     // Each Lambda Task must catch States.ALL (or be a compensation that fails loudly into a Fail
     // state): no error type can escape unhandled and leave an order half-done.
     for (file, def) in machines() {
-        for (name, state) in states(&def) {
-            if state["Type"] != "Task" {
+        for (name, state, in_map) in all_states(&def) {
+            // Inside a Map iterator an error fails the Map, whose own Catch handles it (checked
+            // for the Map state itself below).
+            if !(state["Type"] == "Task" || state["Type"] == "Map") || in_map {
                 continue;
             }
             let catches: Vec<String> = state["Catch"].as_array().cloned().unwrap_or_default().iter().flat_map(|c| c["ErrorEquals"].as_array().cloned().unwrap_or_default()).filter_map(|v| v.as_str().map(String::from)).collect();
@@ -64,8 +92,18 @@ fn every_lambda_error_a_step_raises_is_handled() {
 #[test]
 fn wf_2_every_task_times_out_and_waits_are_shorter_than_the_hold() {
     for (file, def) in machines() {
-        for (name, state) in states(&def) {
+        for (name, state, _) in all_states(&def) {
             if state["Type"] != "Task" {
+                continue;
+            }
+            if state["TimeoutSecondsPath"].is_string() {
+                // Computed per order by fulfillment::wait_seconds: the warehouse timeout, capped by
+                // the hold guard. The parameter's ceiling is below the shortest hold.
+                let t = Template::load(&orderflow_local::Options::default().repo.join("infra/template.yaml")).unwrap();
+                let max: u64 = t.doc["Parameters"]["WarehouseTimeoutSeconds"]["MaxValue"].as_u64().unwrap();
+                assert!(max < HOLD_LIFETIME_SECONDS, "{file}:{name}: WarehouseTimeoutSeconds may reach {max}s");
+                let now = 1_000_000;
+                assert!(orderflow_shared::domain::fulfillment::wait_seconds(now, Some(now + 7 * 86_400), 86_400, max as i64) < HOLD_LIFETIME_SECONDS as i64);
                 continue;
             }
             let timeout = state["TimeoutSeconds"].as_u64().unwrap_or_else(|| panic!("{file}:{name} has no TimeoutSeconds"));
@@ -82,9 +120,9 @@ fn wf_2_every_task_times_out_and_waits_are_shorter_than_the_hold() {
 #[test]
 fn transitions_point_at_existing_states() {
     for (file, def) in machines() {
-        let names = states(&def);
-        assert!(names.contains_key(def["StartAt"].as_str().unwrap()));
-        for (name, state) in names {
+      for (start, names) in scopes(&def) {
+        assert!(names.contains_key(&start));
+        for (name, state) in &names {
             let mut targets: Vec<&str> = vec![];
             targets.extend(state["Next"].as_str());
             targets.extend(state["Default"].as_str());
@@ -97,5 +135,6 @@ fn transitions_point_at_existing_states() {
             let terminal = state["End"] == true || matches!(state["Type"].as_str(), Some("Succeed") | Some("Fail") | Some("Choice"));
             assert!(terminal || state["Next"].is_string(), "{file}:{name} has no way out");
         }
+      }
     }
 }

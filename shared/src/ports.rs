@@ -27,7 +27,7 @@ pub trait OrderRepository: Send + Sync {
     async fn record_review_token(&self, order_id: &str, token: &str) -> Result<()>;
     async fn record_dispatches(&self, order_id: &str, dispatches: &[Dispatch], event: TimelineEntry) -> Result<()>;
     /// Add a reported shipment while the order is CONFIRMED or PARTIALLY_SHIPPED. Never overwrites.
-    async fn add_shipment(&self, order_id: &str, shipment: &Shipment) -> Result<AddShipment>;
+    async fn add_shipment(&self, order_id: &str, shipment: &Shipment, token_hash: &str) -> Result<AddShipment>;
     async fn remove_shipment(&self, order_id: &str, shipment_id: &str) -> Result<()>;
     /// Set fields of one shipment (`shipments.<id>.<field>`), optionally appending a timeline event.
     async fn update_shipment(&self, order_id: &str, shipment_id: &str, fields: Vec<(&str, serde_json::Value)>, event: Option<TimelineEntry>) -> Result<()>;
@@ -46,6 +46,8 @@ pub enum AddShipment {
     Exists(Box<Shipment>),
     /// The order is not in a status that ships.
     NotShippable(OrderStatus),
+    /// The pick list's token was already answered by another shipment.
+    TokenAnswered,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -43,8 +43,9 @@ fn happy_path_confirms_holds_and_sends_exactly_one_email() {
         for e in ["order_received", "stock_reserved", "payment_authorized", "confirmed", "email_sent"] {
             assert!(events.contains(&e), "{e} missing from {events:?}");
         }
-        // the long-running lifecycle execution was started, named by the order (WF-1)
-        assert_eq!(h.stack.execution_status("orderflow-lifecycle", &id).await.as_deref(), Some("SUCCEEDED"));
+        // the long-running lifecycle execution was started, named by the order (WF-1), and now
+        // waits for the warehouse
+        assert_eq!(h.stack.execution_status("orderflow-lifecycle", &id).await.as_deref(), Some("RUNNING"));
     });
 }
 

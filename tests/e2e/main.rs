@@ -5,5 +5,6 @@
 mod api_properties;
 mod checkout_paths;
 mod contracts;
+mod fulfillment;
 mod stock_properties;
 mod workflow_properties;

@@ -235,6 +235,7 @@ async fn checkout(deps: &Deps, order_id: &str, body: &[u8]) -> Result<(StatusCod
         review_task_token: None,
         dispatches: vec![],
         shipments: Default::default(),
+        answered_tokens: Default::default(),
         timeline: vec![TimelineEntry::now("order_received", None)],
         created_at: now.clone(),
         updated_at: now,

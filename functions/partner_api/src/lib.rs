@@ -79,6 +79,12 @@ pub struct ParcelReport {
     pub height_cm: u32,
 }
 
+/// Tokens are long; the guard keys on a digest prefix.
+fn hex_sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))[..32].to_string()
+}
+
 fn bad(code: &str, message: &str, field: Option<&str>) -> Response {
     error(StatusCode::BAD_REQUEST, code, message, field)
 }
@@ -160,7 +166,8 @@ async fn report_shipment(State(deps): State<AppState>, headers: HeaderMap, body:
         tracking_updated_at: None,
         tracking_rank: None,
     };
-    match deps.orders.add_shipment(&order.order_id, &shipment).await {
+    let token_hash = hex_sha256(r.dispatch_token.as_bytes());
+    match deps.orders.add_shipment(&order.order_id, &shipment, &token_hash).await {
         Ok(AddShipment::Added) => {}
         Ok(AddShipment::Exists(prev)) => {
             return if prev.lines == shipment.lines && prev.dispatch_id == shipment.dispatch_id {
@@ -168,6 +175,9 @@ async fn report_shipment(State(deps): State<AppState>, headers: HeaderMap, body:
             } else {
                 error(StatusCode::CONFLICT, "shipment_id_reused", "this shipmentId was already reported with other contents", Some("shipmentId"))
             };
+        }
+        Ok(AddShipment::TokenAnswered) => {
+            return error(StatusCode::CONFLICT, "dispatch_not_awaiting", "this pick list's token was already answered; report against the latest pick list", Some("dispatchToken"));
         }
         Ok(AddShipment::NotShippable(st)) => {
             return error(StatusCode::CONFLICT, "order_not_shippable", &format!("the order is {}; it takes no shipments", st.as_str()), None);

@@ -47,7 +47,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Settled, StepError> {
     let reason = match &input.error {
         None => "fulfilled".to_string(),
         Some(_) if guard_due => "payment_hold_expiring".to_string(),
-        Some(e) if e.error == "States.Timeout" => "warehouse_no_answer".to_string(),
+        Some(e) if e.error == "DispatchTimedOut" || e.error == "States.Timeout" || e.cause.contains("DispatchTimedOut") => "warehouse_no_answer".to_string(),
         Some(e) => format!("fulfillment_error: {}: {}", e.error, e.cause.chars().take(300).collect::<String>()),
     };
     let shipped_any = order.shipments.values().any(|s| s.amount.is_some());

@@ -157,16 +157,18 @@ impl OrderRepository for DynamoOrders {
         self.update(order_id, vec![("dispatches", av(&dispatches)?)], Some(event)).await
     }
 
-    async fn add_shipment(&self, order_id: &str, shipment: &Shipment) -> Result<AddShipment> {
+    async fn add_shipment(&self, order_id: &str, shipment: &Shipment, token_hash: &str) -> Result<AddShipment> {
         let ev = TimelineEntry::now("shipment_reported", Some(format!("{} from {}", shipment.shipment_id, shipment.warehouse)));
         let res = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("order_id", s(order_id))
-            .update_expression("SET shipments.#sid = :shp, updated_at = :now, timeline = list_append(timeline, :ev)")
-            .condition_expression("attribute_not_exists(shipments.#sid) AND #status IN (:c, :p)")
+            .update_expression("SET shipments.#sid = :shp, answered_tokens.#th = :sidv, updated_at = :now, timeline = list_append(timeline, :ev)")
+            .condition_expression("attribute_not_exists(shipments.#sid) AND attribute_not_exists(answered_tokens.#th) AND #status IN (:c, :p)")
             .expression_attribute_names("#sid", &shipment.shipment_id)
+            .expression_attribute_names("#th", token_hash)
+            .expression_attribute_values(":sidv", s(&shipment.shipment_id))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":shp", av(shipment)?)
             .expression_attribute_values(":now", s(now_rfc3339()))
@@ -181,6 +183,7 @@ impl OrderRepository for DynamoOrders {
                 let order = self.get(order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {order_id} not found")))?;
                 Ok(match order.shipments.get(&shipment.shipment_id) {
                     Some(existing) => AddShipment::Exists(Box::new(existing.clone())),
+                    None if order.answered_tokens.contains_key(token_hash) => AddShipment::TokenAnswered,
                     None => AddShipment::NotShippable(order.status),
                 })
             }

@@ -266,7 +266,7 @@ mod tests {
     }
 
     fn totals(sub: i64, ship: i64, tax: i64) -> Totals {
-        let m = |v| Money::new(v, Currency::USD);
+        let m = |v| Money::new(v, Currency::parse("USD").unwrap());
         Totals { subtotal: m(sub), shipping: m(ship), tax: m(tax), total: m(sub + ship + tax) }
     }
 

@@ -265,6 +265,10 @@ pub struct Order {
     /// conditional nested update.
     #[serde(default)]
     pub shipments: std::collections::BTreeMap<String, Shipment>,
+    /// Pick-list tokens (SHA-256 prefix) already answered by a shipment report -> that shipment:
+    /// one report per token, whatever the workflow engine does with a reused token.
+    #[serde(default)]
+    pub answered_tokens: std::collections::BTreeMap<String, String>,
     pub timeline: Vec<TimelineEntry>,
     pub created_at: String,
     pub updated_at: String,
