@@ -108,6 +108,9 @@ fn an_order_goes_from_post_to_delivered_and_captures_exactly_what_shipped() {
         assert!(mails.iter().any(|m| m.subject.contains("has shipped") && m.text.contains(&code) && m.text.contains("track.")), "{subjects:?}");
         assert!(subjects.iter().any(|s| s.contains("out for delivery")) && subjects.iter().any(|s| s.contains("was delivered")) && subjects.iter().any(|s| s.starts_with("How was")));
         assert_eq!(lifecycle_status(&h, &id).await, "SUCCEEDED");
+        // the gateway's own event about the capture reconciled the order's payment
+        let o = until(&h, &id, "gateway reconciliation", |o| o.payment.as_ref().is_some_and(|p| p.gateway_received_minor == Some(total))).await;
+        assert_eq!(o.payment.unwrap().gateway_status.as_deref(), Some("succeeded"));
         // INV-2 after reserve and ship
         let l = h.stack.deps.stock.level(&sku).await.unwrap().unwrap();
         assert_eq!((l.available, l.reserved, l.shipped), (8, 0, 2));
@@ -413,5 +416,39 @@ fn replenishment_sends_one_purchase_order_and_receiving_restocks() {
         conserved(&h, &sku).await;
         let (st, _) = reqwest::Client::new().post(format!("{}/warehouse/receipts", h.api())).json(&receipt).send().await.map(|r| (r.status().as_u16(), ())).unwrap();
         assert_eq!(st, 401);
+    });
+}
+
+#[test]
+fn wf_3_a_capture_that_fails_after_shipping_compensates_and_alarms() {
+    let h = harness();
+    h.run(async {
+        let sku = h.new_sku(3300, 4).await;
+        let placed = h.place(&order_body(&h.email("capfail"), &[(&sku, 2)], "pm_card_visa")).await;
+        let id = placed.order_id();
+        let msg = pick(&h, &id, None).await;
+        // the hold disappears at the gateway (canceled from its dashboard) before the warehouse ships
+        let pi = h.intents(&id)[0]["id"].as_str().unwrap().to_string();
+        let st = reqwest::Client::new()
+            .post(format!("{}/v1/payment_intents/{pi}/cancel", h.stack.gateway_url))
+            .bearer_auth(orderflow_local::sandbox_gateway::SANDBOX_SECRET_KEY)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(st.is_success());
+        ship(&h, &msg, "C1", &[(sku.clone(), 1)]).await;
+        // the capture is refused: the order ends FAILED with the reason; what was not shipped is back;
+        // no hold is open; the compensation ran once; the execution fails (alarm)
+        let o = until(&h, &id, "failed", |o| o.status.as_str() == "FAILED").await;
+        assert!(o.status_reason.as_deref().unwrap_or("").contains("capture refused"), "{:?}", o.status_reason);
+        assert_eq!(o.payment.as_ref().unwrap().captured_minor, 0);
+        let l = h.stack.deps.stock.level(&sku).await.unwrap().unwrap();
+        assert_eq!((l.available, l.reserved, l.shipped), (3, 0, 1), "0 reserved; the shipped unit is gone");
+        conserved(&h, &sku).await;
+        assert_eq!(h.intents(&id)[0]["status"], "canceled");
+        assert_eq!(h.stack.gateway.cancel_count(&pi), 1);
+        assert_eq!(h.stack.gateway.capture_count(&pi), 0);
+        assert_eq!(lifecycle_status(&h, &id).await, "FAILED");
     });
 }

@@ -1,4 +1,5 @@
-//! PAY-6, WF-1, WF-5: compensation exactly once, one execution per order, one email per order.
+//! PAY-6, WF-1, WF-4, WF-5: compensation exactly once, one execution per order, partial batch
+//! failures and dead-lettering, one email per order.
 
 use orderflow_e2e::*;
 use serde_json::json;
@@ -82,5 +83,63 @@ fn wf_5_confirmation_email_once_even_when_confirm_runs_five_times() {
         let sends = h.stack.report(&id).await.calls.iter().filter(|c| c.operation == "SendMessage").count();
         // six notification messages (checkout + five replays) and the warehouse's pick list
         assert_eq!(sends, 7, "the message was queued six times; the email still went once");
+    });
+}
+
+#[test]
+fn wf_4_poison_messages_fail_alone_and_end_in_the_dead_letter_queue() {
+    let h = harness();
+    h.run(async {
+        // A queue pair shaped like the template's NotificationsQueue (same maxReceiveCount), with a
+        // 1 s visibility so the receive limit is reached in seconds, consumed by send_notifications
+        // through the same event-source pump as the real queues.
+        let t = orderflow_local::template::Template::load(&orderflow_local::Options::default().repo.join("infra/template.yaml")).unwrap();
+        let max_receive = t.queues().unwrap().into_iter().find(|q| q.name == "NotificationsQueue").and_then(|q| q.redrive).map(|r| r.1).unwrap();
+        let sqs = &h.stack.moto_sqs;
+        let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let dlq = sqs.create_queue().queue_name(format!("wf4-dlq-{tag}")).send().await.unwrap().queue_url.unwrap();
+        let dlq_arn = format!("arn:aws:sqs:us-east-1:123456789012:wf4-dlq-{tag}");
+        let src = sqs
+            .create_queue()
+            .queue_name(format!("wf4-src-{tag}"))
+            .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "1")
+            .attributes(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy, json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive}).to_string())
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        // given 7 good messages (a feedback request for 7 orders) and 3 poison ones in one batch
+        let sku = h.new_sku(900, 20).await;
+        let mut ids = vec![];
+        for i in 0..7 {
+            ids.push(h.place(&order_body(&h.email(&format!("wf4-{i}")), &[(&sku, 1)], "pm_card_visa")).await.order_id());
+        }
+        let mut bodies: Vec<String> = ids.iter().map(|id| json!({"orderId": id, "kind": "feedback_request"}).to_string()).collect();
+        bodies.push("not json".into());
+        bodies.push(json!({"orderId": ids[0], "kind": "no_such_email"}).to_string());
+        bodies.push(json!({"orderId": "ord_00000000000000000000000000000000", "kind": "feedback_request"}).to_string());
+        let entries: Vec<_> = bodies.iter().enumerate().map(|(i, b)| aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(b).build().unwrap()).collect();
+        sqs.send_message_batch().queue_url(&src).set_entries(Some(entries)).send().await.unwrap();
+        // when the consumer runs
+        let pump = orderflow_local::pumps::spawn(h.stack.edge.clone(), sqs.clone(), src.clone(), format!("arn:aws:sqs:us-east-1:123456789012:wf4-src-{tag}"), "send_notifications");
+        // then the 7 are processed once and the 3 land in the dead-letter queue after the limit
+        let count = |url: String| async move {
+            let a = sqs.get_queue_attributes().queue_url(url).attribute_names(aws_sdk_sqs::types::QueueAttributeName::All).send().await.unwrap();
+            let get = |k: aws_sdk_sqs::types::QueueAttributeName| a.attributes().and_then(|m| m.get(&k)).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+            get(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages) + get(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        };
+        let started = std::time::Instant::now();
+        while count(dlq.clone()).await < 3 && started.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        pump.abort();
+        let dead = count(dlq.clone()).await;
+        let left = count(src.clone()).await;
+        let processed = ids.iter().filter(|id| h.stack.edge.emails_for(id).iter().filter(|e| e.subject.starts_with("How was")).count() == 1).count() as i64;
+        for id in &ids {
+            assert_eq!(h.stack.edge.emails_for(id).iter().filter(|e| e.subject.starts_with("How was")).count(), 1, "{id}: exactly one feedback email");
+        }
+        assert_eq!((processed, dead, left), (7, 3, 0), "sent 10 = processed 7 + dead-lettered 3");
     });
 }

@@ -80,9 +80,14 @@ async fn gateway(deps: &Deps, q: &Queued) -> Result<(), StepError> {
         tracing::info!("event for another payment intent of the order; ignored");
         return Ok(());
     };
+    let created = q.event["created"].as_i64().unwrap_or(0);
+    if payment.gateway_event_created.is_some_and(|seen| created < seen) {
+        tracing::info!(created, "older than the newest gateway event applied; skipped");
+        return Ok(());
+    }
     let gw_status = pi["status"].as_str().unwrap_or_default().to_string();
     let received = pi["amount_received"].as_i64().unwrap_or(0);
-    let mut fields = vec![("gateway_status", json!(gw_status)), ("gateway_received_minor", json!(received))];
+    let mut fields = vec![("gateway_status", json!(gw_status)), ("gateway_received_minor", json!(received)), ("gateway_event_created", json!(created))];
     let event = match ty {
         "payment_intent.canceled" if payment.status != "canceled" => {
             // The hold is gone on the gateway's side (expired, or canceled from its dashboard):

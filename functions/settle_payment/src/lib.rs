@@ -50,11 +50,12 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Settled, StepError> {
         Some(e) if e.error == "DispatchTimedOut" || e.error == "States.Timeout" || e.cause.contains("DispatchTimedOut") => "warehouse_no_answer".to_string(),
         Some(e) => format!("fulfillment_error: {}: {}", e.error, e.cause.chars().take(300).collect::<String>()),
     };
-    let shipped_any = order.shipments.values().any(|s| s.amount.is_some());
-    let outcome = match (&input.error, shipped_any) {
-        (None, _) => order.status,
-        (Some(_), true) => OrderStatus::PartiallyFulfilled,
-        (Some(_), false) => OrderStatus::Failed,
+    // PARTIALLY_FULFILLED promises "what shipped was charged": only when something was captured.
+    // Goods that left without a capture (the hold was gone) end FAILED, with the reason, alarmed.
+    let outcome = match &input.error {
+        None => order.status,
+        Some(_) if payment.captured_minor > 0 => OrderStatus::PartiallyFulfilled,
+        Some(_) => OrderStatus::Failed,
     };
     let remaining = payment.amount_authorized.minor - payment.captured_minor;
     let mut released = 0;

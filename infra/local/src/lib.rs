@@ -162,6 +162,7 @@ impl Stack {
             transactional_tables: Mutex::new(Default::default()),
         });
         let gateway = Arc::new(sandbox_gateway::Gateway::default());
+        *gateway.webhook_url.lock().unwrap() = format!("{api_url}/webhooks/gateway");
         let carrier = Arc::new(sandbox_carrier::Carrier::new(opts.carrier_auto_walk));
         *carrier.webhook_url.lock().unwrap() = format!("{api_url}/webhooks/carrier");
         let warehouses = Arc::new(sandbox_warehouse::Warehouses::new(opts.warehouse_auto));

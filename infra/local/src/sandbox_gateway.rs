@@ -27,9 +27,38 @@ pub struct Gateway {
     /// Cancel transitions actually performed, per intent (tests check "voided exactly once").
     pub cancels: Mutex<HashMap<String, u32>>,
     pub captures: Mutex<HashMap<String, u32>>,
+    /// Where the gateway sends its signed events (the partner API's /webhooks/gateway); empty = none.
+    pub webhook_url: Mutex<String>,
+    http: reqwest::Client,
 }
 
 impl Gateway {
+    /// Send `payment_intent.<kind>` for the intent's current state, signed like Stripe, in the
+    /// background (as Stripe does: after the API call answered, at least once).
+    fn emit(&self, kind: &str, intent_id: &str) {
+        let url = self.webhook_url.lock().unwrap().clone();
+        let Some(pi) = self.intents.lock().unwrap().get(intent_id).cloned() else { return };
+        if url.is_empty() {
+            return;
+        }
+        let event = json!({
+            "id": format!("evt_{}", &uuid::Uuid::new_v4().simple().to_string()[..24]), "object": "event",
+            "type": format!("payment_intent.{kind}"), "created": chrono::Utc::now().timestamp(),
+            "data": {"object": pi}, "livemode": false,
+        })
+        .to_string();
+        let http = self.http.clone();
+        tokio::spawn(async move {
+            let sig = orderflow_shared::webhooks::sign_stripe(event.as_bytes(), SANDBOX_WEBHOOK_SECRET, chrono::Utc::now().timestamp());
+            for _ in 0..3 {
+                match http.post(&url).header("Stripe-Signature", &sig).header("content-type", "application/json").body(event.clone()).send().await {
+                    Ok(r) if r.status().is_success() => return,
+                    _ => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+                }
+            }
+        });
+    }
+
     pub fn intents_for_order(&self, order_id: &str) -> Vec<Value> {
         self.intents.lock().unwrap().values().filter(|pi| pi["metadata"]["order_id"] == order_id).cloned().collect()
     }
@@ -210,6 +239,15 @@ fn unexpected(pi: &Value, action: &str) -> (u16, Value) {
 }
 
 async fn capture(State(gw): State<Arc<Gateway>>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    let r = capture_inner(gw.clone(), headers, id.clone(), body).await;
+    if r.status().is_success() && r.headers().get("idempotent-replayed").is_none() {
+        let done = gw.intents.lock().unwrap().get(&id).is_some_and(|pi| pi["status"] == "succeeded");
+        gw.emit(if done { "succeeded" } else { "amount_capturable_updated" }, &id);
+    }
+    r
+}
+
+async fn capture_inner(gw: Arc<Gateway>, headers: HeaderMap, id: String, body: Bytes) -> Response {
     let g = gw.clone();
     let path = format!("/v1/payment_intents/{id}/capture");
     idempotent(&gw, &headers, &path, &body.clone(), move || {
@@ -250,6 +288,14 @@ async fn capture(State(gw): State<Arc<Gateway>>, headers: HeaderMap, Path(id): P
 }
 
 async fn cancel(State(gw): State<Arc<Gateway>>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    let r = cancel_inner(gw.clone(), headers, id.clone(), body).await;
+    if r.status().is_success() && r.headers().get("idempotent-replayed").is_none() {
+        gw.emit("canceled", &id);
+    }
+    r
+}
+
+async fn cancel_inner(gw: Arc<Gateway>, headers: HeaderMap, id: String, body: Bytes) -> Response {
     let g = gw.clone();
     let path = format!("/v1/payment_intents/{id}/cancel");
     idempotent(&gw, &headers, &path, &body.clone(), move || {

@@ -77,7 +77,8 @@ impl OrderStatus {
             Confirmed => &[Pending, UnderReview],
             Declined | OutOfStock => &[Pending],
             Rejected => &[Pending, UnderReview],
-            Failed => &[Pending, UnderReview, Confirmed],
+            // After goods left but before anything could be charged (the hold was gone): FAILED too.
+            Failed => &[Pending, UnderReview, Confirmed, PartiallyShipped, Shipped],
             PartiallyShipped => &[Confirmed],
             Shipped => &[Confirmed, PartiallyShipped],
             PartiallyFulfilled => &[Confirmed, PartiallyShipped],
@@ -166,6 +167,9 @@ pub struct PaymentRecord {
     pub gateway_status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_received_minor: Option<i64>,
+    /// `created` of the newest gateway event applied: older ones (delivery is unordered) are skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_event_created: Option<i64>,
 }
 
 /// SKU and units, as on pick lists and shipment reports.
@@ -297,7 +301,7 @@ mod tests {
         assert!(PartiallyShipped.can_move_to(Shipped));
         assert!(!Shipped.can_move_to(PartiallyShipped));
         assert!(!Delivered.can_move_to(Shipped));
-        assert!(!Shipped.can_move_to(Failed));
+        assert!(!Delivered.can_move_to(Failed));
         for s in [Declined, OutOfStock, Rejected, Failed, Delivered] {
             for t in [Pending, UnderReview, Confirmed, Declined, OutOfStock, Rejected, Failed, PartiallyShipped, Shipped, Delivered, PartiallyFulfilled] {
                 assert!(!s.can_move_to(t), "{s:?} -> {t:?}");
