@@ -125,8 +125,10 @@ pub trait StockLedger: Send + Sync {
     async fn reservation(&self, order_id: &str) -> Result<Option<ReservationState>>;
     /// Units leave a warehouse for a shipment: allocated -> shipped, reserved -> shipped. Once per shipment.
     async fn ship(&self, order_id: &str, shipment_id: &str, warehouse: &str, lines: &BTreeMap<String, i64>, charge: Charge<'_>) -> Result<ShipOutcome>;
-    /// Open a purchase order for the SKU at the warehouse unless one is open. Some(id) = opened now.
-    async fn open_purchase_order(&self, sku: &str, warehouse: &str, quantity: i64) -> Result<Option<String>>;
+    /// Open a purchase order for the SKU at the warehouse unless one is open. Some((id, quantity)) =
+    /// a PO the caller must send: opened now, or open but never marked sent (a crash between open and send).
+    async fn open_purchase_order(&self, sku: &str, warehouse: &str, quantity: i64) -> Result<Option<(String, i64)>>;
+    async fn mark_purchase_order_sent(&self, sku: &str, warehouse: &str, po_id: &str) -> Result<()>;
     /// Receive a purchase order's units (the PO closes, stock goes up). false = received before.
     async fn receive_purchase_order(&self, po_id: &str, sku: &str, warehouse: &str, quantity: i64) -> Result<ReceiveOutcome>;
 }

@@ -1,4 +1,4 @@
-//! INV-1, INV-3, INV-4, INV-5: stock under concurrency, repetition and replays.
+//! INV-1, INV-2, INV-3, INV-4, INV-5: stock under concurrency, repetition, replays and long sequences.
 
 use orderflow_e2e::*;
 use serde_json::json;
@@ -77,5 +77,89 @@ fn inv_5_replayed_reserve_and_release_act_once() {
         let late = h.stack.edge.invoke("reserve_stock", json!({"orderId": id})).await;
         assert_eq!(late.unwrap_err().0, "InvalidState");
         assert_eq!(h.stock(&sku).await, (10, 0));
+    });
+}
+
+/// INV-2 over a long mixed sequence against the real DynamoDB ledger: receive, reserve, route into
+/// warehouses, ship parcels, release (and replays of each). After every step, per SKU:
+/// available + reserved + shipped == received, nothing negative, and the warehouses' free + allocated
+/// units equal the network's available + reserved.
+#[test]
+fn inv_2_stock_is_conserved_through_reserve_route_ship_release_and_restock() {
+    use orderflow_shared::domain::fulfillment::route;
+    use orderflow_shared::ports::{AllocateOutcome, Reservation};
+    use std::collections::{BTreeMap, HashMap};
+    let h = harness();
+    h.run(async {
+        let stock = &h.stack.deps.stock;
+        let network = h.stack.deps.catalog.network().await.unwrap();
+        let whs: Vec<String> = network.warehouses.iter().map(|w| w.id.clone()).collect();
+        let sku = h.new_sku(100, 4).await;
+        let mut rng: u64 = 0x5eed_1234;
+        let mut next = |n: u64| {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (rng >> 33) % n
+        };
+        let mut orders: Vec<String> = vec![];
+        let mut shipments: Vec<(String, String, String, BTreeMap<String, i64>)> = vec![];
+        let zero = |_: &BTreeMap<String, i64>| 0i64;
+        for step in 0..70 {
+            let op = next(6);
+            match op {
+                0 => {
+                    let wh = &whs[next(whs.len() as u64) as usize];
+                    stock.receive(&sku, wh, 1 + next(4) as i64, &format!("inv2-{sku}-{step}")).await.unwrap();
+                }
+                1 => {
+                    let id = format!("ord_{}", uuid::Uuid::new_v4().simple());
+                    if let Reservation::Reserved { .. } = stock.reserve(&id, &[(sku.clone(), 1 + next(3) as i64)]).await.unwrap() {
+                        orders.push(id);
+                    }
+                }
+                2 if !orders.is_empty() => {
+                    let id = orders[next(orders.len() as u64) as usize].clone();
+                    let r = stock.reservation(&id).await.unwrap().unwrap();
+                    if r.status == "RESERVED" {
+                        let levels = stock.warehouse_stock(&[sku.clone()], &whs).await.unwrap();
+                        let free: HashMap<String, HashMap<String, i64>> = levels.iter().map(|(w, m)| (w.clone(), m.iter().map(|(s, x)| (s.clone(), x.available)).collect())).collect();
+                        let plan = route(&network, &orderflow_local::demo_address(), &r.lines, &free).expect("reserved units are always routable");
+                        assert!(matches!(stock.allocate(&id, &plan).await.unwrap(), AllocateOutcome::Routed(_)));
+                    }
+                }
+                3 if !orders.is_empty() => {
+                    let id = orders[next(orders.len() as u64) as usize].clone();
+                    let r = stock.reservation(&id).await.unwrap().unwrap();
+                    if r.status == "ROUTED" {
+                        let a = &r.allocations[next(r.allocations.len() as u64) as usize];
+                        let open = a.lines[&sku] - r.shipped.get(&format!("{sku}@{}", a.warehouse)).copied().unwrap_or(0);
+                        if open > 0 {
+                            let lines = BTreeMap::from([(sku.clone(), 1 + next(open as u64) as i64)]);
+                            let sid = format!("S{step}");
+                            stock.ship(&id, &sid, &a.warehouse, &lines, &zero).await.unwrap();
+                            shipments.push((id, sid, a.warehouse.clone(), lines));
+                        }
+                    }
+                }
+                4 if !orders.is_empty() => {
+                    let id = orders[next(orders.len() as u64) as usize].clone();
+                    stock.release(&id).await.unwrap();
+                }
+                5 if !shipments.is_empty() => {
+                    let (id, sid, wh, lines) = shipments[next(shipments.len() as u64) as usize].clone();
+                    assert!(!stock.ship(&id, &sid, &wh, &lines, &zero).await.unwrap().fresh, "a replayed shipment ships nothing");
+                }
+                _ => {}
+            }
+            let l = stock.level(&sku).await.unwrap().unwrap();
+            assert_eq!(l.available + l.reserved + l.shipped, l.received, "step {step} op {op}: {l:?}");
+            assert!(l.available >= 0 && l.reserved >= 0 && l.shipped >= 0, "step {step}: {l:?}");
+            let levels = stock.warehouse_stock(&[sku.clone()], &whs).await.unwrap();
+            let on_hand: i64 = levels.values().filter_map(|m| m.get(&sku)).map(|w| {
+                assert!(w.available >= 0 && w.allocated >= 0, "step {step}: {w:?}");
+                w.available + w.allocated
+            }).sum();
+            assert_eq!(on_hand, l.available + l.reserved, "step {step} op {op}: warehouses hold what the network counts");
+        }
+        assert!(!shipments.is_empty(), "the sequence shipped something");
     });
 }

@@ -57,9 +57,8 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<DispatchTask, StepError
     let next = if out.order_complete { OrderStatus::Shipped } else { OrderStatus::PartiallyShipped };
     let detail = format!("{sid}: {}", shipment.lines.iter().map(|l| format!("{} x {}", l.quantity, l.sku)).collect::<Vec<_>>().join(", "));
     deps.orders.transition(&order.order_id, next, None, TimelineEntry::now(&next.as_str().to_lowercase(), Some(detail))).await?;
-    if out.fresh {
-        reorder_if_low(deps, &order.order_id, &shipment.warehouse, &lines).await?;
-    }
+    // Also on a replay: a purchase order opened by a run that died before sending it goes out now.
+    reorder_if_low(deps, &order.order_id, &shipment.warehouse, &lines).await?;
     // The dispatch's next pick list: what this warehouse still has to ship for the order.
     let reservation = deps.stock.reservation(&order.order_id).await?.ok_or_else(|| StepError::InvalidState("reservation vanished".into()))?;
     let mut open: BTreeMap<String, i64> = BTreeMap::new();
@@ -85,7 +84,9 @@ async fn reorder_if_low(deps: &Deps, order_id: &str, warehouse: &str, lines: &BT
         }
         // Enough to get back above the point with the configured batch.
         let quantity = st.reorder_quantity.max(st.reorder_point - st.available).max(1);
-        if let Some(po_id) = deps.stock.open_purchase_order(sku, warehouse, quantity).await? {
+        // The supplier de-duplicates on purchaseOrderId: two runs racing to re-send one unsent PO
+        // send the same id.
+        if let Some((po_id, quantity)) = deps.stock.open_purchase_order(sku, warehouse, quantity).await? {
             deps.queue
                 .send(
                     &deps.config.supplier_queue_url,
@@ -93,6 +94,7 @@ async fn reorder_if_low(deps: &Deps, order_id: &str, warehouse: &str, lines: &BT
                             "available": st.available, "reorderPoint": st.reorder_point, "triggeredBy": order_id}),
                 )
                 .await?;
+            deps.stock.mark_purchase_order_sent(sku, warehouse, &po_id).await?;
             tracing::info!(%po_id, %sku, %warehouse, quantity, available = st.available, "purchase order sent");
         }
     }

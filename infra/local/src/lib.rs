@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod demo;
+pub use demo::demo_address;
 pub mod edge;
 pub mod functions;
 pub mod moto;

@@ -32,6 +32,8 @@ pub struct Carrier {
     pub auto_walk: Option<Duration>,
     seq: AtomicU64,
     http: reqwest::Client,
+    /// How long each webhook delivery took to be answered, in microseconds (WH-4 figures).
+    pub answer_micros: Mutex<Vec<u128>>,
 }
 
 impl Carrier {
@@ -44,6 +46,7 @@ impl Carrier {
             auto_walk,
             seq: AtomicU64::new(1),
             http: reqwest::Client::new(),
+            answer_micros: Default::default(),
         }
     }
 
@@ -75,10 +78,13 @@ impl Carrier {
         let body = event.to_string();
         let url = self.webhook_url.lock().unwrap().clone();
         let sig = orderflow_shared::webhooks::sign_carrier(body.as_bytes(), SANDBOX_CARRIER_WEBHOOK_SECRET);
-        match self.http.post(url).header("content-type", "application/json").header("X-Hmac-Signature", sig).body(body).send().await {
+        let started = std::time::Instant::now();
+        let status = match self.http.post(url).header("content-type", "application/json").header("X-Hmac-Signature", sig).body(body).send().await {
             Ok(r) => r.status().as_u16(),
             Err(_) => 0,
-        }
+        };
+        self.answer_micros.lock().unwrap().push(started.elapsed().as_micros());
+        status
     }
 
     /// Move a tracker to `status` now (a test's command) and send the webhook.

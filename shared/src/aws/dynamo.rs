@@ -744,7 +744,7 @@ impl StockLedger for DynamoInventory {
         Err(StepError::Retryable("shipping stock kept conflicting; retry".into()))
     }
 
-    async fn open_purchase_order(&self, sku: &str, warehouse: &str, quantity: i64) -> Result<Option<String>> {
+    async fn open_purchase_order(&self, sku: &str, warehouse: &str, quantity: i64) -> Result<Option<(String, i64)>> {
         let po_id = format!("po_{}", &uuid::Uuid::new_v4().simple().to_string()[..20]);
         let res = self
             .client
@@ -756,6 +756,7 @@ impl StockLedger for DynamoInventory {
             .item("sku", s(sku))
             .item("warehouse", s(warehouse))
             .item("quantity", n(quantity))
+            .item("sent", AttributeValue::Bool(false))
             .item("opened_at", s(now_rfc3339()))
             // One open purchase order per SKU and warehouse, however many orders dip below the point.
             .condition_expression("attribute_not_exists(pk) OR #st = :received")
@@ -764,9 +765,45 @@ impl StockLedger for DynamoInventory {
             .send()
             .await;
         match res {
-            Ok(_) => Ok(Some(po_id)),
-            Err(e) if is_ccf(&e) => Ok(None),
+            Ok(_) => Ok(Some((po_id, quantity))),
+            Err(e) if is_ccf(&e) => {
+                // Open already: the caller sends it only if nobody ever marked it sent.
+                let out = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .key("pk", s(format!("PO#{sku}#{warehouse}")))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| StepError::from_sdk("inventory.get_purchase_order", e))?;
+                let item = out.item.unwrap_or_default();
+                let open = item.get("status").and_then(|v| v.as_s().ok()).map(String::as_str) == Some("OPEN");
+                let sent = item.get("sent").and_then(|v| v.as_bool().ok()).copied().unwrap_or(true);
+                let id = item.get("po_id").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                Ok((open && !sent).then(|| (id, num(&item, "quantity"))))
+            }
             Err(e) => Err(StepError::from_sdk("inventory.open_purchase_order", e)),
+        }
+    }
+
+    async fn mark_purchase_order_sent(&self, sku: &str, warehouse: &str, po_id: &str) -> Result<()> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("PO#{sku}#{warehouse}")))
+            .update_expression("SET sent = :t, sent_at = :now")
+            .condition_expression("po_id = :id")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .expression_attribute_values(":id", s(po_id))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_ccf(&e) => Ok(()),
+            Err(e) => Err(StepError::from_sdk("inventory.mark_purchase_order_sent", e)),
         }
     }
 
