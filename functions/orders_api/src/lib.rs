@@ -289,7 +289,14 @@ async fn ops_get_order(State(deps): State<AppState>, Path(id): Path<String>, hea
             let mut v = customer_view(&order);
             v["reason"] = json!(order.status_reason);
             v["fraud"] = json!(order.fraud);
-            v["payment"] = json!(order.payment.as_ref().map(|p| json!({"intent_id": p.intent_id, "status": p.status, "amount_authorized": p.amount_authorized.minor, "risk_level": p.risk_level})));
+            v["payment"] = json!(order.payment.as_ref().map(|p| json!({
+                "intent_id": p.intent_id, "status": p.status, "amount_authorized": p.amount_authorized.minor, "risk_level": p.risk_level,
+                "captured": p.captured_minor, "capture_before": p.capture_before, "settled": p.settled,
+                "gateway_status": p.gateway_status, "gateway_received": p.gateway_received_minor,
+            })));
+            // Operators see where each parcel is and what it was charged.
+            v["dispatches"] = json!(order.dispatches);
+            v["shipments"] = json!(order.shipments.values().collect::<Vec<_>>());
             v["timeline"] = json!(order.timeline);
             v["customer_email"] = json!(order.customer_email);
             (StatusCode::OK, axum::Json(v)).into_response()
