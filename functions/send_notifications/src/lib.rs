@@ -64,6 +64,16 @@ pub fn render(n: &Notification, order: &Order) -> Option<Email> {
                 eta = order.estimated_delivery,
             ),
         }),
+        "order_cancelled" if !order.shipments.is_empty() => Some(Email {
+            // Goods left but the payment could not be collected (the hold was gone): no false
+            // "nothing charged, all cancelled" promise; a person follows up.
+            subject: format!("About your order {}", order.order_id),
+            text: format!(
+                "Hello {name},\n\nWe could not complete the payment for your order {id}, part of which may already be on its way to you. Nothing has been charged. Our team will contact you shortly about it.\n",
+                name = order.shipping_address.name,
+                id = order.order_id,
+            ),
+        }),
         "order_cancelled" => Some(Email {
             subject: format!("Order {} cancelled", order.order_id),
             text: format!(

@@ -56,7 +56,11 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<DispatchTask, StepError
     }
     let next = if out.order_complete { OrderStatus::Shipped } else { OrderStatus::PartiallyShipped };
     let detail = format!("{sid}: {}", shipment.lines.iter().map(|l| format!("{} x {}", l.quantity, l.sku)).collect::<Vec<_>>().join(", "));
-    deps.orders.transition(&order.order_id, next, None, TimelineEntry::now(&next.as_str().to_lowercase(), Some(detail))).await?;
+    let moved = deps.orders.transition(&order.order_id, next, None, TimelineEntry::now(&next.as_str().to_lowercase(), Some(detail.clone()))).await?;
+    if !moved && out.fresh {
+        // A further parcel while already partially shipped: the status stays, the timeline says so.
+        deps.orders.append_timeline(&order.order_id, TimelineEntry::now("parcel_shipped", Some(detail))).await?;
+    }
     // Also on a replay: a purchase order opened by a run that died before sending it goes out now.
     reorder_if_low(deps, &order.order_id, &shipment.warehouse, &lines).await?;
     // The dispatch's next pick list: what this warehouse still has to ship for the order.

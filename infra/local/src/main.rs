@@ -56,7 +56,7 @@ async fn main() {
     let log = opts.log_dir.join("functions.log");
     std::fs::create_dir_all(&opts.log_dir).ok();
     let _ = orderflow_shared::telemetry::init_to_file(&log);
-    eprintln!("[local] starting: moto, edge, orders API, sandbox gateway ...");
+    eprintln!("[local] starting: moto, edge, orders + partner API, sandbox gateway, carrier and warehouses ...");
     let stack = match Stack::start(opts).await {
         Ok(s) => s,
         Err(e) => {
@@ -67,6 +67,8 @@ async fn main() {
     eprintln!("[local] orders API      {}", stack.api_url);
     eprintln!("[local] AWS edge        {}  (AWS_ENDPOINT_URL for any SDK)", stack.edge_url);
     eprintln!("[local] sandbox gateway {}", stack.gateway_url);
+    eprintln!("[local] partner API     {}/warehouse/shipments, /warehouse/receipts, /webhooks/carrier, /webhooks/gateway", stack.api_url);
+    eprintln!("[local] sandbox warehouses wh-east, wh-west ship every pick list at once; carrier walks parcels to delivered");
     eprintln!("[local] moto            {}", stack.moto_url);
     eprintln!("[local] function logs   {}", log.display());
     match cmd.as_str() {
