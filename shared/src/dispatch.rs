@@ -72,3 +72,18 @@ pub fn task(deps: &Deps, order: &Order, warehouse: &str, open: &BTreeMap<String,
 pub fn tracker_lookup_key(tracking_code: &str) -> String {
     format!("tracker:{tracking_code}")
 }
+
+/// The input of the per-parcel steps (buy_label, capture_payment): the order and the parcel the
+/// warehouse reported (`$.shipment` is the output of the wait, `{"shipmentId"}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParcelStep {
+    pub order_id: String,
+    pub shipment: ShipmentRef,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShipmentRef {
+    pub shipment_id: String,
+}

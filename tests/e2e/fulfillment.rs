@@ -65,7 +65,7 @@ fn an_order_goes_from_post_to_delivered_and_captures_exactly_what_shipped() {
         let total = placed.body["totals"]["total"].as_i64().unwrap();
 
         // the nearest warehouse with everything gets one pick list; nothing is captured yet (PAY-1)
-        let msg = pick(&h, &id, None).await;
+        let msg = pick(h, &id, None).await;
         assert_eq!(msg.warehouse(), "wh-east");
         assert_eq!(msg.lines(), vec![(sku.clone(), 2)]);
         let intent = h.intents(&id)[0].clone();
@@ -73,8 +73,8 @@ fn an_order_goes_from_post_to_delivered_and_captures_exactly_what_shipped() {
         assert_eq!(h.stack.gateway.capture_count(&pi), 0, "PAY-1: nothing captured before the warehouse ships");
 
         // when it ships everything in one parcel
-        ship(&h, &msg, "P1", &msg.lines()).await;
-        let o = until(&h, &id, "capture", |o| o.payment.as_ref().is_some_and(|p| p.captured_minor > 0)).await;
+        ship(h, &msg, "P1", &msg.lines()).await;
+        let o = until(h, &id, "capture", |o| o.payment.as_ref().is_some_and(|p| p.captured_minor > 0)).await;
         assert_eq!(o.payment.as_ref().unwrap().captured_minor, total, "captured = shipped = whole order");
         let pi_now = h.intents(&id)[0].clone();
         assert_eq!(pi_now["amount_received"].as_i64().unwrap(), total);
@@ -89,10 +89,10 @@ fn an_order_goes_from_post_to_delivered_and_captures_exactly_what_shipped() {
         }
         assert_eq!(h.stack.gateway.capture_count(&pi), 1, "PAY-2: one capture");
         assert_eq!(h.stack.carrier.labels.lock().unwrap().get("P1").copied(), Some(1), "one label");
-        assert_eq!(order(&h, &id).await.payment.unwrap().captured_minor, total);
+        assert_eq!(order(h, &id).await.payment.unwrap().captured_minor, total);
 
         // the carrier walks the parcel to delivered
-        let o = until(&h, &id, "label", |o| !tracking_codes(o).is_empty()).await;
+        let o = until(h, &id, "label", |o| !tracking_codes(o).is_empty()).await;
         let code = tracking_codes(&o)[0].clone();
         for st in ["pre_transit", "in_transit", "out_for_delivery", "delivered"] {
             assert_eq!(h.stack.carrier.advance(&code, st).await, 200);
@@ -107,14 +107,14 @@ fn an_order_goes_from_post_to_delivered_and_captures_exactly_what_shipped() {
         assert_eq!(mails.len(), 5, "{subjects:?}");
         assert!(mails.iter().any(|m| m.subject.contains("has shipped") && m.text.contains(&code) && m.text.contains("track.")), "{subjects:?}");
         assert!(subjects.iter().any(|s| s.contains("out for delivery")) && subjects.iter().any(|s| s.contains("was delivered")) && subjects.iter().any(|s| s.starts_with("How was")));
-        assert_eq!(lifecycle_status(&h, &id).await, "SUCCEEDED");
+        assert_eq!(lifecycle_status(h, &id).await, "SUCCEEDED");
         // the gateway's own event about the capture reconciled the order's payment
-        let o = until(&h, &id, "gateway reconciliation", |o| o.payment.as_ref().is_some_and(|p| p.gateway_received_minor == Some(total))).await;
+        let o = until(h, &id, "gateway reconciliation", |o| o.payment.as_ref().is_some_and(|p| p.gateway_received_minor == Some(total))).await;
         assert_eq!(o.payment.unwrap().gateway_status.as_deref(), Some("succeeded"));
         // INV-2 after reserve and ship
         let l = h.stack.deps.stock.level(&sku).await.unwrap().unwrap();
         assert_eq!((l.available, l.reserved, l.shipped), (8, 0, 2));
-        conserved(&h, &sku).await;
+        conserved(h, &sku).await;
     });
 }
 
@@ -129,11 +129,11 @@ fn an_order_no_single_warehouse_can_ship_is_split_in_two() {
         assert_eq!(placed.status, 201, "{}", placed.body);
         let id = placed.order_id();
         let total = placed.body["totals"]["total"].as_i64().unwrap();
-        let east = pick(&h, &id, Some("wh-east")).await;
-        let west = pick(&h, &id, Some("wh-west")).await;
+        let east = pick(h, &id, Some("wh-east")).await;
+        let west = pick(h, &id, Some("wh-west")).await;
         assert_eq!(east.lines(), vec![(east_only.clone(), 1)]);
         assert_eq!(west.lines(), vec![(west_only.clone(), 2)]);
-        let o = order(&h, &id).await;
+        let o = order(h, &id).await;
         assert_eq!(o.dispatches.len(), 2);
         // a warehouse cannot answer another's pick list
         let mut foreign = west.report("X1", &west.lines());
@@ -141,17 +141,17 @@ fn an_order_no_single_warehouse_can_ship_is_split_in_two() {
         let (st, body) = h.stack.warehouses.send_as("wh-west", "/warehouse/shipments", &foreign).await;
         assert_eq!((st, body["error"]["code"].as_str()), (404, Some("dispatch_not_found")));
 
-        ship(&h, &west, "W1", &west.lines()).await;
-        ship(&h, &east, "E1", &east.lines()).await;
-        let o = until(&h, &id, "both captures", |o| o.shipments.values().all(|s| s.captured.is_some()) && o.shipments.len() == 2).await;
+        ship(h, &west, "W1", &west.lines()).await;
+        ship(h, &east, "E1", &east.lines()).await;
+        let o = until(h, &id, "both captures", |o| o.shipments.values().all(|s| s.captured.is_some()) && o.shipments.len() == 2).await;
         assert_eq!(o.payment.as_ref().unwrap().captured_minor, total, "two captures add up to the total");
         assert_eq!(o.status.as_str(), "SHIPPED");
         let pi = &h.intents(&id)[0];
         assert_eq!(pi["amount_received"].as_i64().unwrap(), total);
-        let done = until(&h, &id, "settled", |o| o.payment.as_ref().is_some_and(|p| p.settled.is_some())).await;
+        let done = until(h, &id, "settled", |o| o.payment.as_ref().is_some_and(|p| p.settled.is_some())).await;
         assert!(done.payment.unwrap().settled.unwrap().contains("fully captured"));
         for sku in [&east_only, &west_only] {
-            conserved(&h, sku).await;
+            conserved(h, sku).await;
         }
     });
 }
@@ -167,9 +167,9 @@ fn a_partial_shipment_captures_only_the_shipped_lines() {
         let id = placed.order_id();
         let t = &placed.body["totals"];
         let (sub, total) = (t["subtotal"].as_i64().unwrap(), t["total"].as_i64().unwrap());
-        let msg = pick(&h, &id, None).await;
-        ship(&h, &msg, "PA", &[(a.clone(), 1)]).await;
-        let o = until(&h, &id, "first capture", |o| o.payment.as_ref().is_some_and(|p| p.captured_minor > 0)).await;
+        let msg = pick(h, &id, None).await;
+        ship(h, &msg, "PA", &[(a.clone(), 1)]).await;
+        let o = until(h, &id, "first capture", |o| o.payment.as_ref().is_some_and(|p| p.captured_minor > 0)).await;
         let first = o.payment.as_ref().unwrap().captured_minor;
         // 5000 of the 8000 subtotal: its share of shipping and tax, never the whole hold
         let expected = total * 5000 / sub;
@@ -177,15 +177,15 @@ fn a_partial_shipment_captures_only_the_shipped_lines() {
         assert_eq!(o.status.as_str(), "PARTIALLY_SHIPPED");
         assert_eq!(h.intents(&id)[0]["status"], "requires_capture", "the rest stays held");
         // the rest comes as a new pick list with only what is open; over-reporting is refused
-        let rest = pick(&h, &id, None).await;
+        let rest = pick(h, &id, None).await;
         assert_eq!(rest.lines(), vec![(b.clone(), 3)]);
         let (st, body) = h.stack.warehouses.send_report(&rest, &rest.report("PB", &[(b.clone(), 4)])).await;
         assert_eq!((st, body["error"]["code"].as_str()), (422, Some("quantity_exceeds_open")));
         // the old token is spent
         let (st, _) = h.stack.warehouses.send_report(&msg, &msg.report("PX", &[(b.clone(), 1)])).await;
         assert_eq!(st, 409);
-        ship(&h, &rest, "PB", &rest.lines()).await;
-        let o = until(&h, &id, "second capture", |o| o.shipments.get("PB").is_some_and(|s| s.captured.is_some())).await;
+        ship(h, &rest, "PB", &rest.lines()).await;
+        let o = until(h, &id, "second capture", |o| o.shipments.get("PB").is_some_and(|s| s.captured.is_some())).await;
         assert_eq!(o.payment.as_ref().unwrap().captured_minor, total, "never more than authorized, all of it in the end");
         assert_eq!(o.status.as_str(), "SHIPPED");
         assert_eq!(h.stack.gateway.capture_count(h.intents(&id)[0]["id"].as_str().unwrap()), 2);
@@ -202,9 +202,9 @@ fn carrier_events_only_move_forward_and_duplicates_change_nothing() {
         let sku = h.new_sku(2500, 5).await;
         let placed = h.place(&order_body(&h.email("tracking"), &[(&sku, 1)], "pm_card_visa")).await;
         let id = placed.order_id();
-        let msg = pick(&h, &id, None).await;
-        ship(&h, &msg, "T1", &msg.lines()).await;
-        let o = until(&h, &id, "label", |o| !tracking_codes(o).is_empty()).await;
+        let msg = pick(h, &id, None).await;
+        ship(h, &msg, "T1", &msg.lines()).await;
+        let o = until(h, &id, "label", |o| !tracking_codes(o).is_empty()).await;
         let code = tracking_codes(&o)[0].clone();
         let carrier = &h.stack.carrier;
 
@@ -212,15 +212,15 @@ fn carrier_events_only_move_forward_and_duplicates_change_nothing() {
         let ev = carrier.event(&code, "in_transit", &chrono::Utc::now().to_rfc3339());
         let codes = futures::future::join_all((0..10).map(|_| carrier.deliver(&ev))).await;
         assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
-        let o = until(&h, &id, "in_transit", |o| o.shipments["T1"].tracking_status.as_deref() == Some("in_transit")).await;
+        let o = until(h, &id, "in_transit", |o| o.shipments["T1"].tracking_status.as_deref() == Some("in_transit")).await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        let o2 = order(&h, &id).await;
+        let o2 = order(h, &id).await;
         assert_eq!(o2.timeline.iter().filter(|e| e.event == "tracking_in_transit").count(), 1, "one state change");
         assert_eq!(o.timeline.len(), o2.timeline.len());
 
         // a carrier exception is on the timeline and told to the customer
         assert_eq!(carrier.advance(&code, "failure").await, 200);
-        until(&h, &id, "exception", |o| o.shipments["T1"].tracking_status.as_deref() == Some("failure")).await;
+        until(h, &id, "exception", |o| o.shipments["T1"].tracking_status.as_deref() == Some("failure")).await;
         let mails = wait_for_emails(&h.stack, &id, 3, WAIT).await;
         assert!(mails.iter().any(|m| m.subject.contains("delivery problem")), "{:?}", mails.iter().map(|m| &m.subject).collect::<Vec<_>>());
 
@@ -232,7 +232,7 @@ fn carrier_events_only_move_forward_and_duplicates_change_nothing() {
         let view = wait_for_status(&reqwest::Client::new(), h.api(), &id, &placed.token(), "DELIVERED", WAIT).await;
         assert_eq!(view["status"], "DELIVERED");
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        let o = order(&h, &id).await;
+        let o = order(h, &id).await;
         assert_eq!(o.shipments["T1"].tracking_status.as_deref(), Some("delivered"), "never backwards");
         assert_eq!(o.status.as_str(), "DELIVERED");
     });
@@ -308,7 +308,7 @@ fn a_gateway_webhook_reconciles_a_hold_the_gateway_canceled() {
             let st = reqwest::Client::new().post(format!("{}/webhooks/gateway", h.api())).header("Stripe-Signature", &sig).body(body.clone()).send().await.unwrap().status().as_u16();
             assert_eq!(st, 200);
         }
-        let o = until(&h, &id, "reconciled", |o| o.payment.as_ref().is_some_and(|p| p.status == "canceled")).await;
+        let o = until(h, &id, "reconciled", |o| o.payment.as_ref().is_some_and(|p| p.status == "canceled")).await;
         assert_eq!(o.payment.as_ref().unwrap().gateway_status.as_deref(), Some("canceled"));
         assert_eq!(o.timeline.iter().filter(|e| e.event == "payment_hold_canceled_by_gateway").count(), 1);
     });
@@ -324,10 +324,10 @@ fn a_hold_near_expiry_is_settled_for_what_shipped_never_left_to_lapse() {
         assert_eq!(placed.status, 201, "{}", placed.body);
         let id = placed.order_id();
         let total = placed.body["totals"]["total"].as_i64().unwrap();
-        let msg = pick(&h, &id, None).await;
-        ship(&h, &msg, "H1", &[(sku.clone(), 1)]).await;
+        let msg = pick(h, &id, None).await;
+        ship(h, &msg, "H1", &[(sku.clone(), 1)]).await;
         // the warehouse never sends the second unit: the guard fires before the hold lapses
-        let o = until(&h, &id, "settled", |o| o.status.as_str() == "PARTIALLY_FULFILLED").await;
+        let o = until(h, &id, "settled", |o| o.status.as_str() == "PARTIALLY_FULFILLED").await;
         let p = o.payment.as_ref().unwrap();
         assert!(p.captured_minor > 0 && p.captured_minor < total, "captured {} of {total}", p.captured_minor);
         assert!(p.settled.as_deref().unwrap_or("").contains("payment_hold_expiring"), "{:?}", p.settled);
@@ -336,11 +336,11 @@ fn a_hold_near_expiry_is_settled_for_what_shipped_never_left_to_lapse() {
         assert_eq!(pi["amount_received"].as_i64().unwrap(), p.captured_minor);
         let l = h.stack.deps.stock.level(&sku).await.unwrap().unwrap();
         assert_eq!((l.available, l.reserved, l.shipped), (4, 0, 1), "the unshipped unit is back");
-        conserved(&h, &sku).await;
+        conserved(h, &sku).await;
         assert_eq!(o.status_reason.as_deref(), Some("payment_hold_expiring"));
         let mails = wait_for_emails(&h.stack, &id, 3, WAIT).await;
         assert!(mails.iter().any(|m| m.subject.contains("could not be shipped")));
-        assert_eq!(lifecycle_status(&h, &id).await, "FAILED", "alarmed: the execution fails");
+        assert_eq!(lifecycle_status(h, &id).await, "FAILED", "alarmed: the execution fails");
     });
 }
 
@@ -351,17 +351,17 @@ fn an_order_a_warehouse_never_answers_ends_failed_with_everything_returned() {
         let sku = h.new_sku(1200, 3).await;
         let placed = h.place(&order_body(&h.email("silent"), &[(&sku, 2)], "pm_card_visa")).await;
         let id = placed.order_id();
-        let _ = pick(&h, &id, None).await; // received, never answered
-        let o = until(&h, &id, "warehouse timeout", |o| o.status.as_str() == "FAILED").await;
+        let _ = pick(h, &id, None).await; // received, never answered
+        let o = until(h, &id, "warehouse timeout", |o| o.status.as_str() == "FAILED").await;
         assert_eq!(o.status_reason.as_deref(), Some("warehouse_no_answer"));
         let pi = h.intents(&id)[0].clone();
         assert_eq!(pi["status"], "canceled");
         assert_eq!(h.stack.gateway.cancel_count(pi["id"].as_str().unwrap()), 1, "voided once");
         assert_eq!(h.stock(&sku).await, (3, 0), "0 reserved units");
-        conserved(&h, &sku).await;
+        conserved(h, &sku).await;
         let mails = wait_for_emails(&h.stack, &id, 2, WAIT).await;
         assert!(mails.iter().any(|m| m.subject.contains("cancelled")));
-        assert_eq!(lifecycle_status(&h, &id).await, "FAILED", "the failed-executions alarm sees it");
+        assert_eq!(lifecycle_status(h, &id).await, "FAILED", "the failed-executions alarm sees it");
     });
 }
 
@@ -379,11 +379,11 @@ fn replenishment_sends_one_purchase_order_and_receiving_restocks() {
             ids.push(placed.order_id());
         }
         for id in &ids {
-            let msg = pick(&h, id, None).await;
-            ship(&h, &msg, &format!("R-{}", &id[4..12]), &msg.lines()).await;
+            let msg = pick(h, id, None).await;
+            ship(h, &msg, &format!("R-{}", &id[4..12]), &msg.lines()).await;
         }
         for id in &ids {
-            until(&h, id, "shipped", |o| o.status.as_str() == "SHIPPED").await;
+            until(h, id, "shipped", |o| o.status.as_str() == "SHIPPED").await;
         }
         // two orders crossed the point; one purchase order went out
         let url = &h.stack.queue_urls["SupplierQueue"];
@@ -413,7 +413,7 @@ fn replenishment_sends_one_purchase_order_and_receiving_restocks() {
         assert_eq!(st, 200);
         let l = h.stack.deps.stock.level(&sku).await.unwrap().unwrap();
         assert_eq!((l.available, l.shipped, l.received), (24, 2, 26));
-        conserved(&h, &sku).await;
+        conserved(h, &sku).await;
         let (st, _) = reqwest::Client::new().post(format!("{}/warehouse/receipts", h.api())).json(&receipt).send().await.map(|r| (r.status().as_u16(), ())).unwrap();
         assert_eq!(st, 401);
     });
@@ -426,7 +426,7 @@ fn wf_3_a_capture_that_fails_after_shipping_compensates_and_alarms() {
         let sku = h.new_sku(3300, 4).await;
         let placed = h.place(&order_body(&h.email("capfail"), &[(&sku, 2)], "pm_card_visa")).await;
         let id = placed.order_id();
-        let msg = pick(&h, &id, None).await;
+        let msg = pick(h, &id, None).await;
         // the hold disappears at the gateway (canceled from its dashboard) before the warehouse ships
         let pi = h.intents(&id)[0]["id"].as_str().unwrap().to_string();
         let st = reqwest::Client::new()
@@ -437,18 +437,18 @@ fn wf_3_a_capture_that_fails_after_shipping_compensates_and_alarms() {
             .unwrap()
             .status();
         assert!(st.is_success());
-        ship(&h, &msg, "C1", &[(sku.clone(), 1)]).await;
+        ship(h, &msg, "C1", &[(sku.clone(), 1)]).await;
         // the capture is refused: the order ends FAILED with the reason; what was not shipped is back;
         // no hold is open; the compensation ran once; the execution fails (alarm)
-        let o = until(&h, &id, "failed", |o| o.status.as_str() == "FAILED").await;
+        let o = until(h, &id, "failed", |o| o.status.as_str() == "FAILED").await;
         assert!(o.status_reason.as_deref().unwrap_or("").contains("capture refused"), "{:?}", o.status_reason);
         assert_eq!(o.payment.as_ref().unwrap().captured_minor, 0);
         let l = h.stack.deps.stock.level(&sku).await.unwrap().unwrap();
         assert_eq!((l.available, l.reserved, l.shipped), (3, 0, 1), "0 reserved; the shipped unit is gone");
-        conserved(&h, &sku).await;
+        conserved(h, &sku).await;
         assert_eq!(h.intents(&id)[0]["status"], "canceled");
         assert_eq!(h.stack.gateway.cancel_count(&pi), 1);
         assert_eq!(h.stack.gateway.capture_count(&pi), 0);
-        assert_eq!(lifecycle_status(&h, &id).await, "FAILED");
+        assert_eq!(lifecycle_status(h, &id).await, "FAILED");
     });
 }

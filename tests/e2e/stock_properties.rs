@@ -120,7 +120,7 @@ fn inv_2_stock_is_conserved_through_reserve_route_ship_release_and_restock() {
                     let id = orders[next(orders.len() as u64) as usize].clone();
                     let r = stock.reservation(&id).await.unwrap().unwrap();
                     if r.status == "RESERVED" {
-                        let levels = stock.warehouse_stock(&[sku.clone()], &whs).await.unwrap();
+                        let levels = stock.warehouse_stock(std::slice::from_ref(&sku), &whs).await.unwrap();
                         let free: HashMap<String, HashMap<String, i64>> = levels.iter().map(|(w, m)| (w.clone(), m.iter().map(|(s, x)| (s.clone(), x.available)).collect())).collect();
                         let plan = route(&network, &orderflow_local::demo_address(), &r.lines, &free).expect("reserved units are always routable");
                         assert!(matches!(stock.allocate(&id, &plan).await.unwrap(), AllocateOutcome::Routed(_)));
@@ -153,7 +153,7 @@ fn inv_2_stock_is_conserved_through_reserve_route_ship_release_and_restock() {
             let l = stock.level(&sku).await.unwrap().unwrap();
             assert_eq!(l.available + l.reserved + l.shipped, l.received, "step {step} op {op}: {l:?}");
             assert!(l.available >= 0 && l.reserved >= 0 && l.shipped >= 0, "step {step}: {l:?}");
-            let levels = stock.warehouse_stock(&[sku.clone()], &whs).await.unwrap();
+            let levels = stock.warehouse_stock(std::slice::from_ref(&sku), &whs).await.unwrap();
             let on_hand: i64 = levels.values().filter_map(|m| m.get(&sku)).map(|w| {
                 assert!(w.available >= 0 && w.allocated >= 0, "step {step}: {w:?}");
                 w.available + w.allocated

@@ -5,6 +5,7 @@
 //!   DELIVERED and schedule the feedback request;
 //! - gateway `payment_intent.*`: reconcile the order's payment (a hold the gateway canceled, a
 //!   capture it confirmed).
+//!
 //! Applying an event twice changes nothing (WH-2); failures are reported per message (WF-4).
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};

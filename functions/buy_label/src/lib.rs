@@ -6,22 +6,10 @@
 use orderflow_shared::domain::order::TimelineEntry;
 use orderflow_shared::ports::{GatewayError, LabelRequest};
 use orderflow_shared::dispatch::tracker_lookup_key;
+use orderflow_shared::dispatch::ParcelStep as Input;
 use orderflow_shared::{Deps, StepError};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Input {
-    pub order_id: String,
-    pub shipment: ShipmentRef,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ShipmentRef {
-    pub shipment_id: String,
-}
 
 #[derive(Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]

@@ -7,21 +7,9 @@
 use orderflow_shared::domain::order::TimelineEntry;
 use orderflow_shared::gateway::capture_key;
 use orderflow_shared::ports::GatewayError;
+use orderflow_shared::dispatch::ParcelStep as Input;
 use orderflow_shared::{Deps, StepError};
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Input {
-    pub order_id: String,
-    pub shipment: ShipmentRef,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ShipmentRef {
-    pub shipment_id: String,
-}
+use serde::Serialize;
 
 #[derive(Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]

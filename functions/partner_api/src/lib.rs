@@ -4,6 +4,7 @@
 //! - `POST /warehouse/receipts`: a warehouse received a purchase order's units (restock);
 //! - `POST /webhooks/carrier`: carrier tracking events (`X-Hmac-Signature`);
 //! - `POST /webhooks/gateway`: payment gateway events (`Stripe-Signature`).
+//!
 //! Webhooks are verified, de-duplicated on the event id, queued and answered at once (WH-4); the
 //! work happens in apply_webhook_events off the queue.
 

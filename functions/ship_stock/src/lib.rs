@@ -4,7 +4,7 @@
 //! order moves to PARTIALLY_SHIPPED or SHIPPED, and any SKU that fell below its reorder point at that
 //! warehouse gets one purchase order. Returns the dispatch's next pick list (what is still open).
 
-use orderflow_shared::dispatch::{task, DispatchTask};
+use orderflow_shared::dispatch::{task, DispatchTask, ShipmentRef};
 use orderflow_shared::domain::fulfillment::{shipment_amount, sku_values};
 use orderflow_shared::domain::order::{Order, OrderStatus, TimelineEntry};
 use orderflow_shared::money::Money;
@@ -19,12 +19,6 @@ pub struct Input {
     pub order_id: String,
     pub dispatch: DispatchTask,
     pub shipment: ShipmentRef,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ShipmentRef {
-    pub shipment_id: String,
 }
 
 /// The price of a parcel given what shipped before it (see fulfillment::shipment_amount).

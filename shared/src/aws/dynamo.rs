@@ -988,19 +988,7 @@ impl Catalog for DynamoCatalog {
     }
 
     async fn rates(&self) -> Result<RateTable> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s("RATES"))
-            .send()
-            .await
-            .map_err(|e| StepError::from_sdk("catalog.rates", e))?;
-        let json = out
-            .item
-            .and_then(|i| i.get("table").and_then(|v| v.as_s().ok()).cloned())
-            .ok_or_else(|| StepError::Internal("rate table missing from catalog".into()))?;
-        serde_json::from_str(&json).map_err(|e| StepError::Internal(format!("rate table: {e}")))
+        self.get_document("RATES", "table").await
     }
 
     async fn put_item(&self, item: &CatalogItem) -> Result<()> {
@@ -1011,44 +999,46 @@ impl Catalog for DynamoCatalog {
     }
 
     async fn network(&self) -> Result<Network> {
+        self.get_document("WAREHOUSES", "network").await
+    }
+
+    async fn put_network(&self, network: &Network) -> Result<()> {
+        self.put_document("WAREHOUSES", "network", network).await
+    }
+
+    async fn put_rates(&self, rates: &RateTable) -> Result<()> {
+        self.put_document("RATES", "table", rates).await
+    }
+}
+
+impl DynamoCatalog {
+    /// Store-wide settings live as one JSON document in one item (`RATES`, `WAREHOUSES`).
+    async fn get_document<T: serde::de::DeserializeOwned>(&self, pk: &str, attr: &str) -> Result<T> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s("WAREHOUSES"))
+            .key("pk", s(pk))
             .send()
             .await
-            .map_err(|e| StepError::from_sdk("catalog.network", e))?;
+            .map_err(|e| StepError::from_sdk("catalog.get_document", e))?;
         let json = out
             .item
-            .and_then(|i| i.get("network").and_then(|v| v.as_s().ok()).cloned())
-            .ok_or_else(|| StepError::Internal("warehouse network missing from catalog".into()))?;
-        serde_json::from_str(&json).map_err(|e| StepError::Internal(format!("warehouse network: {e}")))
+            .and_then(|i| i.get(attr).and_then(|v| v.as_s().ok()).cloned())
+            .ok_or_else(|| StepError::Internal(format!("{pk} missing from the catalog table")))?;
+        serde_json::from_str(&json).map_err(|e| StepError::Internal(format!("{pk}: {e}")))
     }
 
-    async fn put_network(&self, network: &Network) -> Result<()> {
-        let json = serde_json::to_string(network).map_err(|e| StepError::Internal(e.to_string()))?;
+    async fn put_document<T: serde::Serialize>(&self, pk: &str, attr: &str, value: &T) -> Result<()> {
+        let json = serde_json::to_string(value).map_err(|e| StepError::Internal(e.to_string()))?;
         self.client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s("WAREHOUSES"))
-            .item("network", s(json))
+            .item("pk", s(pk))
+            .item(attr, s(json))
             .send()
             .await
-            .map_err(|e| StepError::from_sdk("catalog.put_network", e))?;
-        Ok(())
-    }
-
-    async fn put_rates(&self, rates: &RateTable) -> Result<()> {
-        let json = serde_json::to_string(rates).map_err(|e| StepError::Internal(e.to_string()))?;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s("RATES"))
-            .item("table", s(json))
-            .send()
-            .await
-            .map_err(|e| StepError::from_sdk("catalog.put_rates", e))?;
+            .map_err(|e| StepError::from_sdk("catalog.put_document", e))?;
         Ok(())
     }
 }

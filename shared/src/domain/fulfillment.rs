@@ -303,7 +303,7 @@ mod tests {
             let mut captured = 0;
             let mut cut = cuts.iter().cycle();
             let mut parcel: BTreeMap<String, i64> = BTreeMap::new();
-            let all: Vec<String> = units.iter().flat_map(|(k, q)| std::iter::repeat(k.clone()).take(*q as usize)).collect();
+            let all: Vec<String> = units.iter().flat_map(|(k, q)| std::iter::repeat_n(k.clone(), *q as usize)).collect();
             for (i, sku) in all.iter().enumerate() {
                 *parcel.entry(sku.clone()).or_default() += 1;
                 if *cut.next().unwrap() == 0 || i + 1 == all.len() {
