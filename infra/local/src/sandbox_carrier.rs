@@ -93,6 +93,27 @@ impl Carrier {
         self.deliver(&ev).await
     }
 
+    /// Deliver the same event `n` times, all at once (a carrier retrying, WH-2); the HTTP statuses.
+    pub async fn deliver_duplicates(&self, event: &Value, n: usize) -> Vec<u16> {
+        futures::future::join_all((0..n).map(|_| self.deliver(event))).await
+    }
+
+    /// Walk a tracker through `statuses` (timestamps in walk order, a second apart) but deliver the
+    /// events in `delivery_order` (indexes into `statuses`): out-of-order delivery (WH-3).
+    pub async fn deliver_out_of_order(&self, tracking_code: &str, statuses: &[&str], delivery_order: &[usize]) -> Vec<u16> {
+        let start = chrono::Utc::now() - chrono::Duration::seconds(statuses.len() as i64);
+        let events: Vec<Value> = statuses
+            .iter()
+            .enumerate()
+            .map(|(i, st)| self.event(tracking_code, st, &(start + chrono::Duration::seconds(i as i64)).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)))
+            .collect();
+        let mut out = vec![];
+        for i in delivery_order {
+            out.push(self.deliver(&events[*i]).await);
+        }
+        out
+    }
+
     pub fn tracking_codes_for(&self, reference: &str) -> Vec<String> {
         self.shipments.lock().unwrap().values().filter(|s| s["reference"] == reference).filter_map(|s| s["tracking_code"].as_str().map(String::from)).collect()
     }
