@@ -28,7 +28,8 @@ pub trait OrderRepository: Send + Sync {
     async fn record_dispatches(&self, order_id: &str, dispatches: &[Dispatch], event: TimelineEntry) -> Result<()>;
     /// Add a reported shipment while the order is CONFIRMED or PARTIALLY_SHIPPED. Never overwrites.
     async fn add_shipment(&self, order_id: &str, shipment: &Shipment, token_hash: &str) -> Result<AddShipment>;
-    async fn remove_shipment(&self, order_id: &str, shipment_id: &str) -> Result<()>;
+    /// Take back a report that answered nothing (its token was no longer waiting).
+    async fn remove_shipment(&self, order_id: &str, shipment_id: &str, token_hash: &str) -> Result<()>;
     /// Set fields of one shipment (`shipments.<id>.<field>`), optionally appending a timeline event.
     async fn update_shipment(&self, order_id: &str, shipment_id: &str, fields: Vec<(&str, serde_json::Value)>, event: Option<TimelineEntry>) -> Result<()>;
     /// Record a shipment's capture and add it to `payment.captured_minor`, once. false = recorded before.

@@ -148,6 +148,7 @@ async fn report_shipment(State(deps): State<AppState>, headers: HeaderMap, body:
             return error(StatusCode::UNPROCESSABLE_ENTITY, "quantity_exceeds_open", &format!("{}: {} open, {} reported", l.sku, ordered.quantity - reported, l.quantity), Some("lines"));
         }
     }
+    let token_hash = hex_sha256(r.dispatch_token.as_bytes());
     let shipment = Shipment {
         shipment_id: r.shipment_id.clone(),
         dispatch_id: dispatch.dispatch_id.clone(),
@@ -167,15 +168,26 @@ async fn report_shipment(State(deps): State<AppState>, headers: HeaderMap, body:
         tracking_updated_at: None,
         tracking_rank: None,
     };
-    let token_hash = hex_sha256(r.dispatch_token.as_bytes());
     match deps.orders.add_shipment(&order.order_id, &shipment, &token_hash).await {
         Ok(AddShipment::Added) => {}
         Ok(AddShipment::Exists(prev)) => {
-            return if prev.lines == shipment.lines && prev.dispatch_id == shipment.dispatch_id {
-                (StatusCode::OK, [("idempotent-replayed", "true")], axum::Json(json!({"shipment_id": prev.shipment_id, "status": "accepted"}))).into_response()
-            } else {
-                error(StatusCode::CONFLICT, "shipment_id_reused", "this shipmentId was already reported with other contents", Some("shipmentId"))
+            if prev.lines != shipment.lines || prev.dispatch_id != shipment.dispatch_id {
+                return error(StatusCode::CONFLICT, "shipment_id_reused", "this shipmentId was already reported with other contents", Some("shipmentId"));
+            }
+            // A retry of a report whose first answer was lost: wake the workflow again in case the
+            // first attempt never reached it (a token already used is simply refused upstream).
+            let answered_by_this = match deps.orders.get(&order.order_id).await {
+                Ok(Some(o)) => o.answered_tokens.get(&token_hash).is_some_and(|sid| *sid == prev.shipment_id),
+                Ok(None) => false,
+                Err(e) => return internal(e),
             };
+            if answered_by_this {
+                match deps.workflows.send_task_success(&r.dispatch_token, &json!({"shipmentId": prev.shipment_id})).await {
+                    Ok(()) | Err(StepError::InvalidState(_)) => {}
+                    Err(e) => return internal(e),
+                }
+            }
+            return (StatusCode::OK, [("idempotent-replayed", "true")], axum::Json(json!({"shipment_id": prev.shipment_id, "status": "accepted"}))).into_response();
         }
         Ok(AddShipment::TokenAnswered) => {
             return error(StatusCode::CONFLICT, "dispatch_not_awaiting", "this pick list's token was already answered; report against the latest pick list", Some("dispatchToken"));
@@ -186,24 +198,19 @@ async fn report_shipment(State(deps): State<AppState>, headers: HeaderMap, body:
         Err(e) => return internal(e),
     }
     // Wake the workflow's wait for this dispatch. A token that is no longer waiting (already used by
-    // another parcel, or timed out) means this report answers nothing: take it back.
+    // another parcel, or timed out) means this report answers nothing: take it back. A transient
+    // failure keeps the record (the call may have reached Step Functions): the warehouse's retry of
+    // the same report is then a replay that wakes the workflow again.
     match deps.workflows.send_task_success(&r.dispatch_token, &json!({"shipmentId": shipment.shipment_id})).await {
         Ok(()) => {}
-        Err(StepError::InvalidState(m)) => {
-            if let Err(e) = deps.orders.remove_shipment(&order.order_id, &shipment.shipment_id).await {
+        Err(StepError::InvalidState(m)) | Err(StepError::InvalidInput(m)) => {
+            if let Err(e) = deps.orders.remove_shipment(&order.order_id, &shipment.shipment_id, &token_hash).await {
                 return internal(e);
             }
             tracing::warn!(order_id = %order.order_id, shipment_id = %shipment.shipment_id, %m, "shipment report for a dispatch that is not waiting");
             return error(StatusCode::CONFLICT, "dispatch_not_awaiting", "this pick list's token was already answered or has expired; report against the latest pick list", Some("dispatchToken"));
         }
-        Err(StepError::InvalidInput(m)) => {
-            let _ = deps.orders.remove_shipment(&order.order_id, &shipment.shipment_id).await;
-            return bad("invalid_dispatch_token", &format!("dispatchToken rejected: {m}"), Some("dispatchToken"));
-        }
-        Err(e) => {
-            let _ = deps.orders.remove_shipment(&order.order_id, &shipment.shipment_id).await;
-            return internal(e);
-        }
+        Err(e) => return internal(e),
     }
     tracing::info!(order_id = %order.order_id, shipment_id = %shipment.shipment_id, %warehouse, "shipment accepted");
     (StatusCode::ACCEPTED, axum::Json(json!({"shipment_id": shipment.shipment_id, "status": "accepted"}))).into_response()

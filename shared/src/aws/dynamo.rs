@@ -191,13 +191,14 @@ impl OrderRepository for DynamoOrders {
         }
     }
 
-    async fn remove_shipment(&self, order_id: &str, shipment_id: &str) -> Result<()> {
+    async fn remove_shipment(&self, order_id: &str, shipment_id: &str, token_hash: &str) -> Result<()> {
         self.client
             .update_item()
             .table_name(&self.table)
             .key("order_id", s(order_id))
-            .update_expression("REMOVE shipments.#sid")
+            .update_expression("REMOVE shipments.#sid, answered_tokens.#th")
             .expression_attribute_names("#sid", shipment_id)
+            .expression_attribute_names("#th", token_hash)
             .send()
             .await
             .map_err(|e| StepError::from_sdk("orders.remove_shipment", e))?;
