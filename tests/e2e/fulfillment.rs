@@ -452,3 +452,31 @@ fn wf_3_a_capture_that_fails_after_shipping_compensates_and_alarms() {
         assert_eq!(lifecycle_status(h, &id).await, "FAILED");
     });
 }
+
+#[test]
+fn wf_3_a_label_the_carrier_refuses_compensates_and_alarms() {
+    let h = harness();
+    h.run(async {
+        // a 40 kg parcel: the warehouse may report it, the carrier sells no label over 70 lb
+        let sku = h.new_sku(2100, 3).await;
+        let placed = h.place(&order_body(&h.email("labelfail"), &[(&sku, 1)], "pm_card_visa")).await;
+        let id = placed.order_id();
+        let msg = pick(h, &id, None).await;
+        let mut report = msg.report("L1", &msg.lines());
+        report["weightGrams"] = json!(40_000);
+        let (st, body) = h.stack.warehouses.send_report(&msg, &report).await;
+        assert_eq!(st, 202, "{body}");
+        // the label step fails after its retries: nothing is captured, the hold is voided once, no
+        // unit stays reserved, the order is FAILED with the carrier's reason, the execution fails
+        let o = until(h, &id, "failed", |o| o.status.as_str() == "FAILED").await;
+        assert!(o.status_reason.as_deref().unwrap_or("").contains("label"), "{:?}", o.status_reason);
+        let pi = h.intents(&id)[0].clone();
+        assert_eq!(pi["status"], "canceled");
+        assert_eq!(pi["amount_received"], 0);
+        assert_eq!(h.stack.gateway.cancel_count(pi["id"].as_str().unwrap()), 1);
+        let l = h.stack.deps.stock.level(&sku).await.unwrap().unwrap();
+        assert_eq!(l.reserved, 0);
+        conserved(h, &sku).await;
+        assert_eq!(lifecycle_status(h, &id).await, "FAILED");
+    });
+}

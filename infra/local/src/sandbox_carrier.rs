@@ -174,8 +174,13 @@ async fn create(State(c): State<Arc<Carrier>>, headers: HeaderMap, body: Bytes) 
                 return err(StatusCode::UNPROCESSABLE_ENTITY, "SHIPMENT.INVALID_PARAMS", &format!("{field} is required"));
             }
         }
-        if s["parcel"]["weight"].as_f64().unwrap_or(0.0) <= 0.0 {
+        let ounces = s["parcel"]["weight"].as_f64().unwrap_or(0.0);
+        if ounces <= 0.0 {
             return err(StatusCode::UNPROCESSABLE_ENTITY, "SHIPMENT.INVALID_PARAMS", "parcel.weight must be positive");
+        }
+        // Like USPS: nothing over 70 lb (1120 oz) gets a label.
+        if ounces > 1120.0 {
+            return err(StatusCode::UNPROCESSABLE_ENTITY, "SHIPMENT.PARCEL.WEIGHT", "parcel weight exceeds the carrier's 70 lb limit");
         }
         let id = format!("shp_{}", &uuid::Uuid::new_v4().simple().to_string()[..20]);
         let rate = |service: &str, cents: u32| json!({"id": format!("rate_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]), "shipment_id": id, "carrier": "USPS", "service": service, "rate": format!("{}.{:02}", cents / 100, cents % 100), "currency": "USD"});
