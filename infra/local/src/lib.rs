@@ -78,6 +78,9 @@ pub struct Stack {
     pub carrier: Arc<sandbox_carrier::Carrier>,
     pub warehouses: Arc<sandbox_warehouse::Warehouses>,
     pub deps: Arc<Deps>,
+    /// The same ports talking to moto directly: reads made to watch an order (the demo's waits) do
+    /// not show up among the order's own AWS calls.
+    pub observer: Arc<Deps>,
     pub moto_sfn: aws_sdk_sfn::Client,
     pub moto_sqs: aws_sdk_sqs::Client,
     /// Queue logical id (as in infra/template.yaml) -> URL.
@@ -199,6 +202,7 @@ impl Stack {
             carrier,
             warehouses,
             deps,
+            observer: Arc::new(seed_deps),
             moto_sfn,
             moto_sqs,
             queue_urls: p.queue_urls,
