@@ -208,10 +208,15 @@ fn carrier_events_only_move_forward_and_duplicates_change_nothing() {
         let code = tracking_codes(&o)[0].clone();
         let carrier = &h.stack.carrier;
 
-        // WH-2: one in_transit event delivered 10 times, concurrently -> one state change
+        // WH-2: one in_transit event delivered 10 times concurrently, then 10 times in sequence -> one
+        // state change
         let ev = carrier.event(&code, "in_transit", &chrono::Utc::now().to_rfc3339());
         let codes = carrier.deliver_duplicates(&ev, 10).await;
         assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+        // ... and 10 more times one after the other
+        for _ in 0..10 {
+            assert_eq!(carrier.deliver(&ev).await, 200);
+        }
         let o = until(h, &id, "in_transit", |o| o.shipments["T1"].tracking_status.as_deref() == Some("in_transit")).await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let o2 = order(h, &id).await;
