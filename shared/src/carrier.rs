@@ -17,11 +17,7 @@ pub struct HttpCarrier {
 
 impl HttpCarrier {
     pub fn new(base_url: &str, api_key: Secret) -> HttpCarrier {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .connect_timeout(Duration::from_secs(3))
-            .build()
-            .expect("reqwest client builds with static settings");
+        let http = crate::gateway::partner_client(Duration::from_secs(15));
         HttpCarrier { http, base_url: base_url.trim_end_matches('/').to_string(), api_key }
     }
 

@@ -9,6 +9,11 @@ use async_trait::async_trait;
 use serde_json::Value;
 use std::time::Duration;
 
+/// The HTTP client for a partner's API (gateway, carrier): bounded request and connect times.
+pub(crate) fn partner_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder().timeout(timeout).connect_timeout(Duration::from_secs(3)).build().expect("reqwest client builds with static settings")
+}
+
 pub struct HttpGateway {
     http: reqwest::Client,
     base_url: String,
@@ -17,11 +22,7 @@ pub struct HttpGateway {
 
 impl HttpGateway {
     pub fn new(base_url: &str, api_key: Secret) -> HttpGateway {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(3))
-            .build()
-            .expect("reqwest client builds with static settings");
+        let http = partner_client(Duration::from_secs(10));
         HttpGateway { http, base_url: base_url.trim_end_matches('/').to_string(), api_key }
     }
 

@@ -92,8 +92,8 @@ pub struct ShipOutcome {
     pub amount_minor: i64,
     /// Every unit of the order has now shipped.
     pub order_complete: bool,
-    /// Units of this warehouse's share not shipped yet.
-    pub open_here: i64,
+    /// SKU -> units of this warehouse's share not shipped yet (the next pick list).
+    pub open_here: BTreeMap<String, i64>,
     pub fresh: bool,
 }
 

@@ -57,17 +57,9 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<DispatchTask, StepError
     }
     // Also on a replay: a purchase order opened by a run that died before sending it goes out now.
     reorder_if_low(deps, &order.order_id, &shipment.warehouse, &lines).await?;
+    tracing::info!(shipment_id = %sid, amount_minor = out.amount_minor, order_complete = out.order_complete, open_here = out.open_here.values().sum::<i64>(), "units shipped");
     // The dispatch's next pick list: what this warehouse still has to ship for the order.
-    let reservation = deps.stock.reservation(&order.order_id).await?.ok_or_else(|| StepError::InvalidState("reservation vanished".into()))?;
-    let mut open: BTreeMap<String, i64> = BTreeMap::new();
-    for a in reservation.allocations.iter().filter(|a| a.warehouse == shipment.warehouse) {
-        for (sku, q) in &a.lines {
-            let done = reservation.shipped.get(&format!("{sku}@{}", a.warehouse)).copied().unwrap_or(0);
-            open.insert(sku.clone(), q - done);
-        }
-    }
-    tracing::info!(shipment_id = %sid, amount_minor = out.amount_minor, order_complete = out.order_complete, open_here = out.open_here, "units shipped");
-    task(deps, &order, &shipment.warehouse, &open)
+    task(deps, &order, &shipment.warehouse, &out.open_here)
 }
 
 /// Replenishment: a SKU whose free stock at the warehouse fell below its reorder point gets one

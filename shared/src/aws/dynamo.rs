@@ -511,16 +511,7 @@ impl StockLedger for DynamoInventory {
             return Err(StepError::InvalidInput("a receipt needs a positive quantity".into()));
         }
         let items = vec![
-            tx_put(
-                Put::builder()
-                    .table_name(&self.table)
-                    .item("pk", s(format!("RECEIPT#{receipt_key}")))
-                    .item("sku", s(sku))
-                    .item("warehouse", s(warehouse))
-                    .item("quantity", n(quantity))
-                    .item("received_at", s(now_rfc3339()))
-                    .condition_expression("attribute_not_exists(pk)"),
-            )?,
+            receipt_marker(&self.table, receipt_key, sku, warehouse, quantity)?,
             stock_receive(&self.table, sku, warehouse, quantity)?,
             sku_receive(&self.table, sku, quantity)?,
         ];
@@ -679,8 +670,11 @@ impl StockLedger for DynamoInventory {
             let ordered = num_map(&item, "lines");
             let allocations = num_map(&item, "allocations");
             let shipped = num_map(&item, "shipped");
-            let open_here = |shipped: &BTreeMap<String, i64>| -> i64 {
-                allocations.iter().filter(|(k, _)| k.ends_with(&format!("@{warehouse}"))).map(|(k, a)| a - shipped.get(k).copied().unwrap_or(0)).sum()
+            let open_here = |shipped: &BTreeMap<String, i64>| -> BTreeMap<String, i64> {
+                allocations
+                    .iter()
+                    .filter_map(|(k, a)| k.strip_suffix(&format!("@{warehouse}")).map(|sku| (sku.to_string(), a - shipped.get(k).copied().unwrap_or(0))))
+                    .collect()
             };
             let complete = |shipped: &BTreeMap<String, i64>| -> bool {
                 ordered.iter().all(|(sku, q)| shipped.iter().filter(|(k, _)| k.starts_with(&format!("{sku}@"))).map(|(_, v)| *v).sum::<i64>() == *q)
@@ -813,16 +807,7 @@ impl StockLedger for DynamoInventory {
             return Err(StepError::InvalidInput("a receipt needs a positive quantity".into()));
         }
         let items = vec![
-            tx_put(
-                Put::builder()
-                    .table_name(&self.table)
-                    .item("pk", s(format!("RECEIPT#{po_id}")))
-                    .item("sku", s(sku))
-                    .item("warehouse", s(warehouse))
-                    .item("quantity", n(quantity))
-                    .item("received_at", s(now_rfc3339()))
-                    .condition_expression("attribute_not_exists(pk)"),
-            )?,
+            receipt_marker(&self.table, po_id, sku, warehouse, quantity)?,
             tx_update(
                 Update::builder()
                     .table_name(&self.table)
@@ -924,6 +909,20 @@ fn stock_move(table: &str, sku: &str, warehouse: &str, expr: &str, condition: Op
             .set_expression_attribute_values(Some(values)),
     )
 }
+/// The once-marker of a delivery: the first item of every receiving transaction.
+fn receipt_marker(table: &str, key: &str, sku: &str, warehouse: &str, q: i64) -> Result<TransactWriteItem> {
+    tx_put(
+        Put::builder()
+            .table_name(table)
+            .item("pk", s(format!("RECEIPT#{key}")))
+            .item("sku", s(sku))
+            .item("warehouse", s(warehouse))
+            .item("quantity", n(q))
+            .item("received_at", s(now_rfc3339()))
+            .condition_expression("attribute_not_exists(pk)"),
+    )
+}
+
 fn stock_receive(table: &str, sku: &str, warehouse: &str, q: i64) -> Result<TransactWriteItem> {
     tx_update(
         Update::builder()
