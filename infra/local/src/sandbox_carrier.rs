@@ -152,7 +152,9 @@ fn idempotent(c: &Carrier, headers: &HeaderMap, op: impl FnOnce() -> (u16, Value
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(String::from);
     if let Some(k) = &key {
         if let Some(done) = c.idempotency.lock().unwrap().get(k) {
-            return reply(done.clone());
+            let mut r = reply(done.clone());
+            r.headers_mut().insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
+            return r;
         }
     }
     let out = op();
@@ -220,7 +222,9 @@ async fn buy(State(c): State<Arc<Carrier>>, headers: HeaderMap, Path(id): Path<S
             (200, s.clone())
         })
     };
-    if let (Some(step), true) = (c.auto_walk, bought.status().is_success()) {
+    // Only a label bought now starts a walk: a replayed buy must not walk the parcel a second time.
+    let fresh = bought.status().is_success() && bought.headers().get("idempotent-replayed").is_none();
+    if let (Some(step), true) = (c.auto_walk, fresh) {
         if let Some(code) = c.shipments.lock().unwrap().get(&id).and_then(|s| s["tracking_code"].as_str().map(String::from)) {
             let c2 = c.clone();
             tokio::spawn(async move {
