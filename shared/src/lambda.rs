@@ -76,3 +76,22 @@ where
     }
     resp
 }
+
+/// What a state machine `Catch` puts at its ResultPath: `{Error, Cause}` of the step that failed.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct CaughtError {
+    #[serde(rename = "Error", default)]
+    pub error: String,
+    #[serde(rename = "Cause", default)]
+    pub cause: String,
+}
+
+impl CaughtError {
+    /// Step Functions puts the Lambda error payload as JSON in Cause; fall back to the raw text.
+    pub fn message(&self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.cause)
+            .ok()
+            .and_then(|v| v.get("errorMessage").and_then(|m| m.as_str()).map(String::from))
+            .unwrap_or_else(|| self.cause.clone())
+    }
+}

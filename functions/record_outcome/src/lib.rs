@@ -22,23 +22,7 @@ pub struct Input {
     pub notify_customer: bool,
 }
 
-#[derive(Debug, Deserialize)]
-pub struct CaughtError {
-    #[serde(rename = "Error", default)]
-    pub error: String,
-    #[serde(rename = "Cause", default)]
-    pub cause: String,
-}
-
-impl CaughtError {
-    /// Step Functions puts the Lambda error payload as JSON in Cause; fall back to the raw text.
-    pub fn message(&self) -> String {
-        serde_json::from_str::<serde_json::Value>(&self.cause)
-            .ok()
-            .and_then(|v| v.get("errorMessage").and_then(|m| m.as_str()).map(String::from))
-            .unwrap_or_else(|| self.cause.clone())
-    }
-}
+pub use orderflow_shared::lambda::CaughtError;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -8,6 +8,7 @@ use orderflow_shared::domain::order::{OrderStatus, TimelineEntry};
 use orderflow_shared::gateway::release_key;
 use orderflow_shared::money::Money;
 use orderflow_shared::ports::GatewayError;
+use orderflow_shared::lambda::CaughtError;
 use orderflow_shared::{Deps, StepError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -18,15 +19,7 @@ pub struct Input {
     pub order_id: String,
     /// The Catch output of a stalled fulfillment; absent on the happy path.
     #[serde(default)]
-    pub error: Option<Caught>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Caught {
-    #[serde(rename = "Error", default)]
-    pub error: String,
-    #[serde(rename = "Cause", default)]
-    pub cause: String,
+    pub error: Option<CaughtError>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
