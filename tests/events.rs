@@ -1,8 +1,7 @@
 //! The sample events in events/ are the ones `cargo lambda invoke --data-file` sends; these checks
 //! keep them valid inputs for their functions (and run the API's refusal path with no AWS at all).
 
-use orderflow_shared::config::Config;
-use orderflow_shared::{Deps, OrderRef};
+use orderflow_shared::{Env, OrderRef};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -37,8 +36,13 @@ fn sqs_events_parse_as_sqs_events() {
 fn api_event_with_a_card_number_is_refused_before_any_aws_call() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        // Deps pointing at nothing: the refusal must not need any of them.
-        let deps = Arc::new(Deps::from_config(Config { aws_endpoint_url: Some("http://127.0.0.1:9".into()), region: "us-east-1".into(), ..Config::default() }).await);
+        // Ports pointing at nothing: the refusal must not need any of them.
+        let env: std::collections::BTreeMap<String, String> = [
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"), ("ORDERS_TABLE", "o"), ("CATALOG_TABLE", "c"), ("IDEMPOTENCY_TABLE", "i"),
+            ("CHECKOUT_STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:orderflow-checkout"),
+            ("OPS_API_TOKEN_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:orderflow/ops-api-token-AbCdEf"),
+        ].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let deps = Arc::new(orders_api::Deps::from_env(Env::from_map(env)).await.unwrap());
         let resp = orders_api::invoke_apigw(deps, event("orders_api/post_order_card_number.json")).await.unwrap();
         assert_eq!(resp["statusCode"], 400);
         let body: serde_json::Value = serde_json::from_str(resp["body"].as_str().unwrap()).unwrap();

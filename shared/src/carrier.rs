@@ -2,7 +2,8 @@
 //! addresses and parcel, buy its rate for the service level, get a tracking code and label). The
 //! local stack points it at its sandbox carrier; on AWS it talks to the real one.
 
-use crate::config::Secret;
+use crate::secrets::SecretSource;
+use std::sync::Arc;
 use crate::domain::order::Address;
 use crate::ports::{Carrier, GatewayError, Label, LabelRequest};
 use async_trait::async_trait;
@@ -12,21 +13,22 @@ use std::time::Duration;
 pub struct HttpCarrier {
     http: reqwest::Client,
     base_url: String,
-    api_key: Secret,
+    api_key: Arc<SecretSource>,
 }
 
 impl HttpCarrier {
-    pub fn new(base_url: &str, api_key: Secret) -> HttpCarrier {
+    pub fn new(base_url: &str, api_key: Arc<SecretSource>) -> HttpCarrier {
         let http = crate::gateway::partner_client(Duration::from_secs(15));
         HttpCarrier { http, base_url: base_url.trim_end_matches('/').to_string(), api_key }
     }
 
     async fn post(&self, path: &str, body: &Value, idempotency_key: &str) -> Result<Value, GatewayError> {
+        let api_key = self.api_key.get().await.map_err(|e| GatewayError::Retryable(e.to_string()))?;
         let resp = self
             .http
             .post(format!("{}{}", self.base_url, path))
             // EasyPost authenticates with the API key as the basic-auth user name.
-            .basic_auth(self.api_key.expose(), Some(""))
+            .basic_auth(api_key.expose(), Some(""))
             .header("Idempotency-Key", idempotency_key)
             .json(body)
             .send()

@@ -4,7 +4,8 @@
 
 use crate::domain::fulfillment::wait_seconds;
 use crate::domain::order::{Address, Order, ShipLine};
-use crate::{Deps, StepError};
+use crate::env::{ConfigError, Env};
+use crate::StepError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -39,10 +40,31 @@ pub fn dispatch_id(order_id: &str, warehouse: &str) -> String {
     format!("{order_id}-{warehouse}")
 }
 
+/// What the steps that dispatch to warehouses (route_shipments, ship_stock) read from their
+/// environment.
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    /// Warehouse id -> its pick-list queue URL (`WAREHOUSE_QUEUE_URLS`, a JSON object).
+    pub warehouse_queue_urls: BTreeMap<String, String>,
+    /// The hold guard acts this long before a payment hold expires (PAY-5).
+    pub hold_expiry_margin_seconds: i64,
+    /// How long the workflow waits for a warehouse's next shipment report.
+    pub warehouse_timeout_seconds: i64,
+}
+
+impl DispatchSettings {
+    pub fn from_env(env: &Env) -> Result<DispatchSettings, ConfigError> {
+        Ok(DispatchSettings {
+            warehouse_queue_urls: env.json("WAREHOUSE_QUEUE_URLS")?,
+            hold_expiry_margin_seconds: env.parse("HOLD_EXPIRY_MARGIN_SECONDS")?,
+            warehouse_timeout_seconds: env.parse("WAREHOUSE_TIMEOUT_SECONDS")?,
+        })
+    }
+}
+
 /// The task for one warehouse's still-open lines (also used after each shipment by ship_stock).
-pub fn task(deps: &Deps, order: &Order, warehouse: &str, open: &BTreeMap<String, i64>) -> Result<DispatchTask, StepError> {
-    let queue_url = deps
-        .config
+pub fn task(settings: &DispatchSettings, order: &Order, warehouse: &str, open: &BTreeMap<String, i64>) -> Result<DispatchTask, StepError> {
+    let queue_url = settings
         .warehouse_queue_urls
         .get(warehouse)
         .cloned()
@@ -53,7 +75,7 @@ pub fn task(deps: &Deps, order: &Order, warehouse: &str, open: &BTreeMap<String,
         dispatch_id: dispatch_id(&order.order_id, warehouse),
         warehouse: warehouse.to_string(),
         queue_url,
-        wait_seconds: wait_seconds(chrono::Utc::now().timestamp(), capture_before, deps.config.hold_expiry_margin_seconds, deps.config.warehouse_timeout_seconds),
+        wait_seconds: wait_seconds(chrono::Utc::now().timestamp(), capture_before, settings.hold_expiry_margin_seconds, settings.warehouse_timeout_seconds),
         open_units: lines.iter().map(|l| l.quantity).sum(),
         pick_list: PickList {
             order_id: order.order_id.clone(),

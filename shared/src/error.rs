@@ -83,6 +83,7 @@ impl From<StepError> for Diagnostic {
     }
 }
 
+#[cfg(feature = "dynamodb")]
 impl From<serde_dynamo::Error> for StepError {
     fn from(e: serde_dynamo::Error) -> Self {
         StepError::Internal(format!("record mapping: {e}"))

@@ -2,7 +2,8 @@
 //! The local stack points it at its sandbox gateway; on AWS it talks to the real one.
 //! Every POST carries an order-derived Idempotency-Key, so a replayed step never holds twice (PAY-2).
 
-use crate::config::Secret;
+use crate::secrets::SecretSource;
+use std::sync::Arc;
 use crate::money::Money;
 use crate::ports::{Authorization, Capture, GatewayError, PaymentGateway};
 use async_trait::async_trait;
@@ -17,20 +18,21 @@ pub(crate) fn partner_client(timeout: Duration) -> reqwest::Client {
 pub struct HttpGateway {
     http: reqwest::Client,
     base_url: String,
-    api_key: Secret,
+    api_key: Arc<SecretSource>,
 }
 
 impl HttpGateway {
-    pub fn new(base_url: &str, api_key: Secret) -> HttpGateway {
+    pub fn new(base_url: &str, api_key: Arc<SecretSource>) -> HttpGateway {
         let http = partner_client(Duration::from_secs(10));
         HttpGateway { http, base_url: base_url.trim_end_matches('/').to_string(), api_key }
     }
 
     async fn post(&self, path: &str, form: &[(&str, String)], idempotency_key: &str) -> Result<Value, GatewayError> {
+        let api_key = self.api_key.get().await.map_err(|e| GatewayError::Retryable(e.to_string()))?;
         let resp = self
             .http
             .post(format!("{}{}", self.base_url, path))
-            .bearer_auth(self.api_key.expose())
+            .bearer_auth(api_key.expose())
             .header("Idempotency-Key", idempotency_key)
             .form(form)
             .send()

@@ -35,13 +35,30 @@ where
     .await
 }
 
-/// The body of every step's `main`: JSON logs, then serve events until the runtime stops us.
+/// The start of every function's `main`: JSON logs first, then the function's own ports from its
+/// environment. A missing or invalid setting stops the cold start with its name, logged as JSON
+/// (so it shows in CloudWatch) and returned to the runtime (Lambda reports the init error).
+pub async fn cold_start<D, B, Fut>(function: &'static str, build: B) -> Result<D, lambda_runtime::Error>
+where
+    B: FnOnce(crate::env::Env) -> Fut,
+    Fut: Future<Output = Result<D, crate::env::ConfigError>>,
+{
+    crate::telemetry::init();
+    match build(crate::env::Env::process()).await {
+        Ok(d) => Ok(d),
+        Err(e) => {
+            tracing::error!(function, error = %e, "cold start failed: the function's configuration is incomplete");
+            Err(Box::new(e))
+        }
+    }
+}
+
+/// The body of every step's `main`: serve events until the runtime stops us.
 pub async fn run<F, Fut>(step: &'static str, handler: F) -> Result<(), lambda_runtime::Error>
 where
     F: Fn(serde_json::Value) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<serde_json::Value, StepError>> + Send,
 {
-    crate::telemetry::init();
     tracing::info!(step, "cold start");
     lambda_runtime::run(lambda_runtime::service_fn(move |ev: lambda_runtime::LambdaEvent<serde_json::Value>| {
         let h = handler.clone();

@@ -3,10 +3,9 @@
 
 pub mod aws;
 pub mod carrier;
-pub mod config;
-pub mod deps;
 pub mod dispatch;
 pub mod domain;
+pub mod env;
 pub mod error;
 pub mod gateway;
 #[cfg(feature = "http")]
@@ -14,10 +13,12 @@ pub mod http;
 pub mod lambda;
 pub mod money;
 pub mod ports;
+pub mod secrets;
 pub mod telemetry;
 pub mod webhooks;
+pub mod wiring;
 
-pub use deps::Deps;
+pub use env::{ConfigError, Env};
 pub use error::StepError;
 
 /// Input every state passes to its Task: the order it works on. Steps ignore other fields.

@@ -13,7 +13,7 @@ fn the_local_stack_provisions_exactly_the_templates_resources() {
     let h = harness();
     h.run(async {
         let t = Template::load(&repo().join("infra/template.yaml")).unwrap();
-        let sdk = orderflow_shared::aws::sdk_config(Some(&h.stack.moto_url), "us-east-1").await;
+        let sdk = orderflow_shared::aws::sdk_config(&orderflow_local::ports::operator_env(&h.stack.moto_url, Default::default())).await;
         let tables: BTreeSet<String> = aws_sdk_dynamodb::Client::new(&sdk).list_tables().send().await.unwrap().table_names().iter().cloned().collect();
         let want: BTreeSet<String> = t.tables().unwrap().into_iter().map(|x| x.name).collect();
         assert_eq!(tables, want);

@@ -12,9 +12,34 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use orderflow_shared::domain::fulfillment::tracking_notifies;
 use orderflow_shared::domain::order::{OrderStatus, TimelineEntry};
 use orderflow_shared::dispatch::tracker_lookup_key;
-use orderflow_shared::{Deps, StepError};
+use orderflow_shared::{ConfigError, Env, StepError};
+use orderflow_shared::ports::{OrderRepository, Queue, Lookups};
+use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{json, Value};
+
+/// What this function uses, built from its environment at cold start (and nothing else: the
+/// template gives it exactly these settings, and its role exactly these resources).
+pub struct Deps {
+    pub orders: Arc<dyn OrderRepository>,
+    pub lookups: Arc<dyn Lookups>,
+    pub queue: Arc<dyn Queue>,
+    pub notifications_queue_url: String,
+    pub feedback_delay_seconds: i32,
+}
+
+impl Deps {
+    pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
+        let w = orderflow_shared::wiring::Wiring::new(env).await;
+        Ok(Deps {
+            orders: w.orders()?,
+            lookups: w.idempotency()?,
+            queue: w.queue(),
+            notifications_queue_url: w.queue_url("NOTIFICATIONS_QUEUE_URL")?,
+            feedback_delay_seconds: w.env.parse("FEEDBACK_DELAY_SECONDS")?,
+        })
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -49,14 +74,14 @@ async fn carrier(deps: &Deps, q: &Queued) -> Result<(), StepError> {
         return Ok(());
     }
     if tracking_notifies(status) {
-        deps.queue.send(&deps.config.notifications_queue_url, &json!({"orderId": order_id, "kind": "tracking_update", "shipmentId": sid, "status": status})).await?;
+        deps.queue.send(&deps.notifications_queue_url, &json!({"orderId": order_id, "kind": "tracking_update", "shipmentId": sid, "status": status})).await?;
     }
     let all_delivered = !order.shipments.is_empty() && order.shipments.values().all(|s| s.tracking_status.as_deref() == Some("delivered"));
     if all_delivered && matches!(order.status, OrderStatus::Shipped | OrderStatus::PartiallyFulfilled) {
         let moved = deps.orders.transition(&order_id, OrderStatus::Delivered, None, TimelineEntry::now("delivered", Some(format!("{} parcel(s) delivered", order.shipments.len())))).await?;
         if moved {
             deps.queue
-                .send_delayed(&deps.config.notifications_queue_url, &json!({"orderId": order_id, "kind": "feedback_request"}), deps.config.feedback_delay_seconds)
+                .send_delayed(&deps.notifications_queue_url, &json!({"orderId": order_id, "kind": "feedback_request"}), deps.feedback_delay_seconds)
                 .await?;
             tracing::info!("order delivered; feedback request scheduled");
         }

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let deps = Arc::new(orderflow_shared::Deps::from_env().await);
+    let deps = Arc::new(orderflow_shared::lambda::cold_start("authorize_payment", authorize_payment::Deps::from_env).await?);
     orderflow_shared::lambda::run("authorize_payment", move |payload| {
         let deps = deps.clone();
         async move { authorize_payment::invoke(&deps, payload).await }

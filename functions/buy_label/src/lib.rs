@@ -7,9 +7,32 @@ use orderflow_shared::domain::order::TimelineEntry;
 use orderflow_shared::ports::{GatewayError, LabelRequest};
 use orderflow_shared::dispatch::tracker_lookup_key;
 use orderflow_shared::dispatch::ParcelStep as Input;
-use orderflow_shared::{Deps, StepError};
+use orderflow_shared::{ConfigError, Env, StepError};
+use orderflow_shared::ports::{OrderRepository, Catalog, Lookups, Carrier};
+use std::sync::Arc;
 use serde::Serialize;
 use serde_json::json;
+
+/// What this function uses, built from its environment at cold start (and nothing else: the
+/// template gives it exactly these settings, and its role exactly these resources).
+pub struct Deps {
+    pub orders: Arc<dyn OrderRepository>,
+    pub catalog: Arc<dyn Catalog>,
+    pub lookups: Arc<dyn Lookups>,
+    pub carrier: Arc<dyn Carrier>,
+}
+
+impl Deps {
+    pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
+        let w = orderflow_shared::wiring::Wiring::new(env).await;
+        Ok(Deps {
+            orders: w.orders()?,
+            catalog: w.catalog()?,
+            lookups: w.idempotency()?,
+            carrier: w.carrier()?,
+        })
+    }
+}
 
 #[derive(Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]

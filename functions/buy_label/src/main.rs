@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let deps = Arc::new(orderflow_shared::Deps::from_env().await);
+    let deps = Arc::new(orderflow_shared::lambda::cold_start("buy_label", buy_label::Deps::from_env).await?);
     orderflow_shared::lambda::run("buy_label", move |payload| {
         let deps = deps.clone();
         async move { buy_label::invoke(&deps, payload).await }

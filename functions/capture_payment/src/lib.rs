@@ -8,8 +8,27 @@ use orderflow_shared::domain::order::TimelineEntry;
 use orderflow_shared::gateway::capture_key;
 use orderflow_shared::ports::GatewayError;
 use orderflow_shared::dispatch::ParcelStep as Input;
-use orderflow_shared::{Deps, StepError};
+use orderflow_shared::{ConfigError, Env, StepError};
+use orderflow_shared::ports::{OrderRepository, PaymentGateway};
+use std::sync::Arc;
 use serde::Serialize;
+
+/// What this function uses, built from its environment at cold start (and nothing else: the
+/// template gives it exactly these settings, and its role exactly these resources).
+pub struct Deps {
+    pub orders: Arc<dyn OrderRepository>,
+    pub gateway: Arc<dyn PaymentGateway>,
+}
+
+impl Deps {
+    pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
+        let w = orderflow_shared::wiring::Wiring::new(env).await;
+        Ok(Deps {
+            orders: w.orders()?,
+            gateway: w.gateway()?,
+        })
+    }
+}
 
 #[derive(Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]

@@ -3,8 +3,31 @@
 //! is deduplicated by the notifications consumer (WF-5).
 
 use orderflow_shared::domain::order::{OrderStatus, TimelineEntry};
-use orderflow_shared::{Deps, StepError};
+use orderflow_shared::{ConfigError, Env, StepError};
+use orderflow_shared::ports::{OrderRepository, Queue, Workflows};
+use std::sync::Arc;
 use serde::{Deserialize, Serialize};
+
+/// What this function uses, built from its environment at cold start (and nothing else: the
+/// template gives it exactly these settings, and its role exactly these resources).
+pub struct Deps {
+    pub orders: Arc<dyn OrderRepository>,
+    pub queue: Arc<dyn Queue>,
+    pub notifications_queue_url: String,
+    pub workflows: Arc<dyn Workflows>,
+}
+
+impl Deps {
+    pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
+        let w = orderflow_shared::wiring::Wiring::new(env).await;
+        Ok(Deps {
+            orders: w.orders()?,
+            queue: w.queue(),
+            notifications_queue_url: w.queue_url("NOTIFICATIONS_QUEUE_URL")?,
+            workflows: w.lifecycle_starter()?,
+        })
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -37,7 +60,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Confirmed, StepError> {
     }
     // Queued on every run, not only the first: a crash between the status write and the send must
     // not lose the email. The consumer sends once per (order, kind).
-    deps.queue.send(&deps.config.notifications_queue_url, &serde_json::json!({"orderId": input.order_id, "kind": CONFIRMATION})).await?;
+    deps.queue.send(&deps.notifications_queue_url, &serde_json::json!({"orderId": input.order_id, "kind": CONFIRMATION})).await?;
     let mut started = false;
     if input.start_lifecycle {
         started = deps.workflows.start_lifecycle(&input.order_id, &serde_json::json!({"orderId": input.order_id, "review": false})).await?;

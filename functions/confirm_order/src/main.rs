@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let deps = Arc::new(orderflow_shared::Deps::from_env().await);
+    let deps = Arc::new(orderflow_shared::lambda::cold_start("confirm_order", confirm_order::Deps::from_env).await?);
     orderflow_shared::lambda::run("confirm_order", move |payload| {
         let deps = deps.clone();
         async move { confirm_order::invoke(&deps, payload).await }

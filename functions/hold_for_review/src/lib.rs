@@ -2,8 +2,27 @@
 //! which waits for an operator's decision with a timeout well inside the hold's life.
 
 use orderflow_shared::domain::order::{OrderStatus, TimelineEntry};
-use orderflow_shared::{Deps, OrderRef, StepError};
+use orderflow_shared::{ConfigError, Env, OrderRef, StepError};
+use orderflow_shared::ports::{OrderRepository, Workflows};
+use std::sync::Arc;
 use serde::Serialize;
+
+/// What this function uses, built from its environment at cold start (and nothing else: the
+/// template gives it exactly these settings, and its role exactly these resources).
+pub struct Deps {
+    pub orders: Arc<dyn OrderRepository>,
+    pub workflows: Arc<dyn Workflows>,
+}
+
+impl Deps {
+    pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
+        let w = orderflow_shared::wiring::Wiring::new(env).await;
+        Ok(Deps {
+            orders: w.orders()?,
+            workflows: w.lifecycle_starter()?,
+        })
+    }
+}
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -20,11 +20,36 @@ use orderflow_shared::domain::order::{is_order_id, new_order_id, now_rfc3339, Or
 use orderflow_shared::domain::pricing::{quote, PricingError};
 use orderflow_shared::money::Money;
 use orderflow_shared::ports::Claim;
-use orderflow_shared::{Deps, StepError};
+use orderflow_shared::{ConfigError, Env, StepError};
+use orderflow_shared::ports::{OrderRepository, Catalog, Workflows, IdempotencyStore};
+use orderflow_shared::secrets::SecretSource;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
+
+/// What this function uses, built from its environment at cold start (and nothing else: the
+/// template gives it exactly these settings, and its role exactly these resources).
+pub struct Deps {
+    pub orders: Arc<dyn OrderRepository>,
+    pub catalog: Arc<dyn Catalog>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub workflows: Arc<dyn Workflows>,
+    pub ops_api_token: Arc<SecretSource>,
+}
+
+impl Deps {
+    pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
+        let w = orderflow_shared::wiring::Wiring::new(env).await;
+        Ok(Deps {
+            orders: w.orders()?,
+            catalog: w.catalog()?,
+            idempotency: w.idempotency()?,
+            workflows: Arc::new(w.callbacks().starting_checkout(w.env.require("CHECKOUT_STATE_MACHINE_ARN")?)),
+            ops_api_token: Arc::new(w.env.secret("OPS_API_TOKEN")?),
+        })
+    }
+}
 
 pub type AppState = Arc<Deps>;
 
@@ -275,14 +300,23 @@ async fn get_order(State(deps): State<AppState>, Path(id): Path<String>, headers
     }
 }
 
-fn ops_authorized(deps: &Deps, headers: &HeaderMap) -> bool {
-    let expected = deps.config.ops_api_token.expose();
-    !expected.is_empty() && bearer(headers).is_some_and(|t| const_eq(t, expected))
+/// Operator requests carry the operator token (read from Secrets Manager on first use). Err is the
+/// answer to send: 401, or 503 while the token cannot be read.
+async fn ops_authorized(deps: &Deps, headers: &HeaderMap) -> Result<(), Response> {
+    let expected = match deps.ops_api_token.get().await {
+        Ok(t) => t,
+        Err(_) => return Err(error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "temporarily unavailable; retry", None)),
+    };
+    if !expected.expose().is_empty() && bearer(headers).is_some_and(|t| const_eq(t, expected.expose())) {
+        Ok(())
+    } else {
+        Err(error(StatusCode::UNAUTHORIZED, "unauthorized", "operator token required", None))
+    }
 }
 
 async fn ops_get_order(State(deps): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    if !ops_authorized(&deps, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "operator token required", None);
+    if let Err(refused) = ops_authorized(&deps, &headers).await {
+        return refused;
     }
     match deps.orders.get(&id).await {
         Ok(Some(order)) => {
@@ -315,8 +349,8 @@ struct ReviewDecision {
 }
 
 async fn ops_review(State(deps): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    if !ops_authorized(&deps, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "operator token required", None);
+    if let Err(refused) = ops_authorized(&deps, &headers).await {
+        return refused;
     }
     let d: ReviewDecision = match serde_json::from_slice(&body) {
         Ok(d) => d,

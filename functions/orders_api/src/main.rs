@@ -3,7 +3,6 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    orderflow_shared::telemetry::init();
-    let deps = Arc::new(orderflow_shared::Deps::from_env().await);
+    let deps = Arc::new(orderflow_shared::lambda::cold_start("orders_api", orders_api::Deps::from_env).await?);
     lambda_http::run(orders_api::router(deps)).await
 }

@@ -18,10 +18,43 @@ use orderflow_shared::domain::order::{is_order_id, now_rfc3339, Parcel, ShipLine
 use orderflow_shared::http::error;
 use orderflow_shared::ports::{AddShipment, OnceClaim, ReceiveOutcome};
 use orderflow_shared::webhooks::{verify_carrier, verify_stripe};
-use orderflow_shared::{Deps, StepError};
+use orderflow_shared::{ConfigError, Env, StepError};
+use orderflow_shared::ports::{OrderRepository, StockLedger, Queue, Workflows, OnceLedger};
+use orderflow_shared::secrets::SecretSource;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
+
+/// What this function uses, built from its environment at cold start (and nothing else: the
+/// template gives it exactly these settings, and its role exactly these resources).
+pub struct Deps {
+    pub orders: Arc<dyn OrderRepository>,
+    pub stock: Arc<dyn StockLedger>,
+    pub once: Arc<dyn OnceLedger>,
+    pub queue: Arc<dyn Queue>,
+    pub webhook_events_queue_url: String,
+    pub workflows: Arc<dyn Workflows>,
+    pub carrier_webhook_secret: Arc<SecretSource>,
+    pub gateway_webhook_secret: Arc<SecretSource>,
+    pub warehouse_api_tokens: Arc<SecretSource>,
+}
+
+impl Deps {
+    pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
+        let w = orderflow_shared::wiring::Wiring::new(env).await;
+        Ok(Deps {
+            orders: w.orders()?,
+            stock: w.stock()?,
+            once: w.idempotency()?,
+            queue: w.queue(),
+            webhook_events_queue_url: w.queue_url("WEBHOOK_EVENTS_QUEUE_URL")?,
+            workflows: Arc::new(w.callbacks()),
+            carrier_webhook_secret: Arc::new(w.env.secret("CARRIER_WEBHOOK_SECRET")?),
+            gateway_webhook_secret: Arc::new(w.env.secret("GATEWAY_WEBHOOK_SECRET")?),
+            warehouse_api_tokens: Arc::new(w.env.secret("WAREHOUSE_API_TOKENS")?),
+        })
+    }
+}
 
 pub type AppState = Arc<Deps>;
 
@@ -53,9 +86,27 @@ fn internal(e: StepError) -> Response {
 }
 
 /// The warehouse a request authenticates as (`Authorization: Bearer <that warehouse's token>`).
-fn warehouse_of(deps: &Deps, headers: &HeaderMap) -> Option<String> {
-    let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))?;
-    deps.config.warehouse_for_token(token.trim())
+/// Err is the answer to send: 401, or 503 while the tokens cannot be read.
+async fn warehouse_of(deps: &Deps, headers: &HeaderMap) -> Result<String, Response> {
+    let unauthorized = || error(StatusCode::UNAUTHORIZED, "unauthorized", "a warehouse bearer token is required", None);
+    let Some(token) = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) else {
+        return Err(unauthorized());
+    };
+    let tokens = deps.warehouse_api_tokens.get().await.map_err(internal)?;
+    warehouse_for_token(tokens.expose(), token.trim()).ok_or_else(unauthorized)
+}
+
+/// The warehouse a bearer token belongs to, from the JSON object warehouse id -> token (compared
+/// in constant time).
+pub fn warehouse_for_token(tokens_json: &str, token: &str) -> Option<String> {
+    let tokens: std::collections::BTreeMap<String, String> = serde_json::from_str(tokens_json).ok()?;
+    let mut found = None;
+    for (wh, t) in tokens {
+        if !t.is_empty() && t.len() == token.len() && bool::from(subtle::ConstantTimeEq::ct_eq(t.as_bytes(), token.as_bytes())) {
+            found = Some(wh);
+        }
+    }
+    found
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,8 +142,9 @@ fn bad(code: &str, message: &str, field: Option<&str>) -> Response {
 }
 
 async fn report_shipment(State(deps): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(warehouse) = warehouse_of(&deps, &headers) else {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "a warehouse bearer token is required", None);
+    let warehouse = match warehouse_of(&deps, &headers).await {
+        Ok(w) => w,
+        Err(refused) => return refused,
     };
     if body.len() > MAX_BODY {
         return error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the body is larger than 64 KB", None);
@@ -226,8 +278,9 @@ pub struct Receipt {
 }
 
 async fn receive_stock(State(deps): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(warehouse) = warehouse_of(&deps, &headers) else {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "a warehouse bearer token is required", None);
+    let warehouse = match warehouse_of(&deps, &headers).await {
+        Ok(w) => w,
+        Err(refused) => return refused,
     };
     let r: Receipt = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -252,6 +305,11 @@ async fn receive_stock(State(deps): State<AppState>, headers: HeaderMap, body: B
     }
 }
 
+/// A webhook signing secret; while it cannot be read the sender is told to retry (503).
+async fn signing_secret(source: &SecretSource) -> Result<orderflow_shared::env::Secret, Response> {
+    source.get().await.map_err(internal)
+}
+
 fn secrets(s: &str) -> Vec<&str> {
     s.split(',').map(str::trim).filter(|x| !x.is_empty()).collect()
 }
@@ -268,7 +326,7 @@ async fn intake(deps: &Deps, source: &str, event_id: &str, event: Value) -> Resp
         Err(e) => return internal(e),
     }
     let msg = json!({"source": source, "eventId": event_id, "receivedAt": now_rfc3339(), "event": event});
-    if let Err(e) = deps.queue.send(&deps.config.webhook_events_queue_url, &msg).await {
+    if let Err(e) = deps.queue.send(&deps.webhook_events_queue_url, &msg).await {
         let _ = deps.once.forget(&marker).await;
         return internal(e);
     }
@@ -289,7 +347,11 @@ async fn carrier_webhook(State(deps): State<AppState>, headers: HeaderMap, body:
     let Some(header) = headers.get("x-hmac-signature").and_then(|v| v.to_str().ok()) else {
         return error(StatusCode::BAD_REQUEST, "malformed_signature", "X-Hmac-Signature header is required", None);
     };
-    if let Err(e) = verify_carrier(header, &body, &secrets(deps.config.carrier_webhook_secret.expose())) {
+    let secret = match signing_secret(&deps.carrier_webhook_secret).await {
+        Ok(s) => s,
+        Err(unavailable) => return unavailable,
+    };
+    if let Err(e) = verify_carrier(header, &body, &secrets(secret.expose())) {
         return signature_error(e);
     }
     let event: Value = match serde_json::from_slice(&body) {
@@ -307,7 +369,11 @@ async fn gateway_webhook(State(deps): State<AppState>, headers: HeaderMap, body:
     let Some(header) = headers.get("stripe-signature").and_then(|v| v.to_str().ok()) else {
         return error(StatusCode::BAD_REQUEST, "malformed_signature", "Stripe-Signature header is required", None);
     };
-    if let Err(e) = verify_stripe(header, &body, &secrets(deps.config.gateway_webhook_secret.expose()), chrono::Utc::now().timestamp(), WEBHOOK_TOLERANCE_SECONDS) {
+    let secret = match signing_secret(&deps.gateway_webhook_secret).await {
+        Ok(s) => s,
+        Err(unavailable) => return unavailable,
+    };
+    if let Err(e) = verify_stripe(header, &body, &secrets(secret.expose()), chrono::Utc::now().timestamp(), WEBHOOK_TOLERANCE_SECONDS) {
         return signature_error(e);
     }
     let event: Value = match serde_json::from_slice(&body) {

@@ -3,8 +3,29 @@
 //! Orders decided after checkout (a reviewer's rejection, a timeout) also get an email.
 
 use orderflow_shared::domain::order::{OrderStatus, TimelineEntry};
-use orderflow_shared::{Deps, StepError};
+use orderflow_shared::{ConfigError, Env, StepError};
+use orderflow_shared::ports::{OrderRepository, Queue};
+use std::sync::Arc;
 use serde::{Deserialize, Serialize};
+
+/// What this function uses, built from its environment at cold start (and nothing else: the
+/// template gives it exactly these settings, and its role exactly these resources).
+pub struct Deps {
+    pub orders: Arc<dyn OrderRepository>,
+    pub queue: Arc<dyn Queue>,
+    pub notifications_queue_url: String,
+}
+
+impl Deps {
+    pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
+        let w = orderflow_shared::wiring::Wiring::new(env).await;
+        Ok(Deps {
+            orders: w.orders()?,
+            queue: w.queue(),
+            notifications_queue_url: w.queue_url("NOTIFICATIONS_QUEUE_URL")?,
+        })
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -54,7 +75,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Outcome, StepError> {
     }
     if input.notify_customer {
         let kind = if input.outcome == OrderStatus::PartiallyFulfilled { PARTIAL } else { CANCELLATION };
-        deps.queue.send(&deps.config.notifications_queue_url, &serde_json::json!({"orderId": input.order_id, "kind": kind})).await?;
+        deps.queue.send(&deps.notifications_queue_url, &serde_json::json!({"orderId": input.order_id, "kind": kind})).await?;
     }
     tracing::info!(status = input.outcome.as_str(), %reason, "order ended");
     Ok(Outcome { status: input.outcome, reason })

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let deps = Arc::new(orderflow_shared::Deps::from_env().await);
+    let deps = Arc::new(orderflow_shared::lambda::cold_start("record_outcome", record_outcome::Deps::from_env).await?);
     orderflow_shared::lambda::run("record_outcome", move |payload| {
         let deps = deps.clone();
         async move { record_outcome::invoke(&deps, payload).await }

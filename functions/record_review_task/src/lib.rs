@@ -3,8 +3,25 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use orderflow_shared::domain::order::TimelineEntry;
-use orderflow_shared::{Deps, StepError};
+use orderflow_shared::{ConfigError, Env, StepError};
+use orderflow_shared::ports::{OrderRepository};
+use std::sync::Arc;
 use serde::Deserialize;
+
+/// What this function uses, built from its environment at cold start (and nothing else: the
+/// template gives it exactly these settings, and its role exactly these resources).
+pub struct Deps {
+    pub orders: Arc<dyn OrderRepository>,
+}
+
+impl Deps {
+    pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
+        let w = orderflow_shared::wiring::Wiring::new(env).await;
+        Ok(Deps {
+            orders: w.orders()?,
+        })
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -6,9 +6,33 @@ use orderflow_shared::dispatch::{dispatch_id, task, DispatchTask};
 use orderflow_shared::domain::fulfillment::{route, Allocation};
 use orderflow_shared::domain::order::{Dispatch, Order, ShipLine, TimelineEntry};
 use orderflow_shared::ports::AllocateOutcome;
-use orderflow_shared::{Deps, OrderRef, StepError};
+use orderflow_shared::{ConfigError, Env, OrderRef, StepError};
+use orderflow_shared::ports::{OrderRepository, StockLedger, Catalog};
+use orderflow_shared::dispatch::DispatchSettings;
+use std::sync::Arc;
 use serde::Serialize;
 use std::collections::BTreeMap;
+
+/// What this function uses, built from its environment at cold start (and nothing else: the
+/// template gives it exactly these settings, and its role exactly these resources).
+pub struct Deps {
+    pub orders: Arc<dyn OrderRepository>,
+    pub stock: Arc<dyn StockLedger>,
+    pub catalog: Arc<dyn Catalog>,
+    pub dispatch: DispatchSettings,
+}
+
+impl Deps {
+    pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
+        let w = orderflow_shared::wiring::Wiring::new(env).await;
+        Ok(Deps {
+            orders: w.orders()?,
+            stock: w.stock()?,
+            catalog: w.catalog()?,
+            dispatch: DispatchSettings::from_env(&w.env)?,
+        })
+    }
+}
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -48,7 +72,7 @@ pub async fn handle(deps: &Deps, input: OrderRef) -> Result<Plan, StepError> {
         let detail = plan.iter().map(|a| format!("{}: {}", a.warehouse, a.lines.iter().map(|(s, q)| format!("{q} x {s}")).collect::<Vec<_>>().join(", "))).collect::<Vec<_>>().join("; ");
         deps.orders.record_dispatches(&order.order_id, &dispatches, TimelineEntry::now("routed", Some(detail))).await?;
     }
-    let tasks = plan.iter().map(|a| task(deps, &order, &a.warehouse, &a.lines)).collect::<Result<Vec<_>, _>>()?;
+    let tasks = plan.iter().map(|a| task(&deps.dispatch, &order, &a.warehouse, &a.lines)).collect::<Result<Vec<_>, _>>()?;
     tracing::info!(warehouses = ?plan.iter().map(|a| a.warehouse.as_str()).collect::<Vec<_>>(), "routed");
     Ok(Plan { dispatches: tasks })
 }

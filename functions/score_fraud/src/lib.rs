@@ -3,8 +3,29 @@
 
 use orderflow_shared::domain::fraud::{assess, Decision, FraudAssessment, Signals};
 use orderflow_shared::domain::order::TimelineEntry;
-use orderflow_shared::{Deps, OrderRef, StepError};
+use orderflow_shared::{ConfigError, Env, OrderRef, StepError};
+use orderflow_shared::ports::{OrderRepository, VelocityCounter};
+use std::sync::Arc;
 use serde::Serialize;
+
+/// What this function uses, built from its environment at cold start (and nothing else: the
+/// template gives it exactly these settings, and its role exactly these resources).
+pub struct Deps {
+    pub orders: Arc<dyn OrderRepository>,
+    pub velocity: Arc<dyn VelocityCounter>,
+    pub fraud_policy: orderflow_shared::domain::fraud::Policy,
+}
+
+impl Deps {
+    pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
+        let w = orderflow_shared::wiring::Wiring::new(env).await;
+        Ok(Deps {
+            orders: w.orders()?,
+            velocity: w.velocity()?,
+            fraud_policy: Default::default(),
+        })
+    }
+}
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

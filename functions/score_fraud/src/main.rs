@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let deps = Arc::new(orderflow_shared::Deps::from_env().await);
+    let deps = Arc::new(orderflow_shared::lambda::cold_start("score_fraud", score_fraud::Deps::from_env).await?);
     orderflow_shared::lambda::run("score_fraud", move |payload| {
         let deps = deps.clone();
         async move { score_fraud::invoke(&deps, payload).await }

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let deps = Arc::new(orderflow_shared::Deps::from_env().await);
+    let deps = Arc::new(orderflow_shared::lambda::cold_start("send_notifications", send_notifications::Deps::from_env).await?);
     orderflow_shared::lambda::run("send_notifications", move |payload| {
         let deps = deps.clone();
         async move { send_notifications::invoke(&deps, payload).await }

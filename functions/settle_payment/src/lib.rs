@@ -9,9 +9,30 @@ use orderflow_shared::gateway::release_key;
 use orderflow_shared::money::Money;
 use orderflow_shared::ports::GatewayError;
 use orderflow_shared::lambda::CaughtError;
-use orderflow_shared::{Deps, StepError};
+use orderflow_shared::{ConfigError, Env, StepError};
+use orderflow_shared::ports::{OrderRepository, PaymentGateway};
+use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+
+/// What this function uses, built from its environment at cold start (and nothing else: the
+/// template gives it exactly these settings, and its role exactly these resources).
+pub struct Deps {
+    pub orders: Arc<dyn OrderRepository>,
+    pub gateway: Arc<dyn PaymentGateway>,
+    pub hold_expiry_margin_seconds: i64,
+}
+
+impl Deps {
+    pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
+        let w = orderflow_shared::wiring::Wiring::new(env).await;
+        Ok(Deps {
+            orders: w.orders()?,
+            gateway: w.gateway()?,
+            hold_expiry_margin_seconds: w.env.parse("HOLD_EXPIRY_MARGIN_SECONDS")?,
+        })
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -36,7 +57,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Settled, StepError> {
     let order = deps.orders.get(&input.order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {} not found", input.order_id)))?;
     let payment = order.payment.clone().ok_or_else(|| StepError::InvalidState(format!("order {} has no payment", order.order_id)))?;
     let now = chrono::Utc::now().timestamp();
-    let guard_due = payment.capture_before.is_some_and(|cb| now >= cb - deps.config.hold_expiry_margin_seconds);
+    let guard_due = payment.capture_before.is_some_and(|cb| now >= cb - deps.hold_expiry_margin_seconds);
     let reason = match &input.error {
         None => "fulfilled".to_string(),
         Some(_) if guard_due => "payment_hold_expiring".to_string(),

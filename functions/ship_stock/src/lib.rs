@@ -8,10 +8,36 @@ use orderflow_shared::dispatch::{task, DispatchTask, ShipmentRef};
 use orderflow_shared::domain::fulfillment::{shipment_amount, sku_values};
 use orderflow_shared::domain::order::{Order, OrderStatus, TimelineEntry};
 use orderflow_shared::money::Money;
-use orderflow_shared::{Deps, StepError};
+use orderflow_shared::{ConfigError, Env, StepError};
+use orderflow_shared::ports::{OrderRepository, StockLedger, Queue};
+use orderflow_shared::dispatch::DispatchSettings;
+use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
+
+/// What this function uses, built from its environment at cold start (and nothing else: the
+/// template gives it exactly these settings, and its role exactly these resources).
+pub struct Deps {
+    pub orders: Arc<dyn OrderRepository>,
+    pub stock: Arc<dyn StockLedger>,
+    pub queue: Arc<dyn Queue>,
+    pub supplier_queue_url: String,
+    pub dispatch: DispatchSettings,
+}
+
+impl Deps {
+    pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
+        let w = orderflow_shared::wiring::Wiring::new(env).await;
+        Ok(Deps {
+            orders: w.orders()?,
+            stock: w.stock()?,
+            queue: w.queue(),
+            supplier_queue_url: w.queue_url("SUPPLIER_QUEUE_URL")?,
+            dispatch: DispatchSettings::from_env(&w.env)?,
+        })
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -59,7 +85,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<DispatchTask, StepError
     reorder_if_low(deps, &order.order_id, &shipment.warehouse, &lines).await?;
     tracing::info!(shipment_id = %sid, amount_minor = out.amount_minor, order_complete = out.order_complete, open_here = out.open_here.values().sum::<i64>(), "units shipped");
     // The dispatch's next pick list: what this warehouse still has to ship for the order.
-    task(deps, &order, &shipment.warehouse, &out.open_here)
+    task(&deps.dispatch, &order, &shipment.warehouse, &out.open_here)
 }
 
 /// Replenishment: a SKU whose free stock at the warehouse fell below its reorder point gets one
@@ -79,7 +105,7 @@ async fn reorder_if_low(deps: &Deps, order_id: &str, warehouse: &str, lines: &BT
         if let Some((po_id, quantity)) = deps.stock.open_purchase_order(sku, warehouse, quantity).await? {
             deps.queue
                 .send(
-                    &deps.config.supplier_queue_url,
+                    &deps.supplier_queue_url,
                     &json!({"purchaseOrderId": po_id, "sku": sku, "warehouse": warehouse, "quantity": quantity,
                             "available": st.available, "reorderPoint": st.reorder_point, "triggeredBy": order_id}),
                 )

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let deps = Arc::new(orderflow_shared::Deps::from_env().await);
+    let deps = Arc::new(orderflow_shared::lambda::cold_start("ship_stock", ship_stock::Deps::from_env).await?);
     orderflow_shared::lambda::run("ship_stock", move |payload| {
         let deps = deps.clone();
         async move { ship_stock::invoke(&deps, payload).await }

@@ -1,8 +1,10 @@
 //! The edge: one endpoint for every AWS call (like LocalStack's edge port). It serves the Lambda
 //! Invoke API for the in-process functions, implements StartSyncExecution (moto lacks it), forwards
-//! everything else to moto, and records each call with its service, operation and order.
+//! everything else to moto, and records each call with its service, operation and order. Before any
+//! of that it authorizes the call against the caller's IAM policy from the template (`iam.rs`).
 
-use crate::functions::Handler;
+use crate::functions::Hosted;
+use crate::iam::{Denial, Iam};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -33,7 +35,8 @@ pub struct SentEmail {
 }
 
 pub struct Edge {
-    pub functions: BTreeMap<&'static str, Handler>,
+    pub functions: BTreeMap<&'static str, Arc<Hosted>>,
+    pub iam: Arc<Iam>,
     pub moto_base: String,
     pub http: reqwest::Client,
     pub moto_sfn: aws_sdk_sfn::Client,
@@ -81,8 +84,12 @@ impl Edge {
     pub async fn invoke(&self, name: &str, payload: Value) -> Result<Value, (String, String)> {
         let order = find_order_id(&payload.to_string());
         self.record("lambda", "Invoke", order, Some(name.to_string()));
-        let Some(h) = self.functions.get(name) else {
+        let Some(f) = self.functions.get(name) else {
             return Err(("ResourceNotFoundException".into(), format!("Function not found: {name}")));
+        };
+        let h = match f.handler().await {
+            Ok(h) => h,
+            Err(e) => return Err(("Runtime.InitError".into(), e.message())),
         };
         match h(payload).await {
             Ok(v) => Ok(v),
@@ -98,9 +105,13 @@ pub fn router(edge: Arc<Edge>) -> Router {
         .with_state(edge)
 }
 
-async fn invoke(State(edge): State<Arc<Edge>>, Path(name): Path<String>, body: Bytes) -> Response {
+async fn invoke(State(edge): State<Arc<Edge>>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     // moto's engine passes the function ARN; Lambda accepts names, ARNs and partial ARNs.
     let name = name.rsplit(':').next().unwrap_or(&name).to_string();
+    let principal = edge.iam.principal(headers.get("authorization").and_then(|v| v.to_str().ok()));
+    if let Err(d) = edge.iam.authorize(&principal, &crate::iam::needs("lambda", "Invoke", &[], &name)) {
+        return access_denied("lambda", &d);
+    }
     let payload: Value = if body.is_empty() { json!({}) } else { serde_json::from_slice(&body).unwrap_or(Value::Null) };
     match edge.invoke(&name, payload).await {
         Ok(v) => (StatusCode::OK, [("content-type", "application/json")], v.to_string()).into_response(),
@@ -116,6 +127,7 @@ fn classify(headers: &HeaderMap, method: &Method, uri: &Uri) -> (String, String)
             p if p.starts_with("DynamoDB") => "dynamodb",
             "AmazonSQS" => "sqs",
             "AWSStepFunctions" => "states",
+            "secretsmanager" => "secretsmanager",
             other => other,
         };
         return (service.into(), op.into());
@@ -134,6 +146,11 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
     let (service, operation) = classify(&headers, &method, &uri);
     let text = String::from_utf8_lossy(&body);
     let order = find_order_id(&text);
+    let principal = edge.iam.principal(headers.get("authorization").and_then(|v| v.to_str().ok()));
+    if let Err(d) = edge.iam.authorize(&principal, &crate::iam::needs(&service, &operation, &body, uri.path())) {
+        edge.record(&service, &format!("{operation} (AccessDenied)"), order, None);
+        return access_denied(&service, &d);
+    }
     edge.record(&service, &operation, order.clone(), None);
     if service == "states" && operation == "StartSyncExecution" {
         return start_sync_execution(&edge, &body).await;
@@ -171,6 +188,20 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
         }
         Err(e) => (StatusCode::BAD_GATEWAY, format!("edge could not reach moto: {e}")).into_response(),
     }
+}
+
+/// AccessDeniedException as each protocol carries it: JSON-protocol services (DynamoDB, SQS, Step
+/// Functions, Secrets Manager) answer 400 with `__type`; REST services (SESv2, Lambda) answer 403.
+fn access_denied(service: &str, d: &Denial) -> Response {
+    let message = d.message();
+    let rest = matches!(service, "sesv2" | "lambda");
+    let status = if rest { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
+    let content_type = if rest { "application/json" } else { "application/x-amz-json-1.0" };
+    let mut resp = (status, [("content-type", content_type), ("x-amzn-errortype", "AccessDeniedException")], json!({"__type": "AccessDeniedException", "message": message, "Message": message}).to_string()).into_response();
+    if service == "sqs" {
+        resp.headers_mut().insert("x-amzn-query-error", axum::http::HeaderValue::from_static("AccessDenied;Sender"));
+    }
+    resp
 }
 
 fn tables_in(body: &[u8]) -> Vec<String> {

@@ -14,16 +14,19 @@ pub mod demo;
 pub use demo::demo_address;
 pub mod edge;
 pub mod functions;
+pub mod iam;
 pub mod moto;
+pub mod ports;
 pub mod provision;
 pub mod pumps;
 pub mod sandbox_carrier;
 pub mod sandbox_gateway;
 pub mod sandbox_warehouse;
+pub mod secrets_extension;
 pub mod template;
 
 use edge::{Call, Edge};
-use orderflow_shared::Deps;
+use ports::Ports;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -77,10 +80,11 @@ pub struct Stack {
     pub gateway: Arc<sandbox_gateway::Gateway>,
     pub carrier: Arc<sandbox_carrier::Carrier>,
     pub warehouses: Arc<sandbox_warehouse::Warehouses>,
-    pub deps: Arc<Deps>,
+    /// The operator's ports through the edge (tests set up and read with them).
+    pub deps: Arc<Ports>,
     /// The same ports talking to moto directly: reads made to watch an order (the demo's waits) do
     /// not show up among the order's own AWS calls.
-    pub observer: Arc<Deps>,
+    pub observer: Arc<Ports>,
     pub moto_sfn: aws_sdk_sfn::Client,
     pub moto_sqs: aws_sdk_sqs::Client,
     /// Queue logical id (as in infra/template.yaml) -> URL.
@@ -118,6 +122,38 @@ pub struct OrderReport {
     pub transitions: usize,
 }
 
+/// Each role's statements from the template: functions by their Lambda name, state machines by
+/// logical id.
+fn iam_policies(t: &template::Template, functions: &BTreeMap<&'static str, Arc<functions::Hosted>>) -> Result<BTreeMap<String, Vec<iam::Statement>>, String> {
+    let mut out = BTreeMap::new();
+    for f in t.functions() {
+        if functions.contains_key(f.binary.as_str()) {
+            out.insert(f.binary.clone(), t.policy(&f.logical_id)?);
+        }
+    }
+    for m in t.state_machines()? {
+        out.insert(m.logical_id.clone(), t.policy(&m.logical_id)?);
+    }
+    Ok(out)
+}
+
+/// What each state machine's definition can call: the resources its substitutions name (functions,
+/// queues) and the service integrations its Task states use.
+fn machine_refs(t: &template::Template) -> Result<BTreeMap<String, std::collections::BTreeSet<String>>, String> {
+    let mut out = BTreeMap::new();
+    for m in t.state_machines()? {
+        let mut refs: std::collections::BTreeSet<String> = m.substitutions.values().map(|v| if v.starts_with("http") { iam::queue_arn(v) } else { v.clone() }).collect();
+        let raw = std::fs::read_to_string(&m.definition).map_err(|e| e.to_string())?;
+        for part in raw.split("\"Resource\"").skip(1) {
+            if let Some(r) = part.split('"').nth(1) {
+                refs.insert(r.to_string());
+            }
+        }
+        out.insert(m.logical_id, refs);
+    }
+    Ok(out)
+}
+
 impl Stack {
     pub async fn start(opts: Options) -> Result<Stack, String> {
         std::fs::create_dir_all(&opts.log_dir).map_err(|e| e.to_string())?;
@@ -127,6 +163,7 @@ impl Stack {
         let (api_listener, api_port) = bind(opts.api_port).await?;
         let (gw_listener, gw_port) = bind(opts.gateway_port).await?;
         let (carrier_listener, carrier_port) = bind(0).await?;
+        let (ext_listener, ext_port) = bind(0).await?;
         let moto_port = free_port();
         let moto = moto::start(&venv, moto_port, edge_port, &opts.log_dir.join(format!("moto-{moto_port}.log"))).await?;
         let moto_url = format!("http://127.0.0.1:{moto_port}");
@@ -137,8 +174,20 @@ impl Stack {
 
         // Provisioning and the event-source pumps talk to moto directly: they are AWS's own work,
         // not calls an order pays for, so the edge's call log stays per-order.
-        let moto_sdk = orderflow_shared::aws::sdk_config(Some(&moto_url), provision::REGION).await;
-        let params = BTreeMap::from([
+        let moto_sdk = orderflow_shared::aws::sdk_config(&ports::operator_env(&moto_url, BTreeMap::new())).await;
+        // The secrets a store puts in Secrets Manager before deploying; the template is then
+        // deployed with their full ARNs, as the README's deploy steps do.
+        let tokens: BTreeMap<&str, &str> = sandbox_warehouse::WAREHOUSE_TOKENS.iter().copied().collect();
+        let secret_values = BTreeMap::from([
+            ("GatewayApiKeySecretArn".to_string(), sandbox_gateway::SANDBOX_SECRET_KEY.to_string()),
+            ("OpsApiTokenSecretArn".to_string(), opts.ops_token.clone()),
+            ("CarrierApiKeySecretArn".to_string(), sandbox_carrier::SANDBOX_CARRIER_KEY.to_string()),
+            ("CarrierWebhookSecretSecretArn".to_string(), sandbox_carrier::SANDBOX_CARRIER_WEBHOOK_SECRET.to_string()),
+            ("GatewayWebhookSecretSecretArn".to_string(), sandbox_gateway::SANDBOX_WEBHOOK_SECRET.to_string()),
+            ("WarehouseApiTokensSecretArn".to_string(), serde_json::to_string(&tokens).map_err(|e| e.to_string())?),
+        ]);
+        let mut params = provision::create_secrets(&moto_url, &secret_values).await?;
+        params.extend([
             ("GatewayBaseUrl".to_string(), gateway_url.clone()),
             ("ReviewTimeoutSeconds".to_string(), opts.review_timeout_seconds.to_string()),
             // moto runs a hundred concurrent executions ~10x slower than AWS on 2 cores (its engine
@@ -149,14 +198,31 @@ impl Stack {
             ("FeedbackDelaySeconds".to_string(), "1".to_string()),
         ]);
         let p = provision::provision(&moto_sdk, &opts.repo, params).await?;
-        let deps = Arc::new(Deps::from_config(provision::config(&p, &edge_url, &opts.ops_token)).await);
-        let seed_deps = Deps::from_config(provision::config(&p, &moto_url, &opts.ops_token)).await;
-        provision::seed(&seed_deps, &opts.repo.join("infra/local/fixtures/store.json")).await?;
+        let deps = Arc::new(Ports::new(&edge_url, &p.template).await?);
+        let observer = Arc::new(Ports::new(&moto_url, &p.template).await?);
+        provision::seed(&observer, &opts.repo.join("infra/local/fixtures/store.json")).await?;
+
+        // Every function as the template declares it, each with its own role. The journal of
+        // exercised permissions is this run's own (the report merges the runs of one CI job).
+        let _ = std::fs::remove_file(opts.log_dir.join("iam-exercised.jsonl"));
+        let functions = functions::host_all(&p.template, &edge_url, ext_port)?;
+        let iam = Arc::new(iam::Iam::new(
+            iam_policies(&p.template, &functions)?,
+            functions.values().map(|f| (f.identity.access_key_id.clone(), f.name.to_string())).collect(),
+            machine_refs(&p.template)?,
+            Some(opts.log_dir.join("iam-exercised.jsonl")),
+        ));
+        let extension = Arc::new(secrets_extension::Extension {
+            edge_url: edge_url.clone(),
+            sessions: functions.values().map(|f| (f.identity.session_token.clone(), f.identity.clone())).collect(),
+            http: reqwest::Client::new(),
+        });
 
         let moto_sfn = aws_sdk_sfn::Client::new(&moto_sdk);
         let moto_sqs = aws_sdk_sqs::Client::new(&moto_sdk);
         let edge = Arc::new(Edge {
-            functions: functions::registry(deps.clone()),
+            functions,
+            iam,
             moto_base: moto_url.clone(),
             http: reqwest::Client::builder().pool_max_idle_per_host(64).build().map_err(|e| e.to_string())?,
             moto_sfn: moto_sfn.clone(),
@@ -177,6 +243,7 @@ impl Stack {
             serve(api_listener, api::router(edge.clone(), routes)),
             serve(gw_listener, sandbox_gateway::router(gateway.clone())),
             serve(carrier_listener, sandbox_carrier::router(carrier.clone())),
+            serve(ext_listener, secrets_extension::router(extension)),
         ];
         for (logical, url) in &p.queue_urls {
             if logical.starts_with("Warehouse") && !logical.contains("DeadLetter") {
@@ -202,7 +269,7 @@ impl Stack {
             carrier,
             warehouses,
             deps,
-            observer: Arc::new(seed_deps),
+            observer,
             moto_sfn,
             moto_sqs,
             queue_urls: p.queue_urls,

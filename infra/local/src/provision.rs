@@ -5,10 +5,9 @@ use crate::template::{substitute, Template};
 use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification};
 use aws_sdk_sfn::types::StateMachineType;
 use aws_sdk_sqs::types::QueueAttributeName;
-use orderflow_shared::config::{Config, Secret};
 use orderflow_shared::domain::fulfillment::Network;
 use orderflow_shared::domain::pricing::{CatalogItem, RateTable};
-use orderflow_shared::Deps;
+use crate::ports::Ports;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -30,8 +29,6 @@ pub struct Provisioned {
     pub queue_urls: BTreeMap<String, String>,
     /// Source queue logical id -> its dead-letter queue's logical id.
     pub dead_letter: BTreeMap<String, String>,
-    /// The functions' environment, resolved.
-    pub env: BTreeMap<String, String>,
 }
 
 pub async fn provision(sdk: &aws_config::SdkConfig, repo: &Path, params: BTreeMap<String, String>) -> Result<Provisioned, String> {
@@ -96,25 +93,44 @@ pub async fn provision(sdk: &aws_config::SdkConfig, repo: &Path, params: BTreeMa
             .await
             .map_err(|e| format!("create state machine {}: {e:?}", m.name))?;
     }
-    let env = t.function_environment()?;
     let queue_urls = t.queue_urls.clone();
-    Ok(Provisioned { template: t, queue_urls, dead_letter, env })
+    Ok(Provisioned { template: t, queue_urls, dead_letter })
 }
 
-/// The functions' configuration: the template's environment, with the local endpoint and the
-/// sandbox secrets (on AWS those come from Secrets Manager).
-pub fn config(p: &Provisioned, endpoint: &str, ops_token: &str) -> Config {
-    let mut c = Config::from_lookup(|k| p.env.get(k).cloned());
-    c.aws_endpoint_url = Some(endpoint.to_string());
-    c.gateway_api_key = Secret(crate::sandbox_gateway::SANDBOX_SECRET_KEY.into());
-    c.ops_api_token = Secret(ops_token.into());
-    c.carrier_api_key = Secret(crate::sandbox_carrier::SANDBOX_CARRIER_KEY.into());
-    c.carrier_webhook_secret = Secret(crate::sandbox_carrier::SANDBOX_CARRIER_WEBHOOK_SECRET.into());
-    c.gateway_webhook_secret = Secret(crate::sandbox_gateway::SANDBOX_WEBHOOK_SECRET.into());
-    let tokens: BTreeMap<&str, &str> = crate::sandbox_warehouse::WAREHOUSE_TOKENS.iter().copied().collect();
-    c.warehouse_api_tokens = Secret(serde_json::to_string(&tokens).unwrap_or_default());
-    c.region = REGION.into();
-    c
+/// Store each secret the template takes as a `*SecretArn` parameter in moto's Secrets Manager, as a
+/// store team does with `aws secretsmanager create-secret`, and return parameter -> the full ARN
+/// Secrets Manager gave it (with its random suffix), to deploy the template with.
+pub async fn create_secrets(moto_url: &str, values: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> {
+    let http = reqwest::Client::new();
+    let mut arns = BTreeMap::new();
+    for (param, value) in values {
+        let name = format!("orderflow/{}", kebab(param.trim_end_matches("SecretArn")));
+        let resp = http
+            .post(moto_url)
+            .header("x-amz-target", "secretsmanager.CreateSecret")
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("authorization", crate::secrets_extension::sigv4_scope("local", "secretsmanager"))
+            .body(serde_json::json!({"Name": name, "SecretString": value}).to_string())
+            .send()
+            .await
+            .map_err(|e| format!("create secret {name}: {e}"))?;
+        let v: serde_json::Value = resp.json().await.map_err(|e| format!("create secret {name}: {e}"))?;
+        let arn = v["ARN"].as_str().ok_or_else(|| format!("create secret {name}: {v}"))?;
+        arns.insert(param.clone(), arn.to_string());
+    }
+    Ok(arns)
+}
+
+/// `GatewayApiKey` -> `gateway-api-key`.
+fn kebab(camel: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('-');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }
 
 #[derive(serde::Deserialize)]
@@ -129,7 +145,7 @@ pub struct StoreFixture {
     pub network: Network,
 }
 
-pub async fn seed(deps: &Deps, fixture: &Path) -> Result<(), String> {
+pub async fn seed(deps: &Ports, fixture: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(fixture).map_err(|e| format!("{}: {e}", fixture.display()))?;
     let store: StoreFixture = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", fixture.display()))?;
     for item in &store.catalog {

@@ -255,17 +255,41 @@ impl Template {
         }
     }
 
-    /// The environment every function gets (Globals.Function.Environment.Variables), resolved.
-    pub fn function_environment(&self) -> Result<BTreeMap<String, String>, String> {
+    /// The environment the template gives one function (Globals, then the function's own
+    /// Environment.Variables), resolved as CloudFormation would.
+    pub fn function_environment(&self, logical_id: &str) -> Result<BTreeMap<String, String>, String> {
         let mut env = BTreeMap::new();
-        if let Some(m) = self.doc["Globals"]["Function"]["Environment"]["Variables"].as_mapping() {
-            for (k, v) in m {
-                env.insert(s(k), self.resolve(v)?);
+        let globals = &self.doc["Globals"]["Function"]["Environment"]["Variables"];
+        let own = &self.doc["Resources"][logical_id]["Properties"]["Environment"]["Variables"];
+        for vars in [globals, own] {
+            if let Some(m) = vars.as_mapping() {
+                for (k, v) in m {
+                    env.insert(s(k), self.resolve(v).map_err(|e| format!("{logical_id}: {}: {e}", s(k)))?);
+                }
             }
         }
         Ok(env)
     }
-}
+
+    /// A function's or state machine's inline policy statements (`Policies: - Statement: [...]`),
+    /// resolved. SAM policy templates and managed policy names are not used by this template and
+    /// are refused rather than guessed.
+    pub fn policy(&self, logical_id: &str) -> Result<Vec<crate::iam::Statement>, String> {
+        let mut out = Vec::new();
+        let list = |v: &Value| -> Result<Vec<String>, String> {
+            match v {
+                Value::Sequence(items) => items.iter().map(|x| self.resolve(x)).collect(),
+                other => Ok(vec![self.resolve(other)?]),
+            }
+        };
+        for p in self.doc["Resources"][logical_id]["Properties"]["Policies"].as_sequence().into_iter().flatten() {
+            let statements = p["Statement"].as_sequence().ok_or_else(|| format!("{logical_id}: only inline Statement policies are supported locally"))?;
+            for st in statements {
+                out.push(crate::iam::Statement { allow: st["Effect"].as_str() != Some("Deny"), actions: list(&st["Action"])?, resources: list(&st["Resource"])? });
+            }
+        }
+        Ok(out)
+    }}
 
 /// Replace every ${Name} of an ASL definition; an unknown placeholder is an error.
 pub fn substitute(definition: &str, subs: &BTreeMap<String, String>) -> Result<String, String> {

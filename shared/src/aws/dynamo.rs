@@ -50,6 +50,12 @@ pub struct DynamoOrders {
 }
 
 impl DynamoOrders {
+    pub fn new(sdk: &aws_config::SdkConfig, table: String) -> DynamoOrders {
+        DynamoOrders { client: Client::new(sdk), table }
+    }
+}
+
+impl DynamoOrders {
     async fn update(&self, order_id: &str, sets: Vec<(&str, AttributeValue)>, event: Option<TimelineEntry>) -> Result<()> {
         let mut expr = vec!["updated_at = :now".to_string()];
         let mut req = self
@@ -305,6 +311,12 @@ impl DynamoOrders {
 pub struct DynamoInventory {
     pub client: Client,
     pub table: String,
+}
+
+impl DynamoInventory {
+    pub fn new(sdk: &aws_config::SdkConfig, table: String) -> DynamoInventory {
+        DynamoInventory { client: Client::new(sdk), table }
+    }
 }
 
 const CONFLICT_ATTEMPTS: u32 = 12;
@@ -957,6 +969,12 @@ pub struct DynamoCatalog {
     pub table: String,
 }
 
+impl DynamoCatalog {
+    pub fn new(sdk: &aws_config::SdkConfig, table: String) -> DynamoCatalog {
+        DynamoCatalog { client: Client::new(sdk), table }
+    }
+}
+
 #[async_trait]
 impl Catalog for DynamoCatalog {
     async fn items(&self, skus: &[String]) -> Result<HashMap<String, CatalogItem>> {
@@ -1050,6 +1068,13 @@ pub struct DynamoIdempotency {
     pub table: String,
     /// How long a key is remembered (Stripe keeps theirs 24 h; we do the same).
     pub ttl_seconds: i64,
+}
+
+impl DynamoIdempotency {
+    /// Keys and once-markers are remembered 24 h (as Stripe keeps its idempotency keys).
+    pub fn new(sdk: &aws_config::SdkConfig, table: String) -> DynamoIdempotency {
+        DynamoIdempotency { client: Client::new(sdk), table, ttl_seconds: 86_400 }
+    }
 }
 
 fn idem_key(key: &str) -> String {
@@ -1221,6 +1246,12 @@ impl Lookups for DynamoIdempotency {
 pub struct DynamoVelocity {
     pub client: Client,
     pub table: String,
+}
+
+impl DynamoVelocity {
+    pub fn new(sdk: &aws_config::SdkConfig, table: String) -> DynamoVelocity {
+        DynamoVelocity { client: Client::new(sdk), table }
+    }
 }
 
 #[async_trait]

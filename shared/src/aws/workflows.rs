@@ -11,8 +11,28 @@ use aws_smithy_types::config_bag::ConfigBag;
 
 pub struct SfnWorkflows {
     pub client: aws_sdk_sfn::Client,
-    pub checkout_arn: String,
-    pub lifecycle_arn: String,
+    /// Only the functions that start a workflow name it (and are allowed to start it).
+    pub checkout_arn: Option<String>,
+    pub lifecycle_arn: Option<String>,
+}
+
+impl SfnWorkflows {
+    /// A client for callbacks only (SendTaskSuccess); add the machines this function starts.
+    pub fn new(sdk: &aws_config::SdkConfig, env: &crate::env::Env) -> SfnWorkflows {
+        SfnWorkflows { client: sfn_client(sdk, super::is_local(env)), checkout_arn: None, lifecycle_arn: None }
+    }
+    pub fn starting_checkout(mut self, arn: String) -> Self {
+        self.checkout_arn = Some(arn);
+        self
+    }
+    pub fn starting_lifecycle(mut self, arn: String) -> Self {
+        self.lifecycle_arn = Some(arn);
+        self
+    }
+}
+
+fn machine<'a>(arn: &'a Option<String>, which: &str) -> Result<&'a str> {
+    arn.as_deref().ok_or_else(|| StepError::Internal(format!("this function was not configured to start the {which} workflow")))
 }
 
 /// StartSyncExecution is modelled with the host prefix `sync-`, which the SDK also prepends to a
@@ -48,7 +68,7 @@ impl Workflows for SfnWorkflows {
         let out = self
             .client
             .start_sync_execution()
-            .state_machine_arn(&self.checkout_arn)
+            .state_machine_arn(machine(&self.checkout_arn, "checkout")?)
             .name(order_id)
             .input(input.to_string())
             .send()
@@ -58,7 +78,7 @@ impl Workflows for SfnWorkflows {
     }
 
     async fn start_lifecycle(&self, order_id: &str, input: &serde_json::Value) -> Result<bool> {
-        match self.client.start_execution().state_machine_arn(&self.lifecycle_arn).name(order_id).input(input.to_string()).send().await {
+        match self.client.start_execution().state_machine_arn(machine(&self.lifecycle_arn, "lifecycle")?).name(order_id).input(input.to_string()).send().await {
             Ok(_) => Ok(true),
             Err(e) if e.as_service_error().is_some_and(|se| se.is_execution_already_exists()) => Ok(false),
             Err(e) => Err(StepError::from_sdk("sfn.start_execution", e)),

@@ -1,43 +1,19 @@
-//! SQS and SESv2 adapters.
+//! SESv2 adapter.
 
 use crate::error::StepError;
-use crate::ports::{Mailer, Queue, Result};
+use crate::ports::{Mailer, Result};
 use async_trait::async_trait;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
-
-pub struct SqsQueue {
-    pub client: aws_sdk_sqs::Client,
-}
-
-#[async_trait]
-impl Queue for SqsQueue {
-    async fn send(&self, queue_url: &str, body: &serde_json::Value) -> Result<()> {
-        self.client
-            .send_message()
-            .queue_url(queue_url)
-            .message_body(body.to_string())
-            .send()
-            .await
-            .map_err(|e| StepError::from_sdk("sqs.send", e))?;
-        Ok(())
-    }
-
-    async fn send_delayed(&self, queue_url: &str, body: &serde_json::Value, delay_seconds: i32) -> Result<()> {
-        self.client
-            .send_message()
-            .queue_url(queue_url)
-            .message_body(body.to_string())
-            .delay_seconds(delay_seconds.clamp(0, 900))
-            .send()
-            .await
-            .map_err(|e| StepError::from_sdk("sqs.send_delayed", e))?;
-        Ok(())
-    }
-}
 
 pub struct SesMailer {
     pub client: aws_sdk_sesv2::Client,
     pub from: String,
+}
+
+impl SesMailer {
+    pub fn new(sdk: &aws_config::SdkConfig, from: String) -> SesMailer {
+        SesMailer { client: aws_sdk_sesv2::Client::new(sdk), from }
+    }
 }
 
 #[async_trait]

@@ -1,0 +1,83 @@
+//! Building a function's ports from its environment, one port at a time. Each function's
+//! `Deps::from_env` asks only for the ports it uses, so it reads only the variables those need
+//! (the template gives it exactly those, tests/template_contract.rs checks) and links only their SDK
+//! clients (the Cargo features of this crate).
+
+use crate::env::{ConfigError, Env};
+#[allow(unused_imports)]
+use crate::ports::{Carrier, Catalog, Mailer, OrderRepository, PaymentGateway, Queue, StockLedger, VelocityCounter, Workflows};
+use std::sync::Arc;
+
+pub struct Wiring {
+    pub env: Env,
+    pub sdk: aws_config::SdkConfig,
+}
+
+impl Wiring {
+    pub async fn new(env: Env) -> Wiring {
+        let sdk = crate::aws::sdk_config(&env).await;
+        Wiring { env, sdk }
+    }
+
+    #[cfg(feature = "dynamodb")]
+    pub fn orders(&self) -> Result<Arc<dyn OrderRepository>, ConfigError> {
+        Ok(Arc::new(crate::aws::dynamo::DynamoOrders::new(&self.sdk, self.env.require("ORDERS_TABLE")?)))
+    }
+
+    #[cfg(feature = "dynamodb")]
+    pub fn stock(&self) -> Result<Arc<dyn StockLedger>, ConfigError> {
+        Ok(Arc::new(crate::aws::dynamo::DynamoInventory::new(&self.sdk, self.env.require("INVENTORY_TABLE")?)))
+    }
+
+    #[cfg(feature = "dynamodb")]
+    pub fn catalog(&self) -> Result<Arc<dyn Catalog>, ConfigError> {
+        Ok(Arc::new(crate::aws::dynamo::DynamoCatalog::new(&self.sdk, self.env.require("CATALOG_TABLE")?)))
+    }
+
+    /// The idempotency table serves request claims, once-markers and lookups.
+    #[cfg(feature = "dynamodb")]
+    pub fn idempotency(&self) -> Result<Arc<crate::aws::dynamo::DynamoIdempotency>, ConfigError> {
+        Ok(Arc::new(crate::aws::dynamo::DynamoIdempotency::new(&self.sdk, self.env.require("IDEMPOTENCY_TABLE")?)))
+    }
+
+    #[cfg(feature = "dynamodb")]
+    pub fn velocity(&self) -> Result<Arc<dyn VelocityCounter>, ConfigError> {
+        Ok(Arc::new(crate::aws::dynamo::DynamoVelocity::new(&self.sdk, self.env.require("VELOCITY_TABLE")?)))
+    }
+
+    #[cfg(feature = "sqs")]
+    pub fn queue(&self) -> Arc<dyn Queue> {
+        Arc::new(crate::aws::queue::SqsQueue::new(&self.sdk))
+    }
+
+    #[cfg(feature = "ses")]
+    pub fn mailer(&self) -> Result<Arc<dyn Mailer>, ConfigError> {
+        Ok(Arc::new(crate::aws::mailer::SesMailer::new(&self.sdk, self.env.require("SENDER_EMAIL")?)))
+    }
+
+    /// Step Functions for callbacks (SendTaskSuccess) only.
+    #[cfg(feature = "sfn")]
+    pub fn callbacks(&self) -> crate::aws::workflows::SfnWorkflows {
+        crate::aws::workflows::SfnWorkflows::new(&self.sdk, &self.env)
+    }
+
+    #[cfg(feature = "sfn")]
+    pub fn lifecycle_starter(&self) -> Result<Arc<dyn Workflows>, ConfigError> {
+        Ok(Arc::new(self.callbacks().starting_lifecycle(self.env.require("LIFECYCLE_STATE_MACHINE_ARN")?)))
+    }
+
+    pub fn gateway(&self) -> Result<Arc<dyn PaymentGateway>, ConfigError> {
+        let key = Arc::new(self.env.secret("GATEWAY_API_KEY")?);
+        Ok(Arc::new(crate::gateway::HttpGateway::new(&self.env.require("GATEWAY_BASE_URL")?, key)))
+    }
+
+    pub fn carrier(&self) -> Result<Arc<dyn Carrier>, ConfigError> {
+        let key = Arc::new(self.env.secret("CARRIER_API_KEY")?);
+        Ok(Arc::new(crate::carrier::HttpCarrier::new(&self.env.require("CARRIER_BASE_URL")?, key)))
+    }
+
+    /// A queue URL the function sends to (its IAM policy allows exactly that queue).
+    pub fn queue_url(&self, variable: &str) -> Result<String, ConfigError> {
+        self.env.require(variable)
+    }
+}
