@@ -6,5 +6,6 @@ mod api_properties;
 mod checkout_paths;
 mod contracts;
 mod fulfillment;
+mod iam_enforcement;
 mod stock_properties;
 mod workflow_properties;

@@ -128,12 +128,19 @@ impl Iam {
         let mut policies = self.policies.write().unwrap_or_else(|e| e.into_inner());
         let Some(statements) = policies.get_mut(role) else { return vec![] };
         let mut removed = Vec::new();
+        let mut kept = Vec::new();
         for s in statements.iter_mut() {
             if s.allow && s.actions.iter().any(|a| a.eq_ignore_ascii_case(action)) && s.resources.iter().any(|r| r == resource) {
                 removed.push(s.clone());
                 s.resources.retain(|r| r != resource);
+                // The statement's other actions on that resource stay granted.
+                let others: Vec<String> = s.actions.iter().filter(|a| !a.eq_ignore_ascii_case(action)).cloned().collect();
+                if !others.is_empty() {
+                    kept.push(Statement { allow: true, actions: others, resources: vec![resource.to_string()] });
+                }
             }
         }
+        statements.extend(kept);
         statements.retain(|s| !s.resources.is_empty());
         removed
     }
@@ -362,9 +369,10 @@ mod tests {
     #[test]
     fn revoking_a_grant_refuses_it_and_restoring_gives_it_back() {
         let t = table_arn("OrdersTable");
-        let i = iam(vec![allow(&["dynamodb:GetItem"], &[&t, &table_arn("Other")])]);
+        let i = iam(vec![allow(&["dynamodb:GetItem", "dynamodb:PutItem"], &[&t, &table_arn("Other")])]);
         let removed = i.revoke("f", "dynamodb:GetItem", &t);
         assert!(!i.allows("f", "dynamodb:GetItem", &t));
+        assert!(i.allows("f", "dynamodb:PutItem", &t));
         assert!(i.allows("f", "dynamodb:GetItem", &table_arn("Other")));
         i.restore("f", removed);
         assert!(i.allows("f", "dynamodb:GetItem", &t));

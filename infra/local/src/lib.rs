@@ -15,6 +15,7 @@ pub use demo::demo_address;
 pub mod edge;
 pub mod functions;
 pub mod iam;
+pub mod iam_report;
 pub mod moto;
 pub mod ports;
 pub mod provision;
@@ -206,8 +207,10 @@ impl Stack {
         // exercised permissions is this run's own (the report merges the runs of one CI job).
         let _ = std::fs::remove_file(opts.log_dir.join("iam-exercised.jsonl"));
         let functions = functions::host_all(&p.template, &edge_url, ext_port)?;
+        let policies = iam_policies(&p.template, &functions)?;
+        std::fs::write(opts.log_dir.join("iam-granted.json"), serde_json::to_string_pretty(&policies).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
         let iam = Arc::new(iam::Iam::new(
-            iam_policies(&p.template, &functions)?,
+            policies,
             functions.values().map(|f| (f.identity.access_key_id.clone(), f.name.to_string())).collect(),
             machine_refs(&p.template)?,
             Some(opts.log_dir.join("iam-exercised.jsonl")),

@@ -1,6 +1,7 @@
 //! `orderflow-local up`   start the local stack and keep it running until Ctrl-C
 //! `orderflow-local demo` start it, place the sample orders, print what happened, stop
 //! `orderflow-local render-asl DIR` write the state machines with the template's substitutions
+//! `orderflow-local iam-report [--iam-definition FILE] [RUN_DIR...]` permissions granted vs used
 
 use orderflow_local::{demo, Options, Stack};
 
@@ -34,6 +35,28 @@ async fn main() {
         let dir = std::env::args().nth(2).unwrap_or_else(|| "target/asl".into());
         if let Err(e) = render_asl(&dir) {
             eprintln!("render-asl: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if cmd == "iam-report" {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        let mut definition = None;
+        let mut dirs = Vec::new();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            if a == "--iam-definition" {
+                definition = it.next().map(std::path::PathBuf::from);
+            } else {
+                dirs.push(std::path::PathBuf::from(a));
+            }
+        }
+        let repo = Options::default().repo;
+        if dirs.is_empty() {
+            dirs = vec![repo.join("target/local/e2e"), repo.join("target/local")];
+        }
+        if let Err(e) = orderflow_local::iam_report::print(&repo, &dirs, definition.as_deref()) {
+            eprintln!("[iam] least privilege not shown:\n{e}");
             std::process::exit(1);
         }
         return;
