@@ -72,6 +72,10 @@ pub fn void_key(order_id: &str) -> String {
 pub fn capture_key(order_id: &str, shipment_id: &str) -> String {
     format!("{order_id}:capture:{shipment_id}")
 }
+/// The one final capture of everything shipped, on a hold without multicapture.
+pub fn capture_shipped_key(order_id: &str) -> String {
+    format!("{order_id}:capture-shipped")
+}
 /// Releasing what is left of a hold after captures (the last shipment, or the hold guard).
 pub fn release_key(order_id: &str) -> String {
     format!("{order_id}:release-remainder")
@@ -86,6 +90,9 @@ impl PaymentGateway for HttpGateway {
             ("payment_method", payment_method.to_string()),
             ("confirm", "true".into()),
             ("capture_method", "manual".into()),
+            // Several captures of one hold (one per parcel) need multicapture, which Stripe grants
+            // only when asked at creation and only where the charge supports it (read back below).
+            ("payment_method_options[card][request_multicapture]", "if_available".into()),
             ("metadata[order_id]", order_id.to_string()),
             ("expand[]", "latest_charge".into()),
         ];
@@ -101,6 +108,7 @@ impl PaymentGateway for HttpGateway {
                     capture_before: charge["payment_method_details"]["card"]["capture_before"].as_i64(),
                     risk_level: charge["outcome"]["risk_level"].as_str().map(String::from),
                     card_fingerprint: charge["payment_method_details"]["card"]["fingerprint"].as_str().map(String::from),
+                    multicapture: charge["payment_method_details"]["card"]["multicapture"]["status"].as_str() == Some("available"),
                 })
             }
             // 3-D Secure: this backend has no customer present to authenticate, so it is a decline

@@ -243,6 +243,9 @@ pub struct Authorization {
     pub capture_before: Option<i64>,
     pub risk_level: Option<String>,
     pub card_fingerprint: Option<String>,
+    /// The authorized charge accepts several captures (Stripe multicapture: requested at creation,
+    /// available only on IC+ pricing for Visa, Mastercard, Amex and Discover).
+    pub multicapture: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

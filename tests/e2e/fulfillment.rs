@@ -485,3 +485,57 @@ fn wf_3_a_label_the_carrier_refuses_compensates_and_alarms() {
         assert_eq!(lifecycle_status(h, &id).await, "FAILED");
     });
 }
+
+#[test]
+fn without_multicapture_what_ships_is_captured_once_when_fulfillment_ends() {
+    let h = harness();
+    h.run(async {
+        // A JCB card: Stripe offers multicapture only on Visa, Mastercard, Amex and Discover, so
+        // a per-parcel `final_capture=false` would be refused (the sandbox refuses it too, below).
+        let a = h.new_sku(4000, 5).await;
+        let b = h.new_sku(1500, 5).await;
+        let placed = h.place(&order_body(&h.email("nomulti"), &[(&a, 1), (&b, 2)], "pm_card_jcb")).await;
+        assert_eq!(placed.status, 201, "{}", placed.body);
+        let id = placed.order_id();
+        let total = placed.body["totals"]["total"].as_i64().unwrap();
+        let intent = h.intents(&id)[0].clone();
+        let intent_id = intent["id"].as_str().unwrap().to_string();
+        assert_eq!(intent["latest_charge"]["payment_method_details"]["card"]["multicapture"]["status"], "unavailable");
+        let o = order(h, &id).await;
+        assert_eq!(o.payment.as_ref().unwrap().multicapture, Some(false));
+
+        // First parcel: shipped, its amount owed, nothing captured (a partial capture would
+        // release the rest of the hold and the second parcel could not be charged).
+        let msg = pick(h, &id, None).await;
+        ship(h, &msg, "NA", &[(a.clone(), 1)]).await;
+        let o = until(h, &id, "first parcel owed", |o| o.shipments.get("NA").is_some_and(|s| s.capture_deferred.is_some())).await;
+        assert_eq!(o.payment.as_ref().unwrap().captured_minor, 0);
+        assert_eq!(h.stack.gateway.capture_count(&intent_id), 0, "no capture request before fulfillment ends");
+        assert_eq!(h.intents(&id)[0]["amount_capturable"], total, "the whole hold stays");
+
+        // Second parcel completes the order: one final capture of everything that shipped.
+        let rest = pick(h, &id, None).await;
+        ship(h, &rest, "NB", &rest.lines()).await;
+        let o = until(h, &id, "settled", |o| o.payment.as_ref().is_some_and(|p| p.settled.is_some())).await;
+        let p = o.payment.as_ref().unwrap();
+        assert_eq!(p.captured_minor, total, "captured = value of what shipped = the total");
+        assert!(o.shipments.values().all(|s| s.captured == s.capture_deferred && s.captured.is_some()), "each parcel recorded as captured once");
+        let pi = &h.intents(&id)[0];
+        assert_eq!((pi["status"].as_str(), pi["amount_received"].as_i64()), (Some("succeeded"), Some(total)));
+        assert_eq!(h.stack.gateway.capture_count(&intent_id), 1, "exactly one capture request");
+
+        // The sandbox refuses what Stripe refuses: keeping the rest held on a charge without it.
+        let other = h.place(&order_body(&h.email("nomulti2"), &[(&b, 1)], "pm_card_jcb")).await;
+        let pi2 = h.intents(&other.order_id())[0]["id"].as_str().unwrap().to_string();
+        let resp = reqwest::Client::new()
+            .post(format!("{}/v1/payment_intents/{pi2}/capture", h.stack.gateway_url))
+            .bearer_auth(orderflow_local::sandbox_gateway::SANDBOX_SECRET_KEY)
+            .form(&[("amount_to_capture", "100"), ("final_capture", "false")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 400);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["param"], "final_capture", "{body}");
+    });
+}

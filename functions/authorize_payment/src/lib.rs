@@ -54,6 +54,7 @@ pub async fn handle(deps: &Deps, input: OrderRef) -> Result<Authorized, StepErro
                 gateway_status: None,
                 gateway_received_minor: None,
                 gateway_event_created: None,
+                multicapture: Some(auth.multicapture),
             };
             let ev = TimelineEntry::now("payment_authorized", Some(format!("hold of {} ({})", total.display(), auth.intent_id)));
             deps.orders.record_payment(&order.order_id, &record, Some(ev)).await?;

@@ -45,6 +45,19 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Captured, StepError> {
     if let Some(done) = &shipment.captured {
         return Ok(Captured { amount_minor: done.minor, captured_total_minor: payment.captured_minor });
     }
+    if payment.multicapture != Some(true) {
+        // Without multicapture a partial capture would release the rest of the hold, and the next
+        // parcel could not be charged. The parcel's amount is recorded as owed; settle_payment
+        // captures everything that shipped in one final capture when fulfillment ends (or when the
+        // hold guard fires), so nothing is charged before it ships and nothing ships uncharged.
+        let amount = shipment.amount.ok_or_else(|| StepError::InvalidState(format!("shipment {sid} has not left the books yet; nothing to capture")))?;
+        if shipment.capture_deferred.is_none() {
+            let ev = TimelineEntry::now("payment_capture_deferred", Some(format!("{} for {sid}, captured when fulfillment ends", amount.display())));
+            deps.orders.update_shipment(&order.order_id, sid, vec![("capture_deferred", serde_json::json!(amount))], Some(ev)).await?;
+        }
+        tracing::info!(shipment_id = %sid, amount_minor = amount.minor, "capture deferred: the hold has no multicapture");
+        return Ok(Captured { amount_minor: 0, captured_total_minor: payment.captured_minor });
+    }
     let amount = shipment.amount.ok_or_else(|| StepError::InvalidState(format!("shipment {sid} has not left the books yet; nothing to capture")))?;
     if payment.captured_minor + amount.minor > payment.amount_authorized.minor {
         return Err(StepError::Internal(format!("capturing {} would exceed the {} authorized", amount.display(), payment.amount_authorized.display())));

@@ -211,6 +211,7 @@ async fn report_shipment(State(deps): State<AppState>, headers: HeaderMap, body:
         reported_at: now_rfc3339(),
         amount: None,
         captured: None,
+        capture_deferred: None,
         carrier: None,
         service: None,
         tracking_code: None,

@@ -5,7 +5,7 @@
 //! the order gets: PARTIALLY_FULFILLED when something shipped, FAILED otherwise.
 
 use orderflow_shared::domain::order::{OrderStatus, TimelineEntry};
-use orderflow_shared::gateway::release_key;
+use orderflow_shared::gateway::{capture_shipped_key, release_key};
 use orderflow_shared::money::Money;
 use orderflow_shared::ports::GatewayError;
 use orderflow_shared::lambda::CaughtError;
@@ -64,6 +64,10 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Settled, StepError> {
         Some(e) if e.error == "DispatchTimedOut" || e.error == "States.Timeout" || e.cause.contains("DispatchTimedOut") => "warehouse_no_answer".to_string(),
         Some(e) => format!("fulfillment_error: {}: {}", e.error, e.cause.chars().take(300).collect::<String>()),
     };
+    let settled_before = payment.settled.is_some();
+    let payment = capture_deferred(deps, &order, payment, &reason).await?;
+    // The final capture released the rest of the hold.
+    let released_by_final_capture = if !settled_before && payment.settled.is_some() { payment.amount_authorized.minor - payment.captured_minor } else { 0 };
     // PARTIALLY_FULFILLED promises "what shipped was charged": only when something was captured.
     // Goods that left without a capture (the hold was gone) end FAILED, with the reason, alarmed.
     let outcome = match &input.error {
@@ -72,7 +76,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Settled, StepError> {
         Some(_) => OrderStatus::Failed,
     };
     let remaining = payment.amount_authorized.minor - payment.captured_minor;
-    let mut released = 0;
+    let mut released = released_by_final_capture;
     if payment.settled.is_none() && remaining > 0 && payment.status != "canceled" {
         // Cancel releases what is still held; the captures stand.
         let status = deps.gateway.void(&payment.intent_id, &release_key(&order.order_id)).await.map_err(|e| match e {
@@ -89,6 +93,34 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Settled, StepError> {
     }
     tracing::info!(captured_minor = payment.captured_minor, released_minor = released, %reason, "payment settled");
     Ok(Settled { captured_minor: payment.captured_minor, released_minor: released, outcome, reason })
+}
+
+/// Parcels shipped on a hold without multicapture were recorded as owed (capture_payment); capture
+/// all of it now in one final capture, which also releases the rest of the hold. Replays use the
+/// same idempotency key, and the per-parcel records are conditional, so this charges once.
+async fn capture_deferred(deps: &Deps, order: &orderflow_shared::domain::order::Order, mut payment: orderflow_shared::domain::order::PaymentRecord, reason: &str) -> Result<orderflow_shared::domain::order::PaymentRecord, StepError> {
+    // Every deferred parcel counts, recorded or not, so a replay after a crash asks the gateway for
+    // the same amount under the same key (Stripe refuses a key reused with other parameters).
+    let deferred: Vec<(&String, Money)> = order.shipments.iter().filter_map(|(id, s)| s.capture_deferred.map(|m| (id, m))).collect();
+    let total: i64 = deferred.iter().map(|(_, m)| m.minor).sum();
+    let owed: Vec<&(&String, Money)> = deferred.iter().filter(|(id, _)| order.shipments[*id].captured.is_none()).collect();
+    if total <= 0 || payment.settled.is_some() || payment.status == "canceled" {
+        return Ok(payment);
+    }
+    let currency = payment.amount_authorized.currency;
+    let cap = deps.gateway.capture(&payment.intent_id, Money::new(total, currency), true, &capture_shipped_key(&order.order_id)).await.map_err(|e| match e {
+        GatewayError::Retryable(m) => StepError::Retryable(m),
+        other => StepError::PaymentDeclined(format!("capture of what shipped refused: {other}")),
+    })?;
+    tracing::info!(status = %cap.status, received = cap.amount_received, "captured what shipped in one final capture");
+    for (sid, amount) in &owed {
+        deps.orders.record_capture(&order.order_id, sid, *amount, TimelineEntry::now("payment_captured", Some(format!("{} for {sid} ({reason})", amount.display())))).await?;
+    }
+    payment.captured_minor += owed.iter().map(|(_, m)| m.minor).sum::<i64>();
+    let detail = format!("{} captured for what shipped, the rest of the hold released ({reason})", Money::new(total, currency).display());
+    deps.orders.update_payment(&order.order_id, vec![("status", json!(cap.status)), ("settled", json!(detail))], None).await?;
+    payment.settled = Some(detail);
+    Ok(payment)
 }
 
 pub async fn invoke(deps: &Deps, payload: serde_json::Value) -> Result<serde_json::Value, StepError> {

@@ -27,6 +27,9 @@ pub struct Gateway {
     /// Cancel transitions actually performed, per intent (tests check "voided exactly once").
     pub cancels: Mutex<HashMap<String, u32>>,
     pub captures: Mutex<HashMap<String, u32>>,
+    /// The account is on standard (blended) pricing: Stripe then never makes multicapture
+    /// available, whatever the card. Off by default (an IC+ account).
+    pub standard_pricing: std::sync::atomic::AtomicBool,
     /// Where the gateway sends its signed events (the partner API's /webhooks/gateway); empty = none.
     pub webhook_url: Mutex<String>,
     http: reqwest::Client,
@@ -138,22 +141,33 @@ struct Behaviour {
     outcome: Result<&'static str, (&'static str, &'static str)>,
     risk: &'static str,
     last4: &'static str,
+    brand: &'static str,
 }
 
+/// Stripe offers multicapture for online card payments on Visa, Mastercard, Amex and Discover.
+const MULTICAPTURE_BRANDS: &[&str] = &["visa", "mastercard", "amex", "discover"];
+/// Stripe allows at most 50 captures of one PaymentIntent.
+const MAX_CAPTURES: u32 = 50;
+
 fn behaviour(pm: &str) -> Option<Behaviour> {
-    let ok = |risk, last4| Some(Behaviour { outcome: Ok("requires_capture"), risk, last4 });
-    let decline = |code, last4, risk| Some(Behaviour { outcome: Err(("card_declined", code)), risk, last4 });
+    let card = |risk, last4, brand| Some(Behaviour { outcome: Ok("requires_capture"), risk, last4, brand });
+    let ok = |risk, last4| card(risk, last4, "visa");
+    let decline = |code, last4, risk| Some(Behaviour { outcome: Err(("card_declined", code)), risk, last4, brand: "visa" });
     match pm {
         "pm_card_visa" | PM_HOLD_EXPIRES_SOON => ok("normal", "4242"),
-        "pm_card_mastercard" => ok("normal", "4444"),
-        "pm_card_amex" => ok("normal", "8431"),
+        "pm_card_mastercard" => card("normal", "4444", "mastercard"),
+        "pm_card_amex" => card("normal", "8431", "amex"),
+        "pm_card_discover" => card("normal", "1117", "discover"),
+        // No multicapture for these brands.
+        "pm_card_jcb" => card("normal", "0505", "jcb"),
+        "pm_card_unionpay" => card("normal", "0005", "unionpay"),
         "pm_card_visa_debit" => ok("normal", "5556"),
         "pm_card_riskLevelElevated" => ok("elevated", "9235"),
         "pm_card_riskLevelHighest" => ok("highest", "4954"),
         "pm_card_chargeDeclined" => decline("generic_decline", "0002", "normal"),
         "pm_card_chargeDeclinedInsufficientFunds" => decline("insufficient_funds", "9995", "normal"),
         "pm_card_chargeDeclinedFraudulent" => decline("fraudulent", "0019", "highest"),
-        "pm_card_threeDSecure2Required" | "pm_card_authenticationRequired" => Some(Behaviour { outcome: Ok("requires_action"), risk: "normal", last4: "3220" }),
+        "pm_card_threeDSecure2Required" | "pm_card_authenticationRequired" => Some(Behaviour { outcome: Ok("requires_action"), risk: "normal", last4: "3220", brand: "visa" }),
         _ => None,
     }
 }
@@ -183,10 +197,14 @@ async fn create(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes)
         let now = chrono::Utc::now().timestamp();
         let fingerprint = format!("fp_{}", &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(pm.as_bytes()))[..16]);
         let metadata: serde_json::Map<String, Value> = p.iter().filter_map(|(k, v)| k.strip_prefix("metadata[").and_then(|r| r.strip_suffix(']')).map(|k| (k.to_string(), json!(v)))).collect();
+        // Multicapture only when asked for at creation, on an IC+ account, for a brand that has it.
+        let asked = p.get("payment_method_options[card][request_multicapture]").map(String::as_str) == Some("if_available");
+        let ic_plus = !g.standard_pricing.load(std::sync::atomic::Ordering::Relaxed);
+        let multicapture = if asked && ic_plus && MULTICAPTURE_BRANDS.contains(&b.brand) { "available" } else { "unavailable" };
         let charge = json!({
             "id": charge_id, "object": "charge", "amount": amount, "currency": currency,
             "outcome": {"risk_level": b.risk, "type": if b.outcome.is_ok() { "authorized" } else { "issuer_declined" }},
-            "payment_method_details": {"type": "card", "card": {"brand": "visa", "last4": b.last4, "fingerprint": fingerprint, "capture_before": if pm == PM_HOLD_EXPIRES_SOON { now + 86_400 + HOLD_TAIL_SECONDS } else { now + 7 * 86_400 }}}
+            "payment_method_details": {"type": "card", "card": {"brand": b.brand, "last4": b.last4, "fingerprint": fingerprint, "multicapture": {"status": multicapture}, "capture_before": if pm == PM_HOLD_EXPIRES_SOON { now + 86_400 + HOLD_TAIL_SECONDS } else { now + 7 * 86_400 }}}
         });
         let (status, capturable, received) = match b.outcome {
             Ok("requires_capture") if manual => ("requires_capture", amount, 0),
@@ -271,8 +289,15 @@ async fn capture_inner(gw: Arc<Gateway>, headers: HeaderMap, id: String, body: B
             return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", "charge_expired_for_capture", "The hold on this PaymentIntent has expired.", json!({"payment_intent": pi.clone()}));
         }
         // Multicapture: `final_capture=false` keeps the rest held; otherwise (or when nothing is
-        // left) the intent succeeds and the rest of the hold is released.
+        // left) the intent succeeds and the rest of the hold is released. Stripe refuses
+        // final_capture=false on a charge without multicapture, and a 51st capture.
         let keep_rest = p.get("final_capture").map(String::as_str) == Some("false");
+        if keep_rest && pi["latest_charge"]["payment_method_details"]["card"]["multicapture"]["status"] != "available" {
+            return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", "parameter_invalid", "final_capture=false is only allowed when multicapture is available on the PaymentIntent's charge.", json!({"param": "final_capture"}));
+        }
+        if g.captures.lock().unwrap().get(&id).copied().unwrap_or(0) >= MAX_CAPTURES {
+            return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", "parameter_invalid", "A PaymentIntent can be captured at most 50 times.", json!({}));
+        }
         let received = pi["amount_received"].as_i64().unwrap_or(0) + amount;
         let left = capturable - amount;
         pi["amount_received"] = json!(received);

@@ -170,6 +170,11 @@ pub struct PaymentRecord {
     /// `created` of the newest gateway event applied: older ones (delivery is unordered) are skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_event_created: Option<i64>,
+    /// Whether the hold may be captured parcel by parcel (`final_capture=false`). Without it (or
+    /// unknown, as on holds made before we asked) each parcel's amount is recorded as owed and
+    /// settle_payment captures what shipped in one final capture (docs/design.md "Capturing").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multicapture: Option<bool>,
 }
 
 /// SKU and units, as on pick lists and shipment reports.
@@ -209,6 +214,9 @@ pub struct Shipment {
     pub amount: Option<Money>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub captured: Option<Money>,
+    /// Shipped but to be captured at settlement (the hold has no multicapture).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_deferred: Option<Money>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub carrier: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
