@@ -83,7 +83,14 @@ fn every_lambda_error_a_step_raises_is_handled() {
             if !(state["Type"] == "Task" || state["Type"] == "Map") || in_map {
                 continue;
             }
-            let catches: Vec<String> = state["Catch"].as_array().cloned().unwrap_or_default().iter().flat_map(|c| c["ErrorEquals"].as_array().cloned().unwrap_or_default()).filter_map(|v| v.as_str().map(String::from)).collect();
+            let catches: Vec<String> = state["Catch"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .flat_map(|c| c["ErrorEquals"].as_array().cloned().unwrap_or_default())
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect();
             assert!(catches.iter().any(|c| c == "States.ALL"), "{file}:{name} does not catch States.ALL");
         }
     }
@@ -120,21 +127,51 @@ fn wf_2_every_task_times_out_and_waits_are_shorter_than_the_hold() {
 #[test]
 fn transitions_point_at_existing_states() {
     for (file, def) in machines() {
-      for (start, names) in scopes(&def) {
-        assert!(names.contains_key(&start));
-        for (name, state) in &names {
-            let mut targets: Vec<&str> = vec![];
-            targets.extend(state["Next"].as_str());
-            targets.extend(state["Default"].as_str());
-            for c in state["Choices"].as_array().into_iter().flatten().chain(state["Catch"].as_array().into_iter().flatten()) {
-                targets.extend(c["Next"].as_str());
+        for (start, names) in scopes(&def) {
+            assert!(names.contains_key(&start));
+            for (name, state) in &names {
+                let mut targets: Vec<&str> = vec![];
+                targets.extend(state["Next"].as_str());
+                targets.extend(state["Default"].as_str());
+                for c in state["Choices"].as_array().into_iter().flatten().chain(state["Catch"].as_array().into_iter().flatten()) {
+                    targets.extend(c["Next"].as_str());
+                }
+                for t in targets {
+                    assert!(names.contains_key(t), "{file}:{name} -> {t} does not exist");
+                }
+                let terminal = state["End"] == true || matches!(state["Type"].as_str(), Some("Succeed") | Some("Fail") | Some("Choice"));
+                assert!(terminal || state["Next"].is_string(), "{file}:{name} has no way out");
             }
-            for t in targets {
-                assert!(names.contains_key(t), "{file}:{name} -> {t} does not exist");
-            }
-            let terminal = state["End"] == true || matches!(state["Type"].as_str(), Some("Succeed") | Some("Fail") | Some("Choice"));
-            assert!(terminal || state["Next"].is_string(), "{file}:{name} has no way out");
         }
-      }
     }
+}
+
+#[test]
+fn every_notification_a_state_machine_sends_is_a_notification_the_consumer_reads() {
+    let mut found = 0;
+    for (file, def) in machines() {
+        for (name, st, _) in all_states(&def) {
+            let p = &st["Parameters"];
+            if !st["Resource"].as_str().is_some_and(|r| r.starts_with("arn:aws:states:::sqs:sendMessage"))
+                || !p["QueueUrl"].as_str().is_some_and(|u| u.ends_with("/NotificationsQueue"))
+            {
+                continue;
+            }
+            // JSONPath fields (`orderId.$`) carry a value at run time: give each a sample.
+            let body: serde_json::Map<String, Value> = p["MessageBody"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{file}:{name}: MessageBody must be an object"))
+                .iter()
+                .map(|(k, v)| match k.strip_suffix(".$") {
+                    Some(field) => (field.to_string(), Value::String(format!("sample-{field}"))),
+                    None => (k.clone(), v.clone()),
+                })
+                .collect();
+            let n: orderflow_shared::notification::Notification =
+                serde_json::from_value(Value::Object(body.clone())).unwrap_or_else(|e| panic!("{file}:{name}: {body:?} is not a Notification: {e}"));
+            assert_eq!(serde_json::to_value(&n).unwrap(), Value::Object(body), "{file}:{name}: fields the consumer would drop");
+            found += 1;
+        }
+    }
+    assert!(found >= 1, "the lifecycle tells the customer a parcel shipped through the queue");
 }

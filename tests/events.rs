@@ -38,10 +38,16 @@ fn api_event_with_a_card_number_is_refused_before_any_aws_call() {
     rt.block_on(async {
         // Ports pointing at nothing: the refusal must not need any of them.
         let env: std::collections::BTreeMap<String, String> = [
-            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"), ("ORDERS_TABLE", "o"), ("CATALOG_TABLE", "c"), ("IDEMPOTENCY_TABLE", "i"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+            ("ORDERS_TABLE", "o"),
+            ("CATALOG_TABLE", "c"),
+            ("IDEMPOTENCY_TABLE", "i"),
             ("CHECKOUT_STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:orderflow-checkout"),
             ("OPS_API_TOKEN_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:orderflow/ops-api-token-AbCdEf"),
-        ].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         let deps = Arc::new(orders_api::Deps::from_env(Env::from_map(env)).await.unwrap());
         let resp = orders_api::invoke_apigw(deps, event("orders_api/post_order_card_number.json")).await.unwrap();
         assert_eq!(resp["statusCode"], 400);

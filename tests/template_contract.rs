@@ -48,16 +48,24 @@ fn environment_of(t: &Template, logical_id: &str, binary: &str) -> BTreeMap<Stri
 #[test]
 fn each_function_gets_exactly_the_settings_it_reads() {
     let t = template();
-    assert!(t.doc["Globals"]["Function"]["Environment"]["Variables"].as_mapping().unwrap().keys().all(|k| k.as_str() == Some("RUST_LOG")), "Globals give every function settings only some read");
+    assert!(
+        t.doc["Globals"]["Function"]["Environment"]["Variables"].as_mapping().unwrap().keys().all(|k| k.as_str() == Some("RUST_LOG")),
+        "Globals give every function settings only some read"
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     for f in t.functions() {
         let env = environment_of(&t, &f.logical_id, &f.binary);
-        let read = rt.block_on(orderflow_local::functions::cold_start_reads(&f.binary, env.clone())).unwrap_or_else(|e| panic!("{}: cold start with the template's environment: {e}", f.binary));
+        let read = rt
+            .block_on(orderflow_local::functions::cold_start_reads(&f.binary, env.clone()))
+            .unwrap_or_else(|e| panic!("{}: cold start with the template's environment: {e}", f.binary));
         let read: BTreeSet<String> = read.into_iter().filter(|n| !is_runtime_variable(n)).collect();
         let given: BTreeSet<String> = env.keys().filter(|n| !is_runtime_variable(n)).cloned().collect();
         assert_eq!(read, given, "{}: variables it reads vs variables the template gives it", f.binary);
         for (k, v) in &env {
-            assert!(!k.contains("API_KEY") && !k.contains("TOKEN") && !k.contains("SECRET") || k.ends_with("_SECRET_ARN") || is_runtime_variable(k), "{k} looks like a plain secret");
+            assert!(
+                !k.contains("API_KEY") && !k.contains("TOKEN") && !k.contains("SECRET") || k.ends_with("_SECRET_ARN") || is_runtime_variable(k),
+                "{k} looks like a plain secret"
+            );
             assert!(!v.starts_with("sk_"), "{k} holds a gateway key in plain text");
         }
     }
@@ -84,7 +92,13 @@ fn each_function_may_read_exactly_the_secrets_it_is_given() {
     for f in t.functions() {
         let env = t.function_environment(&f.logical_id).unwrap();
         let given: BTreeSet<String> = env.iter().filter(|(k, _)| k.ends_with("_SECRET_ARN")).map(|(_, v)| v.clone()).collect();
-        let granted: BTreeSet<String> = t.policy(&f.logical_id).unwrap().into_iter().filter(|s| s.allow && s.actions.iter().any(|a| a == "secretsmanager:GetSecretValue")).flat_map(|s| s.resources).collect();
+        let granted: BTreeSet<String> = t
+            .policy(&f.logical_id)
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.allow && s.actions.iter().any(|a| a == "secretsmanager:GetSecretValue"))
+            .flat_map(|s| s.resources)
+            .collect();
         assert_eq!(given, granted, "{}: secret ARNs in its environment vs secrets its role may read", f.binary);
         let has_layer = t.doc["Resources"][&f.logical_id]["Properties"]["Layers"].as_sequence().is_some_and(|l| !l.is_empty());
         assert_eq!(has_layer, !given.is_empty(), "{}: the secrets extension layer goes with secrets", f.binary);

@@ -2,12 +2,12 @@
 //! addresses and parcel, buy its rate for the service level, get a tracking code and label). The
 //! local stack points it at its sandbox carrier; on AWS it talks to the real one.
 
-use crate::secrets::SecretSource;
-use std::sync::Arc;
 use crate::domain::order::Address;
 use crate::ports::{Carrier, GatewayError, Label, LabelRequest};
+use crate::secrets::SecretSource;
 use async_trait::async_trait;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub struct HttpCarrier {
@@ -74,11 +74,15 @@ impl Carrier for HttpCarrier {
         let shipment = self.post("/v2/shipments", &body, &format!("{idempotency_key}:create")).await?;
         let id = shipment["id"].as_str().unwrap_or_default().to_string();
         let want = carrier_service(&req.service_level);
-        let rate = shipment["rates"]
-            .as_array()
-            .and_then(|rates| rates.iter().find(|r| r["service"] == want).or_else(|| rates.first()))
-            .cloned()
-            .ok_or_else(|| GatewayError::Rejected { code: "no_rates".into(), message: format!("carrier offered no rate for shipment {id}") })?;
+        // Only the service the customer paid for: never an arbitrary (slower, or dearer) rate.
+        let rates = shipment["rates"].as_array().cloned().unwrap_or_default();
+        let rate = rates.iter().find(|r| r["service"] == want).cloned().ok_or_else(|| {
+            let offered: Vec<&str> = rates.iter().filter_map(|r| r["service"].as_str()).collect();
+            GatewayError::Rejected {
+                code: "no_rate_for_service".into(),
+                message: format!("carrier offered no {want} rate for shipment {id} (offered: {offered:?})"),
+            }
+        })?;
         let bought = self.post(&format!("/v2/shipments/{id}/buy"), &json!({"rate": {"id": rate["id"]}}), &format!("{idempotency_key}:buy")).await?;
         let tracking_code = bought["tracking_code"].as_str().unwrap_or_default().to_string();
         if tracking_code.is_empty() {

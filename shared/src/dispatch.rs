@@ -88,7 +88,6 @@ pub fn task(settings: &DispatchSettings, order: &Order, warehouse: &str, open: &
     })
 }
 
-
 /// The lookup that takes a carrier tracking number to its order and shipment (written by buy_label,
 /// read by apply_webhook_events).
 pub fn tracker_lookup_key(tracking_code: &str) -> String {

@@ -28,14 +28,7 @@ pub enum StepError {
 }
 
 /// Every errorType a step can raise. The ASL contract test checks each `ErrorEquals` name is in here.
-pub const ERROR_TYPES: &[&str] = &[
-    "OutOfStock",
-    "PaymentDeclined",
-    "Retryable",
-    "InvalidInput",
-    "InvalidState",
-    "Internal",
-];
+pub const ERROR_TYPES: &[&str] = &["OutOfStock", "PaymentDeclined", "Retryable", "InvalidInput", "InvalidState", "Internal"];
 
 impl StepError {
     pub fn error_type(&self) -> &'static str {
@@ -54,17 +47,17 @@ impl StepError {
     }
 
     /// Map an AWS SDK error: throttling, timeouts and dispatch failures are retryable.
-    pub fn from_sdk<E: std::error::Error + 'static, R: std::fmt::Debug>(
-        context: &str,
-        err: aws_smithy_runtime_api::client::result::SdkError<E, R>,
-    ) -> Self {
+    pub fn from_sdk<E: std::error::Error + 'static, R: std::fmt::Debug>(context: &str, err: aws_smithy_runtime_api::client::result::SdkError<E, R>) -> Self {
         use aws_smithy_runtime_api::client::result::SdkError;
         let retryable = match &err {
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
             SdkError::ServiceError(se) => {
                 let text = format!("{:?}", se.err());
-                text.contains("Throttl") || text.contains("ProvisionedThroughputExceeded") || text.contains("InternalServer")
-                    || text.contains("RequestLimitExceeded") || text.contains("TransactionConflict")
+                text.contains("Throttl")
+                    || text.contains("ProvisionedThroughputExceeded")
+                    || text.contains("InternalServer")
+                    || text.contains("RequestLimitExceeded")
+                    || text.contains("TransactionConflict")
             }
             _ => false,
         };

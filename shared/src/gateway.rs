@@ -2,12 +2,12 @@
 //! The local stack points it at its sandbox gateway; on AWS it talks to the real one.
 //! Every POST carries an order-derived Idempotency-Key, so a replayed step never holds twice (PAY-2).
 
-use crate::secrets::SecretSource;
-use std::sync::Arc;
 use crate::money::Money;
 use crate::ports::{Authorization, Capture, GatewayError, PaymentGateway};
+use crate::secrets::SecretSource;
 use async_trait::async_trait;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The HTTP client for a partner's API (gateway, carrier): bounded request and connect times.

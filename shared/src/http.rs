@@ -21,7 +21,8 @@ pub fn error(status: StatusCode, code: &str, message: &str, field: Option<&str>)
 pub async fn invoke_apigw(router: Router, payload: Value) -> Result<Value, StepError> {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
-    let request: lambda_http::request::LambdaRequest = serde_json::from_value(payload).map_err(|e| StepError::InvalidInput(format!("not an API Gateway event: {e}")))?;
+    let request: lambda_http::request::LambdaRequest =
+        serde_json::from_value(payload).map_err(|e| StepError::InvalidInput(format!("not an API Gateway event: {e}")))?;
     // The same conversion lambda_http::run applies on AWS (event -> http::Request).
     let http_request: lambda_http::Request = request.into();
     let response = router.oneshot(http_request).await.map_err(|e| StepError::Internal(format!("router: {e:?}")))?;

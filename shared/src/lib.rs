@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod http;
 pub mod lambda;
 pub mod money;
+pub mod notification;
 pub mod ports;
 pub mod secrets;
 pub mod telemetry;

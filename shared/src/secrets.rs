@@ -48,7 +48,10 @@ impl SecretSource {
             direct,
             port: env.optional("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT").unwrap_or_else(|| "2773".into()),
             session_token: env.optional("AWS_SESSION_TOKEN").unwrap_or_default(),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(5)).build().map_err(|e| ConfigError::Invalid { name: name.into(), reason: e.to_string() })?,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .map_err(|e| ConfigError::Invalid { name: name.into(), reason: e.to_string() })?,
             cached: tokio::sync::Mutex::new(None),
         })
     }
@@ -134,7 +137,13 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_extension_is_a_retryable_error_naming_the_secret() {
-        let env = Env::from_map([("GATEWAY_API_KEY_SECRET_ARN".to_string(), "arn:aws:secretsmanager:us-east-1:1:secret:k-AbCdEf".to_string()), ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT".to_string(), "9".to_string())].into());
+        let env = Env::from_map(
+            [
+                ("GATEWAY_API_KEY_SECRET_ARN".to_string(), "arn:aws:secretsmanager:us-east-1:1:secret:k-AbCdEf".to_string()),
+                ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT".to_string(), "9".to_string()),
+            ]
+            .into(),
+        );
         let s = SecretSource::from_env(&env, "GATEWAY_API_KEY").unwrap();
         let err = s.get().await.unwrap_err();
         assert_eq!(err.error_type(), "Retryable");

@@ -72,7 +72,9 @@ fn idem_3_retry_of_a_completed_request_replays_and_writes_nothing() {
         h.settle().await;
         let id = first.order_id();
         let before = h.stack.deps.orders.get(&id).await.unwrap().unwrap();
-        let writes = |calls: &[orderflow_local::edge::Call]| calls.iter().filter(|c| ["PutItem", "UpdateItem", "TransactWriteItems", "DeleteItem"].contains(&c.operation.as_str())).count();
+        let writes = |calls: &[orderflow_local::edge::Call]| {
+            calls.iter().filter(|c| ["PutItem", "UpdateItem", "TransactWriteItems", "DeleteItem"].contains(&c.operation.as_str())).count()
+        };
         let writes_before = writes(&h.stack.report(&id).await.calls);
         for _ in 0..3 {
             let again = post_order(&http, h.api(), Some(&key), body.as_bytes()).await;
@@ -174,7 +176,9 @@ fn sec_3_no_card_number_in_any_stored_order() {
         let ok = h.place(&order_body(&h.email("sec3b"), &[(&sku, 1)], "pm_card_visa")).await;
         let order = h.stack.deps.orders.get(&ok.order_id()).await.unwrap().unwrap();
         // everything the client supplied (ids and hashes are ours, hex, and not checked)
-        let stored = serde_json::to_string(&(&order.customer_email, &order.shipping_address, &order.billing_address, &order.notes, &order.payment_method, &order.lines)).unwrap();
+        let stored =
+            serde_json::to_string(&(&order.customer_email, &order.shipping_address, &order.billing_address, &order.notes, &order.payment_method, &order.lines))
+                .unwrap();
         assert!(!orderflow_shared::domain::checkout::contains_card_number(stored.as_bytes()), "{stored}");
         assert!(stored.contains("pm_card_visa"), "only the gateway token is kept");
         assert_eq!(h.stock(&sku).await, (9, 1));

@@ -155,7 +155,8 @@ fn review_then_approve_confirms_and_emails_once() {
         assert_eq!(placed.body["status"], "UNDER_REVIEW");
         assert_eq!(h.stock(&sku).await, (9, 1), "stock stays reserved during review");
         // an operator without the token is refused
-        let resp = http.post(format!("{}/ops/orders/{}/review", h.api(), placed.order_id())).json(&serde_json::json!({"decision": "approve"})).send().await.unwrap();
+        let resp =
+            http.post(format!("{}/ops/orders/{}/review", h.api(), placed.order_id())).json(&serde_json::json!({"decision": "approve"})).send().await.unwrap();
         assert_eq!(resp.status().as_u16(), 401);
         let (st, _) = review(&http, &h.stack, &placed.order_id(), "approve").await;
         assert_eq!(st, 202);

@@ -17,17 +17,27 @@ fn the_local_stack_provisions_exactly_the_templates_resources() {
         let tables: BTreeSet<String> = aws_sdk_dynamodb::Client::new(&sdk).list_tables().send().await.unwrap().table_names().iter().cloned().collect();
         let want: BTreeSet<String> = t.tables().unwrap().into_iter().map(|x| x.name).collect();
         assert_eq!(tables, want);
-        let queues: BTreeSet<String> = h.stack.moto_sqs.list_queues().send().await.unwrap().queue_urls().iter().map(|u| u.rsplit('/').next().unwrap().to_string()).collect();
+        let queues: BTreeSet<String> =
+            h.stack.moto_sqs.list_queues().send().await.unwrap().queue_urls().iter().map(|u| u.rsplit('/').next().unwrap().to_string()).collect();
         let want: BTreeSet<String> = t.queues().unwrap().into_iter().map(|q| q.name).collect();
         assert_eq!(queues, want);
-        let machines: BTreeSet<String> = h.stack.moto_sfn.list_state_machines().send().await.unwrap().state_machines().iter().map(|m| m.name().to_string()).collect();
+        let machines: BTreeSet<String> =
+            h.stack.moto_sfn.list_state_machines().send().await.unwrap().state_machines().iter().map(|m| m.name().to_string()).collect();
         let mut t2 = Template::load(&repo().join("infra/template.yaml")).unwrap();
         t2.queue_urls = h.stack.queue_urls.clone();
         let want: BTreeSet<String> = t2.state_machines().unwrap().into_iter().map(|m| m.name).collect();
         assert_eq!(machines, want);
         // and the redrive policies are the template's
         for (queue, dlq) in &h.stack.dead_letter {
-            let attrs = h.stack.moto_sqs.get_queue_attributes().queue_url(&h.stack.queue_urls[queue]).attribute_names(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy).send().await.unwrap();
+            let attrs = h
+                .stack
+                .moto_sqs
+                .get_queue_attributes()
+                .queue_url(&h.stack.queue_urls[queue])
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
+                .send()
+                .await
+                .unwrap();
             let rp = attrs.attributes().unwrap().get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy).unwrap().clone();
             assert!(rp.contains(dlq.as_str()), "{queue}: {rp}");
         }
@@ -41,7 +51,11 @@ fn every_openapi_example_gets_its_declared_answer() {
         let text = std::fs::read_to_string(repo().join("infra/openapi.yaml")).unwrap();
         let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
         let codes: BTreeSet<String> = doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
-            .as_sequence().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect();
         let op = &doc["paths"]["/orders"]["post"];
         let declared: BTreeSet<u16> = op["responses"].as_mapping().unwrap().keys().map(|k| k.as_str().unwrap().parse().unwrap()).collect();
         let examples = op["requestBody"]["content"]["application/json"]["examples"].as_mapping().unwrap();

@@ -106,7 +106,11 @@ fn an_order_goes_from_post_to_delivered_and_captures_exactly_what_shipped() {
         let subjects: Vec<&str> = mails.iter().map(|m| m.subject.as_str()).collect();
         assert_eq!(mails.len(), 5, "{subjects:?}");
         assert!(mails.iter().any(|m| m.subject.contains("has shipped") && m.text.contains(&code) && m.text.contains("track.")), "{subjects:?}");
-        assert!(subjects.iter().any(|s| s.contains("out for delivery")) && subjects.iter().any(|s| s.contains("was delivered")) && subjects.iter().any(|s| s.starts_with("How was")));
+        assert!(
+            subjects.iter().any(|s| s.contains("out for delivery"))
+                && subjects.iter().any(|s| s.contains("was delivered"))
+                && subjects.iter().any(|s| s.starts_with("How was"))
+        );
         assert_eq!(lifecycle_status(h, &id).await, "SUCCEEDED");
         // the gateway's own event about the capture reconciled the order's payment
         let o = until(h, &id, "gateway reconciliation", |o| o.payment.as_ref().is_some_and(|p| p.gateway_received_minor == Some(total))).await;
@@ -401,7 +405,15 @@ fn replenishment_sends_one_purchase_order_and_receiving_restocks() {
                     pos.push(v);
                 } else {
                     // another scenario's: leave it
-                    let _ = h.stack.moto_sqs.change_message_visibility().queue_url(url).receipt_handle(m.receipt_handle.unwrap()).visibility_timeout(0).send().await;
+                    let _ = h
+                        .stack
+                        .moto_sqs
+                        .change_message_visibility()
+                        .queue_url(url)
+                        .receipt_handle(m.receipt_handle.unwrap())
+                        .visibility_timeout(0)
+                        .send()
+                        .await;
                 }
             }
         }
@@ -419,7 +431,8 @@ fn replenishment_sends_one_purchase_order_and_receiving_restocks() {
         let l = h.stack.deps.stock.level(&sku).await.unwrap().unwrap();
         assert_eq!((l.available, l.shipped, l.received), (24, 2, 26));
         conserved(h, &sku).await;
-        let (st, _) = reqwest::Client::new().post(format!("{}/warehouse/receipts", h.api())).json(&receipt).send().await.map(|r| (r.status().as_u16(), ())).unwrap();
+        let (st, _) =
+            reqwest::Client::new().post(format!("{}/warehouse/receipts", h.api())).json(&receipt).send().await.map(|r| (r.status().as_u16(), ())).unwrap();
         assert_eq!(st, 401);
     });
 }

@@ -47,8 +47,16 @@ fn each_function_calls_with_its_own_role() {
     let need = |action: &str, table: &str| Need { action: action.into(), resource: table_arn(table) };
     assert!(iam.authorize(&p, &[need("dynamodb:PutItem", "VelocityTable")]).is_ok());
     let d = iam.authorize(&p, &[need("dynamodb:PutItem", "InventoryTable")]).unwrap_err();
-    assert!(d.message().contains("is not authorized to perform: dynamodb:PutItem on resource: arn:aws:dynamodb:us-east-1:123456789012:table/InventoryTable"), "{}", d.message());
+    assert!(
+        d.message().contains("is not authorized to perform: dynamodb:PutItem on resource: arn:aws:dynamodb:us-east-1:123456789012:table/InventoryTable"),
+        "{}",
+        d.message()
+    );
     // moto's engine is checked against the state machines that can make the call.
-    assert!(iam.authorize(&Principal::Engine, &[Need { action: "lambda:InvokeFunction".into(), resource: orderflow_local::functions::function_arn("reserve_stock") }]).is_ok());
-    assert!(iam.authorize(&Principal::Engine, &[Need { action: "lambda:InvokeFunction".into(), resource: orderflow_local::functions::function_arn("partner_api") }]).is_err());
+    assert!(iam
+        .authorize(&Principal::Engine, &[Need { action: "lambda:InvokeFunction".into(), resource: orderflow_local::functions::function_arn("reserve_stock") }])
+        .is_ok());
+    assert!(iam
+        .authorize(&Principal::Engine, &[Need { action: "lambda:InvokeFunction".into(), resource: orderflow_local::functions::function_arn("partner_api") }])
+        .is_err());
 }

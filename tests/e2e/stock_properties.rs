@@ -9,12 +9,15 @@ fn inv_1_hundred_concurrent_orders_for_ten_units_confirm_exactly_ten() {
     h.run_alone(async {
         let sku = h.new_sku(1000, 10).await;
         let http = reqwest::Client::new();
-        let bodies: Vec<(String, String)> = (0..100).map(|i| (h.key(), order_body(&h.email(&format!("inv1-{i}")), &[(&sku, 1)], "pm_card_visa").to_string())).collect();
+        let bodies: Vec<(String, String)> =
+            (0..100).map(|i| (h.key(), order_body(&h.email(&format!("inv1-{i}")), &[(&sku, 1)], "pm_card_visa").to_string())).collect();
         let results = futures::future::join_all(bodies.iter().map(|(k, b)| post_order(&http, h.api(), Some(k), b.as_bytes()))).await;
         let confirmed = results.iter().filter(|r| r.body["status"] == "CONFIRMED").count();
         let out = results.iter().filter(|r| r.body["status"] == "OUT_OF_STOCK").count();
         let statuses: Vec<u16> = results.iter().map(|r| r.status).collect();
-        if let Some(bad) = results.iter().find(|r| r.status == 500) { eprintln!("first failure: {}", bad.body); }
+        if let Some(bad) = results.iter().find(|r| r.status == 500) {
+            eprintln!("first failure: {}", bad.body);
+        }
         assert_eq!(confirmed, 10, "{statuses:?}");
         assert_eq!(out, 90, "{statuses:?}");
         assert_eq!(h.stock(&sku).await, (0, 10), "available never below zero, all ten reserved");
@@ -121,7 +124,8 @@ fn inv_2_stock_is_conserved_through_reserve_route_ship_release_and_restock() {
                     let r = stock.reservation(&id).await.unwrap().unwrap();
                     if r.status == "RESERVED" {
                         let levels = stock.warehouse_stock(std::slice::from_ref(&sku), &whs).await.unwrap();
-                        let free: HashMap<String, HashMap<String, i64>> = levels.iter().map(|(w, m)| (w.clone(), m.iter().map(|(s, x)| (s.clone(), x.available)).collect())).collect();
+                        let free: HashMap<String, HashMap<String, i64>> =
+                            levels.iter().map(|(w, m)| (w.clone(), m.iter().map(|(s, x)| (s.clone(), x.available)).collect())).collect();
                         let plan = route(&network, &orderflow_local::demo_address(), &r.lines, &free).expect("reserved units are always routable");
                         assert!(matches!(stock.allocate(&id, &plan).await.unwrap(), AllocateOutcome::Routed(_)));
                     }
@@ -154,10 +158,14 @@ fn inv_2_stock_is_conserved_through_reserve_route_ship_release_and_restock() {
             assert_eq!(l.available + l.reserved + l.shipped, l.received, "step {step} op {op}: {l:?}");
             assert!(l.available >= 0 && l.reserved >= 0 && l.shipped >= 0, "step {step}: {l:?}");
             let levels = stock.warehouse_stock(std::slice::from_ref(&sku), &whs).await.unwrap();
-            let on_hand: i64 = levels.values().filter_map(|m| m.get(&sku)).map(|w| {
-                assert!(w.available >= 0 && w.allocated >= 0, "step {step}: {w:?}");
-                w.available + w.allocated
-            }).sum();
+            let on_hand: i64 = levels
+                .values()
+                .filter_map(|m| m.get(&sku))
+                .map(|w| {
+                    assert!(w.available >= 0 && w.allocated >= 0, "step {step}: {w:?}");
+                    w.available + w.allocated
+                })
+                .sum();
             assert_eq!(on_hand, l.available + l.reserved, "step {step} op {op}: warehouses hold what the network counts");
         }
         assert!(!shipments.is_empty(), "the sequence shipped something");

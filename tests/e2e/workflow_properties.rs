@@ -58,7 +58,15 @@ fn wf_1_one_execution_per_order_named_by_the_order() {
         for _ in 0..3 {
             assert!(h.stack.edge.invoke("confirm_order", json!({"orderId": id})).await.is_ok());
         }
-        let list = h.stack.moto_sfn.list_executions().state_machine_arn(orderflow_local::provision::machine_arn("orderflow-lifecycle")).max_results(1000).send().await.unwrap();
+        let list = h
+            .stack
+            .moto_sfn
+            .list_executions()
+            .state_machine_arn(orderflow_local::provision::machine_arn("orderflow-lifecycle"))
+            .max_results(1000)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(list.executions().iter().filter(|e| e.name() == id).count(), 1);
         // and the checkout itself cannot run twice for one order
         let second = h.stack.deps.workflows.run_checkout(&id, &json!({"orderId": id})).await;
@@ -103,7 +111,10 @@ fn wf_4_poison_messages_fail_alone_and_end_in_the_dead_letter_queue() {
             .create_queue()
             .queue_name(format!("wf4-src-{tag}"))
             .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "1")
-            .attributes(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy, json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive}).to_string())
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+                json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive}).to_string(),
+            )
             .send()
             .await
             .unwrap()
@@ -119,15 +130,26 @@ fn wf_4_poison_messages_fail_alone_and_end_in_the_dead_letter_queue() {
         bodies.push("not json".into());
         bodies.push(json!({"orderId": ids[0], "kind": "no_such_email"}).to_string());
         bodies.push(json!({"orderId": "ord_00000000000000000000000000000000", "kind": "feedback_request"}).to_string());
-        let entries: Vec<_> = bodies.iter().enumerate().map(|(i, b)| aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(b).build().unwrap()).collect();
+        let entries: Vec<_> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(b).build().unwrap())
+            .collect();
         sqs.send_message_batch().queue_url(&src).set_entries(Some(entries)).send().await.unwrap();
         // when the consumer runs
-        let pump = orderflow_local::pumps::spawn(h.stack.edge.clone(), sqs.clone(), src.clone(), format!("arn:aws:sqs:us-east-1:123456789012:wf4-src-{tag}"), "send_notifications");
+        let pump = orderflow_local::pumps::spawn(
+            h.stack.edge.clone(),
+            sqs.clone(),
+            src.clone(),
+            format!("arn:aws:sqs:us-east-1:123456789012:wf4-src-{tag}"),
+            "send_notifications",
+        );
         // then the 7 are processed once and the 3 land in the dead-letter queue after the limit
         let count = |url: String| async move {
             let a = sqs.get_queue_attributes().queue_url(url).attribute_names(aws_sdk_sqs::types::QueueAttributeName::All).send().await.unwrap();
             let get = |k: aws_sdk_sqs::types::QueueAttributeName| a.attributes().and_then(|m| m.get(&k)).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
-            get(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages) + get(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            get(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+                + get(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
         };
         let started = std::time::Instant::now();
         while count(dlq.clone()).await < 3 && started.elapsed() < Duration::from_secs(60) {

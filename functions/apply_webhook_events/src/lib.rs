@@ -9,14 +9,15 @@
 //! Applying an event twice changes nothing (WH-2); failures are reported per message (WF-4).
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use orderflow_shared::dispatch::tracker_lookup_key;
 use orderflow_shared::domain::fulfillment::tracking_notifies;
 use orderflow_shared::domain::order::{OrderStatus, TimelineEntry};
-use orderflow_shared::dispatch::tracker_lookup_key;
+use orderflow_shared::notification::{Notification, NotificationKind};
+use orderflow_shared::ports::{Lookups, OrderRepository, Queue};
 use orderflow_shared::{ConfigError, Env, StepError};
-use orderflow_shared::ports::{OrderRepository, Queue, Lookups};
-use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 /// What this function uses, built from its environment at cold start (and nothing else: the
 /// template gives it exactly these settings, and its role exactly these resources).
@@ -74,14 +75,26 @@ async fn carrier(deps: &Deps, q: &Queued) -> Result<(), StepError> {
         return Ok(());
     }
     if tracking_notifies(status) {
-        deps.queue.send(&deps.notifications_queue_url, &json!({"orderId": order_id, "kind": "tracking_update", "shipmentId": sid, "status": status})).await?;
+        deps.queue.send(&deps.notifications_queue_url, &Notification::tracking(&order_id, &sid, status).to_json()).await?;
     }
     let all_delivered = !order.shipments.is_empty() && order.shipments.values().all(|s| s.tracking_status.as_deref() == Some("delivered"));
     if all_delivered && matches!(order.status, OrderStatus::Shipped | OrderStatus::PartiallyFulfilled) {
-        let moved = deps.orders.transition(&order_id, OrderStatus::Delivered, None, TimelineEntry::now("delivered", Some(format!("{} parcel(s) delivered", order.shipments.len())))).await?;
+        let moved = deps
+            .orders
+            .transition(
+                &order_id,
+                OrderStatus::Delivered,
+                None,
+                TimelineEntry::now("delivered", Some(format!("{} parcel(s) delivered", order.shipments.len()))),
+            )
+            .await?;
         if moved {
             deps.queue
-                .send_delayed(&deps.notifications_queue_url, &json!({"orderId": order_id, "kind": "feedback_request"}), deps.feedback_delay_seconds)
+                .send_delayed(
+                    &deps.notifications_queue_url,
+                    &Notification::new(&order_id, NotificationKind::FeedbackRequest).to_json(),
+                    deps.feedback_delay_seconds,
+                )
                 .await?;
             tracing::info!("order delivered; feedback request scheduled");
         }
@@ -119,7 +132,10 @@ async fn gateway(deps: &Deps, q: &Queued) -> Result<(), StepError> {
             // The hold is gone on the gateway's side (expired, or canceled from its dashboard):
             // nothing more can be captured. The workflow's next capture fails and compensates.
             fields.push(("status", json!("canceled")));
-            Some(TimelineEntry::now("payment_hold_canceled_by_gateway", Some(format!("{} ({})", payment.intent_id, pi["cancellation_reason"].as_str().unwrap_or("unknown")))))
+            Some(TimelineEntry::now(
+                "payment_hold_canceled_by_gateway",
+                Some(format!("{} ({})", payment.intent_id, pi["cancellation_reason"].as_str().unwrap_or("unknown"))),
+            ))
         }
         "payment_intent.succeeded" | "charge.captured" => {
             if received != payment.captured_minor {

@@ -5,10 +5,10 @@
 use orderflow_shared::domain::order::{PaymentRecord, TimelineEntry};
 use orderflow_shared::gateway::authorize_key;
 use orderflow_shared::ports::GatewayError;
-use orderflow_shared::{ConfigError, Env, OrderRef, StepError};
 use orderflow_shared::ports::{OrderRepository, PaymentGateway};
-use std::sync::Arc;
+use orderflow_shared::{ConfigError, Env, OrderRef, StepError};
 use serde::Serialize;
+use std::sync::Arc;
 
 /// What this function uses, built from its environment at cold start (and nothing else: the
 /// template gives it exactly these settings, and its role exactly these resources).
@@ -20,10 +20,7 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
         let w = orderflow_shared::wiring::Wiring::new(env).await;
-        Ok(Deps {
-            orders: w.orders()?,
-            gateway: w.gateway()?,
-        })
+        Ok(Deps { orders: w.orders()?, gateway: w.gateway()? })
     }
 }
 

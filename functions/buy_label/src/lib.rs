@@ -3,15 +3,15 @@
 //! carrier's webhooks find their order. A replay never buys a second label: the stored tracking
 //! number short-circuits, and the carrier calls carry keys derived from our shipment id.
 
-use orderflow_shared::domain::order::TimelineEntry;
-use orderflow_shared::ports::{GatewayError, LabelRequest};
 use orderflow_shared::dispatch::tracker_lookup_key;
 use orderflow_shared::dispatch::ParcelStep as Input;
+use orderflow_shared::domain::order::TimelineEntry;
+use orderflow_shared::ports::{Carrier, Catalog, Lookups, OrderRepository};
+use orderflow_shared::ports::{GatewayError, LabelRequest};
 use orderflow_shared::{ConfigError, Env, StepError};
-use orderflow_shared::ports::{OrderRepository, Catalog, Lookups, Carrier};
-use std::sync::Arc;
 use serde::Serialize;
 use serde_json::json;
+use std::sync::Arc;
 
 /// What this function uses, built from its environment at cold start (and nothing else: the
 /// template gives it exactly these settings, and its role exactly these resources).
@@ -25,12 +25,7 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
         let w = orderflow_shared::wiring::Wiring::new(env).await;
-        Ok(Deps {
-            orders: w.orders()?,
-            catalog: w.catalog()?,
-            lookups: w.idempotency()?,
-            carrier: w.carrier()?,
-        })
+        Ok(Deps { orders: w.orders()?, catalog: w.catalog()?, lookups: w.idempotency()?, carrier: w.carrier()? })
     }
 }
 
@@ -49,7 +44,10 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Labelled, StepError> {
         return Ok(Labelled { carrier: carrier.clone(), tracking_code: code.clone() });
     }
     let network = deps.catalog.network().await?;
-    let from = network.get(&shipment.warehouse).map(|w| w.address.clone()).ok_or_else(|| StepError::Internal(format!("warehouse {} is not in the network", shipment.warehouse)))?;
+    let from = network
+        .get(&shipment.warehouse)
+        .map(|w| w.address.clone())
+        .ok_or_else(|| StepError::Internal(format!("warehouse {} is not in the network", shipment.warehouse)))?;
     let req = LabelRequest {
         reference: sid.clone(),
         from,

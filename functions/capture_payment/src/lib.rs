@@ -4,14 +4,14 @@
 //! (PAY-2). Every capture keeps the rest of the hold (multicapture); settle_payment releases what is
 //! left when fulfillment ends.
 
+use orderflow_shared::dispatch::ParcelStep as Input;
 use orderflow_shared::domain::order::TimelineEntry;
 use orderflow_shared::gateway::capture_key;
 use orderflow_shared::ports::GatewayError;
-use orderflow_shared::dispatch::ParcelStep as Input;
-use orderflow_shared::{ConfigError, Env, StepError};
 use orderflow_shared::ports::{OrderRepository, PaymentGateway};
-use std::sync::Arc;
+use orderflow_shared::{ConfigError, Env, StepError};
 use serde::Serialize;
+use std::sync::Arc;
 
 /// What this function uses, built from its environment at cold start (and nothing else: the
 /// template gives it exactly these settings, and its role exactly these resources).
@@ -23,10 +23,7 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
         let w = orderflow_shared::wiring::Wiring::new(env).await;
-        Ok(Deps {
-            orders: w.orders()?,
-            gateway: w.gateway()?,
-        })
+        Ok(Deps { orders: w.orders()?, gateway: w.gateway()? })
     }
 }
 

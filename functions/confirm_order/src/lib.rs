@@ -3,10 +3,11 @@
 //! is deduplicated by the notifications consumer (WF-5).
 
 use orderflow_shared::domain::order::{OrderStatus, TimelineEntry};
-use orderflow_shared::{ConfigError, Env, StepError};
+use orderflow_shared::notification::{Notification, NotificationKind};
 use orderflow_shared::ports::{OrderRepository, Queue, Workflows};
-use std::sync::Arc;
+use orderflow_shared::{ConfigError, Env, StepError};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// What this function uses, built from its environment at cold start (and nothing else: the
 /// template gives it exactly these settings, and its role exactly these resources).
@@ -20,12 +21,7 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
         let w = orderflow_shared::wiring::Wiring::new(env).await;
-        Ok(Deps {
-            orders: w.orders()?,
-            queue: w.queue(),
-            notifications_queue_url: w.queue_url("NOTIFICATIONS_QUEUE_URL")?,
-            workflows: w.lifecycle_starter()?,
-        })
+        Ok(Deps { orders: w.orders()?, queue: w.queue(), notifications_queue_url: w.queue_url("NOTIFICATIONS_QUEUE_URL")?, workflows: w.lifecycle_starter()? })
     }
 }
 
@@ -48,8 +44,6 @@ pub struct Confirmed {
     pub lifecycle_started: bool,
 }
 
-pub const CONFIRMATION: &str = "order_confirmation";
-
 pub async fn handle(deps: &Deps, input: Input) -> Result<Confirmed, StepError> {
     let moved = deps.orders.transition(&input.order_id, OrderStatus::Confirmed, None, TimelineEntry::now("confirmed", None)).await?;
     if !moved {
@@ -60,7 +54,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Confirmed, StepError> {
     }
     // Queued on every run, not only the first: a crash between the status write and the send must
     // not lose the email. The consumer sends once per (order, kind).
-    deps.queue.send(&deps.notifications_queue_url, &serde_json::json!({"orderId": input.order_id, "kind": CONFIRMATION})).await?;
+    deps.queue.send(&deps.notifications_queue_url, &Notification::new(&input.order_id, NotificationKind::OrderConfirmation).to_json()).await?;
     let mut started = false;
     if input.start_lifecycle {
         started = deps.workflows.start_lifecycle(&input.order_id, &serde_json::json!({"orderId": input.order_id, "review": false})).await?;

@@ -2,10 +2,10 @@
 //! which waits for an operator's decision with a timeout well inside the hold's life.
 
 use orderflow_shared::domain::order::{OrderStatus, TimelineEntry};
-use orderflow_shared::{ConfigError, Env, OrderRef, StepError};
 use orderflow_shared::ports::{OrderRepository, Workflows};
-use std::sync::Arc;
+use orderflow_shared::{ConfigError, Env, OrderRef, StepError};
 use serde::Serialize;
+use std::sync::Arc;
 
 /// What this function uses, built from its environment at cold start (and nothing else: the
 /// template gives it exactly these settings, and its role exactly these resources).
@@ -17,10 +17,7 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
         let w = orderflow_shared::wiring::Wiring::new(env).await;
-        Ok(Deps {
-            orders: w.orders()?,
-            workflows: w.lifecycle_starter()?,
-        })
+        Ok(Deps { orders: w.orders()?, workflows: w.lifecycle_starter()? })
     }
 }
 
@@ -37,7 +34,8 @@ pub async fn handle(deps: &Deps, input: OrderRef) -> Result<Held, StepError> {
         .as_ref()
         .map(|f| format!("fraud score {}: {}", f.score, f.reasons.iter().map(|r| r.rule.as_str()).collect::<Vec<_>>().join(", ")))
         .unwrap_or_else(|| "manual review".into());
-    let moved = deps.orders.transition(&order.order_id, OrderStatus::UnderReview, Some(reason.clone()), TimelineEntry::now("under_review", Some(reason))).await?;
+    let moved =
+        deps.orders.transition(&order.order_id, OrderStatus::UnderReview, Some(reason.clone()), TimelineEntry::now("under_review", Some(reason))).await?;
     if !moved && order.status != OrderStatus::UnderReview {
         return Err(StepError::InvalidState(format!("order {} is {}", order.order_id, order.status.as_str())));
     }

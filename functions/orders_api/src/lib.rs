@@ -20,9 +20,9 @@ use orderflow_shared::domain::order::{is_order_id, new_order_id, now_rfc3339, Or
 use orderflow_shared::domain::pricing::{quote, PricingError};
 use orderflow_shared::money::Money;
 use orderflow_shared::ports::Claim;
-use orderflow_shared::{ConfigError, Env, StepError};
-use orderflow_shared::ports::{OrderRepository, Catalog, Workflows, IdempotencyStore};
+use orderflow_shared::ports::{Catalog, IdempotencyStore, OrderRepository, Workflows};
 use orderflow_shared::secrets::SecretSource;
+use orderflow_shared::{ConfigError, Env, StepError};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -140,7 +140,8 @@ pub fn customer_view(order: &Order) -> Value {
         v["charged"] = money_json(&orderflow_shared::money::Money::new(p.captured_minor, p.amount_authorized.currency));
     }
     if order.status == OrderStatus::OutOfStock {
-        v["out_of_stock"] = json!(order.stock_shortage.iter().map(|s| json!({"sku": s.sku, "requested": s.requested, "available": s.available})).collect::<Vec<_>>());
+        v["out_of_stock"] =
+            json!(order.stock_shortage.iter().map(|s| json!({"sku": s.sku, "requested": s.requested, "available": s.available})).collect::<Vec<_>>());
     }
     v
 }
@@ -148,7 +149,9 @@ pub fn customer_view(order: &Order) -> Value {
 fn decision_status(status: OrderStatus) -> StatusCode {
     match status {
         // An order confirmed at checkout that a replay finds already further along is still "created".
-        OrderStatus::Confirmed | OrderStatus::PartiallyShipped | OrderStatus::Shipped | OrderStatus::Delivered | OrderStatus::PartiallyFulfilled => StatusCode::CREATED,
+        OrderStatus::Confirmed | OrderStatus::PartiallyShipped | OrderStatus::Shipped | OrderStatus::Delivered | OrderStatus::PartiallyFulfilled => {
+            StatusCode::CREATED
+        }
         OrderStatus::UnderReview | OrderStatus::Pending => StatusCode::ACCEPTED,
         OrderStatus::Declined | OrderStatus::Rejected => StatusCode::PAYMENT_REQUIRED,
         OrderStatus::OutOfStock => StatusCode::CONFLICT,
@@ -161,13 +164,27 @@ async fn place_order(State(deps): State<AppState>, headers: HeaderMap, body: Byt
         return error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", &format!("the body is {} bytes; the limit is {MAX_BODY_BYTES}", body.len()), None);
     }
     let key = match headers.get("idempotency-key").map(|v| v.to_str().map(str::trim)) {
-        None => return error(StatusCode::BAD_REQUEST, "idempotency_key_missing", "send an Idempotency-Key header (a unique value per checkout attempt)", Some("Idempotency-Key")),
+        None => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "idempotency_key_missing",
+                "send an Idempotency-Key header (a unique value per checkout attempt)",
+                Some("Idempotency-Key"),
+            )
+        }
         Some(Ok(k)) if !k.is_empty() && k.len() <= 255 => k.to_string(),
-        Some(_) => return error(StatusCode::BAD_REQUEST, "idempotency_key_invalid", "Idempotency-Key must be 1-255 visible ASCII characters", Some("Idempotency-Key")),
+        Some(_) => {
+            return error(StatusCode::BAD_REQUEST, "idempotency_key_invalid", "Idempotency-Key must be 1-255 visible ASCII characters", Some("Idempotency-Key"))
+        }
     };
     // Before anything is parsed, logged or stored.
     if contains_card_number(&body) {
-        return error(StatusCode::BAD_REQUEST, "card_number_rejected", "card numbers are never accepted; tokenize the card with the payment gateway and send its payment_method token", None);
+        return error(
+            StatusCode::BAD_REQUEST,
+            "card_number_rejected",
+            "card numbers are never accepted; tokenize the card with the payment gateway and send its payment_method token",
+            None,
+        );
     }
     let request_hash = sha256_hex(&body);
     let order_id = new_order_id();
@@ -177,7 +194,12 @@ async fn place_order(State(deps): State<AppState>, headers: HeaderMap, body: Byt
     };
     match claim {
         Claim::Existing(rec) if rec.request_hash != request_hash => {
-            return error(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", "this Idempotency-Key was used with a different request body", Some("Idempotency-Key"));
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different request body",
+                Some("Idempotency-Key"),
+            );
         }
         Claim::Existing(rec) => {
             return match rec.response {
@@ -186,7 +208,12 @@ async fn place_order(State(deps): State<AppState>, headers: HeaderMap, body: Byt
                     r.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
                     r
                 }
-                None => error(StatusCode::CONFLICT, "idempotency_key_in_use", "a request with this Idempotency-Key is still being processed; retry shortly", Some("Idempotency-Key")),
+                None => error(
+                    StatusCode::CONFLICT,
+                    "idempotency_key_in_use",
+                    "a request with this Idempotency-Key is still being processed; retry shortly",
+                    Some("Idempotency-Key"),
+                ),
             };
         }
         Claim::Won => {}
@@ -276,7 +303,15 @@ async fn checkout(deps: &Deps, order_id: &str, body: &[u8]) -> Result<(StatusCod
         Ok(_) => {}
         Err(e) => {
             tracing::error!(order_id, error = %e, "could not run checkout");
-            let _ = deps.orders.transition(order_id, OrderStatus::Failed, Some("checkout_unavailable".into()), TimelineEntry::now("failed", Some("checkout workflow could not be started".into()))).await;
+            let _ = deps
+                .orders
+                .transition(
+                    order_id,
+                    OrderStatus::Failed,
+                    Some("checkout_unavailable".into()),
+                    TimelineEntry::now("failed", Some("checkout workflow could not be started".into())),
+                )
+                .await;
             return Err(e);
         }
     }
@@ -294,7 +329,9 @@ async fn get_order(State(deps): State<AppState>, Path(id): Path<String>, headers
         return not_found();
     }
     match deps.orders.get(&id).await {
-        Ok(Some(order)) if const_eq(&order.access_token_sha256, &sha256_hex(token.as_bytes())) => (StatusCode::OK, axum::Json(customer_view(&order))).into_response(),
+        Ok(Some(order)) if const_eq(&order.access_token_sha256, &sha256_hex(token.as_bytes())) => {
+            (StatusCode::OK, axum::Json(customer_view(&order))).into_response()
+        }
         Ok(_) => not_found(),
         Err(e) => internal(e),
     }
@@ -354,7 +391,14 @@ async fn ops_review(State(deps): State<AppState>, Path(id): Path<String>, header
     }
     let d: ReviewDecision = match serde_json::from_slice(&body) {
         Ok(d) => d,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", &format!("expected {{\"decision\": \"approve\"|\"reject\", \"note\"?: string}}: {e}"), None),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &format!("expected {{\"decision\": \"approve\"|\"reject\", \"note\"?: string}}: {e}"),
+                None,
+            )
+        }
     };
     if d.decision != "approve" && d.decision != "reject" {
         return error(StatusCode::BAD_REQUEST, "invalid_decision", "decision must be approve or reject", Some("decision"));

@@ -17,10 +17,10 @@ use axum::Router;
 use orderflow_shared::domain::order::{is_order_id, now_rfc3339, Parcel, ShipLine, Shipment};
 use orderflow_shared::http::error;
 use orderflow_shared::ports::{AddShipment, OnceClaim, ReceiveOutcome};
+use orderflow_shared::ports::{OnceLedger, OrderRepository, Queue, StockLedger, Workflows};
+use orderflow_shared::secrets::SecretSource;
 use orderflow_shared::webhooks::{verify_carrier, verify_stripe};
 use orderflow_shared::{ConfigError, Env, StepError};
-use orderflow_shared::ports::{OrderRepository, StockLedger, Queue, Workflows, OnceLedger};
-use orderflow_shared::secrets::SecretSource;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -197,7 +197,12 @@ async fn report_shipment(State(deps): State<AppState>, headers: HeaderMap, body:
             .flat_map(|s| s.lines.iter().filter(|x| x.sku == l.sku).map(|x| x.quantity))
             .sum();
         if reported + l.quantity > ordered.quantity {
-            return error(StatusCode::UNPROCESSABLE_ENTITY, "quantity_exceeds_open", &format!("{}: {} open, {} reported", l.sku, ordered.quantity - reported, l.quantity), Some("lines"));
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "quantity_exceeds_open",
+                &format!("{}: {} open, {} reported", l.sku, ordered.quantity - reported, l.quantity),
+                Some("lines"),
+            );
         }
     }
     let token_hash = hex_sha256(r.dispatch_token.as_bytes());
@@ -240,10 +245,16 @@ async fn report_shipment(State(deps): State<AppState>, headers: HeaderMap, body:
                     Err(e) => return internal(e),
                 }
             }
-            return (StatusCode::OK, [("idempotent-replayed", "true")], axum::Json(json!({"shipment_id": prev.shipment_id, "status": "accepted"}))).into_response();
+            return (StatusCode::OK, [("idempotent-replayed", "true")], axum::Json(json!({"shipment_id": prev.shipment_id, "status": "accepted"})))
+                .into_response();
         }
         Ok(AddShipment::TokenAnswered) => {
-            return error(StatusCode::CONFLICT, "dispatch_not_awaiting", "this pick list's token was already answered; report against the latest pick list", Some("dispatchToken"));
+            return error(
+                StatusCode::CONFLICT,
+                "dispatch_not_awaiting",
+                "this pick list's token was already answered; report against the latest pick list",
+                Some("dispatchToken"),
+            );
         }
         Ok(AddShipment::NotShippable(st)) => {
             return error(StatusCode::CONFLICT, "order_not_shippable", &format!("the order is {}; it takes no shipments", st.as_str()), None);
@@ -261,7 +272,12 @@ async fn report_shipment(State(deps): State<AppState>, headers: HeaderMap, body:
                 return internal(e);
             }
             tracing::warn!(order_id = %order.order_id, shipment_id = %shipment.shipment_id, %m, "shipment report for a dispatch that is not waiting");
-            return error(StatusCode::CONFLICT, "dispatch_not_awaiting", "this pick list's token was already answered or has expired; report against the latest pick list", Some("dispatchToken"));
+            return error(
+                StatusCode::CONFLICT,
+                "dispatch_not_awaiting",
+                "this pick list's token was already answered or has expired; report against the latest pick list",
+                Some("dispatchToken"),
+            );
         }
         Err(e) => return internal(e),
     }
@@ -299,9 +315,12 @@ async fn receive_stock(State(deps): State<AppState>, headers: HeaderMap, body: B
             (StatusCode::OK, axum::Json(json!({"purchase_order_id": r.purchase_order_id, "status": "received"}))).into_response()
         }
         Ok(ReceiveOutcome::AlreadyReceived) => {
-            (StatusCode::OK, [("idempotent-replayed", "true")], axum::Json(json!({"purchase_order_id": r.purchase_order_id, "status": "received"}))).into_response()
+            (StatusCode::OK, [("idempotent-replayed", "true")], axum::Json(json!({"purchase_order_id": r.purchase_order_id, "status": "received"})))
+                .into_response()
         }
-        Ok(ReceiveOutcome::UnknownPurchaseOrder) => error(StatusCode::NOT_FOUND, "unknown_purchase_order", "no such open purchase order for this warehouse", None),
+        Ok(ReceiveOutcome::UnknownPurchaseOrder) => {
+            error(StatusCode::NOT_FOUND, "unknown_purchase_order", "no such open purchase order for this warehouse", None)
+        }
         Err(e) => internal(e),
     }
 }

@@ -3,10 +3,11 @@
 //! Orders decided after checkout (a reviewer's rejection, a timeout) also get an email.
 
 use orderflow_shared::domain::order::{OrderStatus, TimelineEntry};
-use orderflow_shared::{ConfigError, Env, StepError};
+use orderflow_shared::notification::{Notification, NotificationKind};
 use orderflow_shared::ports::{OrderRepository, Queue};
-use std::sync::Arc;
+use orderflow_shared::{ConfigError, Env, StepError};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// What this function uses, built from its environment at cold start (and nothing else: the
 /// template gives it exactly these settings, and its role exactly these resources).
@@ -19,11 +20,7 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
         let w = orderflow_shared::wiring::Wiring::new(env).await;
-        Ok(Deps {
-            orders: w.orders()?,
-            queue: w.queue(),
-            notifications_queue_url: w.queue_url("NOTIFICATIONS_QUEUE_URL")?,
-        })
+        Ok(Deps { orders: w.orders()?, queue: w.queue(), notifications_queue_url: w.queue_url("NOTIFICATIONS_QUEUE_URL")? })
     }
 }
 
@@ -52,9 +49,6 @@ pub struct Outcome {
     pub reason: String,
 }
 
-pub const CANCELLATION: &str = "order_cancelled";
-pub const PARTIAL: &str = "order_partially_fulfilled";
-
 pub async fn handle(deps: &Deps, input: Input) -> Result<Outcome, StepError> {
     if !input.outcome.is_recordable_outcome() {
         return Err(StepError::InvalidInput(format!("{} is not a failure outcome", input.outcome.as_str())));
@@ -74,8 +68,8 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Outcome, StepError> {
         }
     }
     if input.notify_customer {
-        let kind = if input.outcome == OrderStatus::PartiallyFulfilled { PARTIAL } else { CANCELLATION };
-        deps.queue.send(&deps.notifications_queue_url, &serde_json::json!({"orderId": input.order_id, "kind": kind})).await?;
+        let kind = if input.outcome == OrderStatus::PartiallyFulfilled { NotificationKind::OrderPartiallyFulfilled } else { NotificationKind::OrderCancelled };
+        deps.queue.send(&deps.notifications_queue_url, &Notification::new(&input.order_id, kind).to_json()).await?;
     }
     tracing::info!(status = input.outcome.as_str(), %reason, "order ended");
     Ok(Outcome { status: input.outcome, reason })

@@ -3,8 +3,8 @@
 
 use orderflow_shared::domain::order::TimelineEntry;
 use orderflow_shared::lambda::Done;
-use orderflow_shared::{ConfigError, Env, OrderRef, StepError};
 use orderflow_shared::ports::{OrderRepository, StockLedger};
+use orderflow_shared::{ConfigError, Env, OrderRef, StepError};
 use std::sync::Arc;
 
 /// What this function uses, built from its environment at cold start (and nothing else: the
@@ -17,10 +17,7 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
         let w = orderflow_shared::wiring::Wiring::new(env).await;
-        Ok(Deps {
-            orders: w.orders()?,
-            stock: w.stock()?,
-        })
+        Ok(Deps { orders: w.orders()?, stock: w.stock()? })
     }
 }
 

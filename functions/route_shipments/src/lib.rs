@@ -2,16 +2,16 @@
 //! whole order; a split only when none can), move the checkout reservation into them, record the
 //! dispatches on the order and hand the workflow one pick list per warehouse.
 
+use orderflow_shared::dispatch::DispatchSettings;
 use orderflow_shared::dispatch::{dispatch_id, task, DispatchTask};
 use orderflow_shared::domain::fulfillment::{route, Allocation};
 use orderflow_shared::domain::order::{Dispatch, Order, ShipLine, TimelineEntry};
 use orderflow_shared::ports::AllocateOutcome;
+use orderflow_shared::ports::{Catalog, OrderRepository, StockLedger};
 use orderflow_shared::{ConfigError, Env, OrderRef, StepError};
-use orderflow_shared::ports::{OrderRepository, StockLedger, Catalog};
-use orderflow_shared::dispatch::DispatchSettings;
-use std::sync::Arc;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// What this function uses, built from its environment at cold start (and nothing else: the
 /// template gives it exactly these settings, and its role exactly these resources).
@@ -25,12 +25,7 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
         let w = orderflow_shared::wiring::Wiring::new(env).await;
-        Ok(Deps {
-            orders: w.orders()?,
-            stock: w.stock()?,
-            catalog: w.catalog()?,
-            dispatch: DispatchSettings::from_env(&w.env)?,
-        })
+        Ok(Deps { orders: w.orders()?, stock: w.stock()?, catalog: w.catalog()?, dispatch: DispatchSettings::from_env(&w.env)? })
     }
 }
 
@@ -66,10 +61,18 @@ pub async fn handle(deps: &Deps, input: OrderRef) -> Result<Plan, StepError> {
     let plan = allocate(deps, &order).await?;
     let dispatches: Vec<Dispatch> = plan
         .iter()
-        .map(|a| Dispatch { dispatch_id: dispatch_id(&order.order_id, &a.warehouse), warehouse: a.warehouse.clone(), lines: a.lines.iter().map(|(s, q)| ShipLine { sku: s.clone(), quantity: *q }).collect() })
+        .map(|a| Dispatch {
+            dispatch_id: dispatch_id(&order.order_id, &a.warehouse),
+            warehouse: a.warehouse.clone(),
+            lines: a.lines.iter().map(|(s, q)| ShipLine { sku: s.clone(), quantity: *q }).collect(),
+        })
         .collect();
     if order.dispatches != dispatches {
-        let detail = plan.iter().map(|a| format!("{}: {}", a.warehouse, a.lines.iter().map(|(s, q)| format!("{q} x {s}")).collect::<Vec<_>>().join(", "))).collect::<Vec<_>>().join("; ");
+        let detail = plan
+            .iter()
+            .map(|a| format!("{}: {}", a.warehouse, a.lines.iter().map(|(s, q)| format!("{q} x {s}")).collect::<Vec<_>>().join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ");
         deps.orders.record_dispatches(&order.order_id, &dispatches, TimelineEntry::now("routed", Some(detail))).await?;
     }
     let tasks = plan.iter().map(|a| task(&deps.dispatch, &order, &a.warehouse, &a.lines)).collect::<Result<Vec<_>, _>>()?;

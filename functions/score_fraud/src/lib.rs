@@ -3,10 +3,10 @@
 
 use orderflow_shared::domain::fraud::{assess, Decision, FraudAssessment, Signals};
 use orderflow_shared::domain::order::TimelineEntry;
-use orderflow_shared::{ConfigError, Env, OrderRef, StepError};
 use orderflow_shared::ports::{OrderRepository, VelocityCounter};
-use std::sync::Arc;
+use orderflow_shared::{ConfigError, Env, OrderRef, StepError};
 use serde::Serialize;
+use std::sync::Arc;
 
 /// What this function uses, built from its environment at cold start (and nothing else: the
 /// template gives it exactly these settings, and its role exactly these resources).
@@ -19,11 +19,7 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
         let w = orderflow_shared::wiring::Wiring::new(env).await;
-        Ok(Deps {
-            orders: w.orders()?,
-            velocity: w.velocity()?,
-            fraud_policy: Default::default(),
-        })
+        Ok(Deps { orders: w.orders()?, velocity: w.velocity()?, fraud_policy: Default::default() })
     }
 }
 

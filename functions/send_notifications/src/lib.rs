@@ -5,10 +5,9 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use orderflow_shared::domain::order::{Order, TimelineEntry};
 use orderflow_shared::ports::OnceClaim;
+use orderflow_shared::ports::{Mailer, OnceLedger, OrderRepository};
 use orderflow_shared::{ConfigError, Env, StepError};
-use orderflow_shared::ports::{OrderRepository, OnceLedger, Mailer};
 use std::sync::Arc;
-use serde::Deserialize;
 
 /// What this function uses, built from its environment at cold start (and nothing else: the
 /// template gives it exactly these settings, and its role exactly these resources).
@@ -21,38 +20,11 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
         let w = orderflow_shared::wiring::Wiring::new(env).await;
-        Ok(Deps {
-            orders: w.orders()?,
-            once: w.idempotency()?,
-            mailer: w.mailer()?,
-        })
+        Ok(Deps { orders: w.orders()?, once: w.idempotency()?, mailer: w.mailer()? })
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Notification {
-    pub order_id: String,
-    pub kind: String,
-    /// For parcel emails (order_shipped, tracking_update).
-    #[serde(default)]
-    pub shipment_id: Option<String>,
-    /// For tracking_update: the carrier status being told.
-    #[serde(default)]
-    pub status: Option<String>,
-}
-
-impl Notification {
-    /// One email per order, kind, parcel and status, however often the message comes (WF-5).
-    pub fn marker(&self) -> String {
-        let mut m = format!("email:{}:{}", self.order_id, self.kind);
-        for part in [&self.shipment_id, &self.status].into_iter().flatten() {
-            m.push(':');
-            m.push_str(part);
-        }
-        m
-    }
-}
+pub use orderflow_shared::notification::{Notification, NotificationKind};
 
 pub struct Email {
     pub subject: String,
@@ -62,15 +34,11 @@ pub struct Email {
 /// The emails we know how to write. Unknown kinds are poison messages: they fail, and after the
 /// receive limit land in the dead-letter queue where the alarm sees them.
 pub fn render(n: &Notification, order: &Order) -> Option<Email> {
-    let kind = n.kind.as_str();
-    let lines: String = order
-        .lines
-        .iter()
-        .map(|l| format!("  {} x {} ({}) @ {} = {}\n", l.quantity, l.name, l.sku, l.unit_price.display(), l.line_total.display()))
-        .collect();
+    let lines: String =
+        order.lines.iter().map(|l| format!("  {} x {} ({}) @ {} = {}\n", l.quantity, l.name, l.sku, l.unit_price.display(), l.line_total.display())).collect();
     let t = &order.totals;
-    match kind {
-        "order_confirmation" => Some(Email {
+    match n.kind {
+        NotificationKind::OrderConfirmation => Some(Email {
             subject: format!("Order {} confirmed", order.order_id),
             text: format!(
                 "Hello {name},\n\nThank you for your order {id}. We have received your payment authorization and will charge it when your order ships.\n\n{lines}\n  Subtotal: {sub}\n  Shipping ({method}): {ship}\n  Tax: {tax}\n  Total: {total}\n\nShipping to: {addr}\nEstimated delivery: {eta}\n",
@@ -81,11 +49,11 @@ pub fn render(n: &Notification, order: &Order) -> Option<Email> {
                 ship = t.shipping.display(),
                 tax = t.tax.display(),
                 total = t.total.display(),
-                addr = format!("{}, {} {}, {}", order.shipping_address.line1, order.shipping_address.postal_code, order.shipping_address.city, order.shipping_address.country),
+                addr = format_args!("{}, {} {}, {}", order.shipping_address.line1, order.shipping_address.postal_code, order.shipping_address.city, order.shipping_address.country),
                 eta = order.estimated_delivery,
             ),
         }),
-        "order_cancelled" if !order.shipments.is_empty() => Some(Email {
+        NotificationKind::OrderCancelled if !order.shipments.is_empty() => Some(Email {
             // Goods left but the payment could not be collected (the hold was gone): no false
             // "nothing charged, all cancelled" promise; a person follows up.
             subject: format!("About your order {}", order.order_id),
@@ -95,7 +63,7 @@ pub fn render(n: &Notification, order: &Order) -> Option<Email> {
                 id = order.order_id,
             ),
         }),
-        "order_cancelled" => Some(Email {
+        NotificationKind::OrderCancelled => Some(Email {
             subject: format!("Order {} cancelled", order.order_id),
             text: format!(
                 "Hello {name},\n\nWe are sorry: we could not complete your order {id}. Nothing has been charged and the payment authorization has been released.\n\n{lines}\nIf you have questions, reply to this email.\n",
@@ -103,7 +71,7 @@ pub fn render(n: &Notification, order: &Order) -> Option<Email> {
                 id = order.order_id,
             ),
         }),
-        "order_shipped" => {
+        NotificationKind::OrderShipped => {
             let s = order.shipments.get(n.shipment_id.as_deref()?)?;
             let parcel: String = s.lines.iter().map(|l| format!("  {} x {}\n", l.quantity, l.sku)).collect();
             Some(Email {
@@ -119,7 +87,7 @@ pub fn render(n: &Notification, order: &Order) -> Option<Email> {
                 ),
             })
         }
-        "tracking_update" => {
+        NotificationKind::TrackingUpdate => {
             let s = order.shipments.get(n.shipment_id.as_deref()?)?;
             let (subject, what) = match n.status.as_deref()? {
                 "out_for_delivery" => ("is out for delivery", "is out for delivery today"),
@@ -140,11 +108,11 @@ pub fn render(n: &Notification, order: &Order) -> Option<Email> {
                 ),
             })
         }
-        "feedback_request" => Some(Email {
+        NotificationKind::FeedbackRequest => Some(Email {
             subject: format!("How was your order {}?", order.order_id),
             text: format!("Hello {},\n\nYour order {} has arrived. We would love to hear how it went: just reply to this email.\n", order.shipping_address.name, order.order_id),
         }),
-        "order_partially_fulfilled" => {
+        NotificationKind::OrderPartiallyFulfilled => {
             let shipped: i64 = order.shipments.values().flat_map(|s| s.lines.iter().map(|l| l.quantity)).sum();
             let ordered: i64 = order.lines.iter().map(|l| l.quantity).sum();
             let charged = order.payment.as_ref().map(|p| orderflow_shared::money::Money::new(p.captured_minor, p.amount_authorized.currency).display()).unwrap_or_default();
@@ -157,13 +125,12 @@ pub fn render(n: &Notification, order: &Order) -> Option<Email> {
                 ),
             })
         }
-        _ => None,
     }
 }
 
 async fn one(deps: &Deps, body: &str) -> Result<(), StepError> {
     let n: Notification = serde_json::from_str(body).map_err(|e| StepError::InvalidInput(format!("notification message: {e}")))?;
-    let span = tracing::info_span!("notification", order_id = %n.order_id, kind = %n.kind);
+    let span = tracing::info_span!("notification", order_id = %n.order_id, kind = n.kind.as_str());
     let _g = span.enter();
     let marker = n.marker();
     match deps.once.begin(&marker).await? {
@@ -176,10 +143,10 @@ async fn one(deps: &Deps, body: &str) -> Result<(), StepError> {
     }
     let result = async {
         let order = deps.orders.get(&n.order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {} not found", n.order_id)))?;
-        let email = render(&n, &order).ok_or_else(|| StepError::InvalidInput(format!("unknown notification kind '{}'", n.kind)))?;
+        let email = render(&n, &order).ok_or_else(|| StepError::InvalidInput(format!("nothing to tell for {} on order {}", n.kind.as_str(), n.order_id)))?;
         let message_id = deps.mailer.send(&order.customer_email, &email.subject, &email.text).await?;
         deps.once.finish(&marker).await?;
-        deps.orders.append_timeline(&n.order_id, TimelineEntry::now("email_sent", Some(n.kind.clone()))).await?;
+        deps.orders.append_timeline(&n.order_id, TimelineEntry::now("email_sent", Some(n.kind.as_str().to_string()))).await?;
         tracing::info!(%message_id, "email sent");
         Ok::<(), StepError>(())
     }

@@ -6,14 +6,14 @@
 
 use orderflow_shared::domain::order::{OrderStatus, TimelineEntry};
 use orderflow_shared::gateway::{capture_shipped_key, release_key};
+use orderflow_shared::lambda::CaughtError;
 use orderflow_shared::money::Money;
 use orderflow_shared::ports::GatewayError;
-use orderflow_shared::lambda::CaughtError;
-use orderflow_shared::{ConfigError, Env, StepError};
 use orderflow_shared::ports::{OrderRepository, PaymentGateway};
-use std::sync::Arc;
+use orderflow_shared::{ConfigError, Env, StepError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::sync::Arc;
 
 /// What this function uses, built from its environment at cold start (and nothing else: the
 /// template gives it exactly these settings, and its role exactly these resources).
@@ -26,11 +26,7 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
         let w = orderflow_shared::wiring::Wiring::new(env).await;
-        Ok(Deps {
-            orders: w.orders()?,
-            gateway: w.gateway()?,
-            hold_expiry_margin_seconds: w.env.parse("HOLD_EXPIRY_MARGIN_SECONDS")?,
-        })
+        Ok(Deps { orders: w.orders()?, gateway: w.gateway()?, hold_expiry_margin_seconds: w.env.parse("HOLD_EXPIRY_MARGIN_SECONDS")? })
     }
 }
 
@@ -84,9 +80,17 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Settled, StepError> {
             other => StepError::Internal(other.to_string()),
         })?;
         released = remaining;
-        let detail = format!("{} released, {} captured ({reason})", Money::new(remaining, payment.amount_authorized.currency).display(), Money::new(payment.captured_minor, payment.amount_authorized.currency).display());
+        let detail = format!(
+            "{} released, {} captured ({reason})",
+            Money::new(remaining, payment.amount_authorized.currency).display(),
+            Money::new(payment.captured_minor, payment.amount_authorized.currency).display()
+        );
         deps.orders
-            .update_payment(&order.order_id, vec![("status", json!(status)), ("settled", json!(detail))], Some(TimelineEntry::now("payment_hold_released", Some(detail.clone()))))
+            .update_payment(
+                &order.order_id,
+                vec![("status", json!(status)), ("settled", json!(detail))],
+                Some(TimelineEntry::now("payment_hold_released", Some(detail.clone()))),
+            )
             .await?;
     } else if payment.settled.is_none() {
         deps.orders.update_payment(&order.order_id, vec![("settled", json!(format!("fully captured ({reason})")))], None).await?;
@@ -98,7 +102,12 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Settled, StepError> {
 /// Parcels shipped on a hold without multicapture were recorded as owed (capture_payment); capture
 /// all of it now in one final capture, which also releases the rest of the hold. Replays use the
 /// same idempotency key, and the per-parcel records are conditional, so this charges once.
-async fn capture_deferred(deps: &Deps, order: &orderflow_shared::domain::order::Order, mut payment: orderflow_shared::domain::order::PaymentRecord, reason: &str) -> Result<orderflow_shared::domain::order::PaymentRecord, StepError> {
+async fn capture_deferred(
+    deps: &Deps,
+    order: &orderflow_shared::domain::order::Order,
+    mut payment: orderflow_shared::domain::order::PaymentRecord,
+    reason: &str,
+) -> Result<orderflow_shared::domain::order::PaymentRecord, StepError> {
     // Every deferred parcel counts, recorded or not, so a replay after a crash asks the gateway for
     // the same amount under the same key (Stripe refuses a key reused with other parameters).
     let deferred: Vec<(&String, Money)> = order.shipments.iter().filter_map(|(id, s)| s.capture_deferred.map(|m| (id, m))).collect();
@@ -108,13 +117,16 @@ async fn capture_deferred(deps: &Deps, order: &orderflow_shared::domain::order::
         return Ok(payment);
     }
     let currency = payment.amount_authorized.currency;
-    let cap = deps.gateway.capture(&payment.intent_id, Money::new(total, currency), true, &capture_shipped_key(&order.order_id)).await.map_err(|e| match e {
-        GatewayError::Retryable(m) => StepError::Retryable(m),
-        other => StepError::PaymentDeclined(format!("capture of what shipped refused: {other}")),
-    })?;
+    let cap =
+        deps.gateway.capture(&payment.intent_id, Money::new(total, currency), true, &capture_shipped_key(&order.order_id)).await.map_err(|e| match e {
+            GatewayError::Retryable(m) => StepError::Retryable(m),
+            other => StepError::PaymentDeclined(format!("capture of what shipped refused: {other}")),
+        })?;
     tracing::info!(status = %cap.status, received = cap.amount_received, "captured what shipped in one final capture");
     for (sid, amount) in &owed {
-        deps.orders.record_capture(&order.order_id, sid, *amount, TimelineEntry::now("payment_captured", Some(format!("{} for {sid} ({reason})", amount.display())))).await?;
+        deps.orders
+            .record_capture(&order.order_id, sid, *amount, TimelineEntry::now("payment_captured", Some(format!("{} for {sid} ({reason})", amount.display()))))
+            .await?;
     }
     payment.captured_minor += owed.iter().map(|(_, m)| m.minor).sum::<i64>();
     let detail = format!("{} captured for what shipped, the rest of the hold released ({reason})", Money::new(total, currency).display());

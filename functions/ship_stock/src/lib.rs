@@ -4,17 +4,17 @@
 //! order moves to PARTIALLY_SHIPPED or SHIPPED, and any SKU that fell below its reorder point at that
 //! warehouse gets one purchase order. Returns the dispatch's next pick list (what is still open).
 
+use orderflow_shared::dispatch::DispatchSettings;
 use orderflow_shared::dispatch::{task, DispatchTask, ShipmentRef};
 use orderflow_shared::domain::fulfillment::{shipment_amount, sku_values};
 use orderflow_shared::domain::order::{Order, OrderStatus, TimelineEntry};
 use orderflow_shared::money::Money;
+use orderflow_shared::ports::{OrderRepository, Queue, StockLedger};
 use orderflow_shared::{ConfigError, Env, StepError};
-use orderflow_shared::ports::{OrderRepository, StockLedger, Queue};
-use orderflow_shared::dispatch::DispatchSettings;
-use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// What this function uses, built from its environment at cold start (and nothing else: the
 /// template gives it exactly these settings, and its role exactly these resources).

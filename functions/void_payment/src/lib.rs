@@ -5,8 +5,8 @@ use orderflow_shared::domain::order::TimelineEntry;
 use orderflow_shared::gateway::void_key;
 use orderflow_shared::lambda::Done;
 use orderflow_shared::ports::GatewayError;
-use orderflow_shared::{ConfigError, Env, OrderRef, StepError};
 use orderflow_shared::ports::{OrderRepository, PaymentGateway};
+use orderflow_shared::{ConfigError, Env, OrderRef, StepError};
 use std::sync::Arc;
 
 /// What this function uses, built from its environment at cold start (and nothing else: the
@@ -19,10 +19,7 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
         let w = orderflow_shared::wiring::Wiring::new(env).await;
-        Ok(Deps {
-            orders: w.orders()?,
-            gateway: w.gateway()?,
-        })
+        Ok(Deps { orders: w.orders()?, gateway: w.gateway()? })
     }
 }
 

@@ -24,7 +24,11 @@ pub fn routes(openapi: &std::path::Path, template: &crate::template::Template) -
         let path = path.as_str().unwrap_or_default();
         for (_, op) in ops.as_mapping().into_iter().flatten() {
             let uri = op["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"].as_str().unwrap_or_default();
-            let logical = uri.split("${").find(|r| r.contains(".Arn}")).and_then(|r| r.split(".Arn}").next()).ok_or_else(|| format!("openapi {path}: no function in the integration uri"))?;
+            let logical = uri
+                .split("${")
+                .find(|r| r.contains(".Arn}"))
+                .and_then(|r| r.split(".Arn}").next())
+                .ok_or_else(|| format!("openapi {path}: no function in the integration uri"))?;
             let binary = template.function_binary(logical).ok_or_else(|| format!("openapi {path}: {logical} is not a function of the template"))?;
             out.push((path.trim_matches('/').split('/').map(String::from).collect(), binary));
         }
@@ -34,10 +38,7 @@ pub fn routes(openapi: &std::path::Path, template: &crate::template::Template) -
 
 fn function_for(routes: &Routes, path: &str) -> Option<String> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    routes
-        .iter()
-        .find(|(tpl, _)| tpl.len() == segs.len() && tpl.iter().zip(&segs).all(|(t, s)| t.starts_with('{') || t == s))
-        .map(|(_, f)| f.clone())
+    routes.iter().find(|(tpl, _)| tpl.len() == segs.len() && tpl.iter().zip(&segs).all(|(t, s)| t.starts_with('{') || t == s)).map(|(_, f)| f.clone())
 }
 
 pub fn router(edge: Arc<Edge>, routes: Routes) -> Router {

@@ -123,7 +123,14 @@ async fn show(stack: &Stack, http: &reqwest::Client, title: &str, placed: &Place
         println!("  out of stock lines: {lines}");
     }
     let t = &placed.body["totals"];
-    println!("  order {id}: subtotal {} + shipping {} + tax {} = total {} {} (minor units)", t["subtotal"], t["shipping"], t["tax"], t["total"], t["currency"].as_str().unwrap_or(""));
+    println!(
+        "  order {id}: subtotal {} + shipping {} + tax {} = total {} {} (minor units)",
+        t["subtotal"],
+        t["shipping"],
+        t["tax"],
+        t["total"],
+        t["currency"].as_str().unwrap_or("")
+    );
     let emails = wait_for_emails(stack, &id, expect_emails, Duration::from_secs(10)).await;
     let (_, view) = get_order(http, &stack.api_url, &id, &token).await;
     println!("  now: {}", view["status"]);
@@ -165,7 +172,8 @@ pub async fn run(stack: &Stack) -> Result<(), String> {
     let mut checks: Vec<(String, bool)> = Vec::new();
     let mut check = |what: &str, ok: bool| checks.push((what.to_string(), ok));
 
-    let happy = post_order(&http, api, Some(&key("happy")), order_body(&email("happy"), &[("MUG-BLUE", 2), ("TEE-M", 1)], "pm_card_visa").to_string().as_bytes()).await;
+    let happy =
+        post_order(&http, api, Some(&key("happy")), order_body(&email("happy"), &[("MUG-BLUE", 2), ("TEE-M", 1)], "pm_card_visa").to_string().as_bytes()).await;
     println!("\n=== 1. Happy path: POST /orders -> confirmed -> warehouse ships -> label -> capture -> carrier tracking -> DELIVERED ===");
     println!("POST /orders -> HTTP {}  status={}", happy.status, happy.body["status"]);
     wait_quietly(stack, &happy.order_id(), "DELIVERED", Duration::from_secs(90)).await;
@@ -179,21 +187,38 @@ pub async fn run(stack: &Stack) -> Result<(), String> {
     for sh in delivered["shipments"].as_array().cloned().unwrap_or_default() {
         println!("  parcel {}: {} {} -> {}", sh["shipment_id"], sh["carrier"], sh["tracking_code"], sh["tracking_status"]);
     }
-    check("happy path reaches DELIVERED, captured = order total, 5 emails", happy.status == 201 && st == "DELIVERED" && received == total && delivered["charged"] == total && mails == 5);
+    check(
+        "happy path reaches DELIVERED, captured = order total, 5 emails",
+        happy.status == 201 && st == "DELIVERED" && received == total && delivered["charged"] == total && mails == 5,
+    );
 
-    let declined = post_order(&http, api, Some(&key("declined")), order_body(&email("declined"), &[("LAMP-01", 1)], "pm_card_chargeDeclinedInsufficientFunds").to_string().as_bytes()).await;
+    let declined = post_order(
+        &http,
+        api,
+        Some(&key("declined")),
+        order_body(&email("declined"), &[("LAMP-01", 1)], "pm_card_chargeDeclinedInsufficientFunds").to_string().as_bytes(),
+    )
+    .await;
     let (st, mails) = show(stack, &http, "2. Card declined: stock released, no email", &declined, 0).await;
     check("declined card is DECLINED without email", declined.status == 402 && st == "DECLINED" && mails == 0);
 
-    let oos = post_order(&http, api, Some(&key("oos")), order_body(&email("oos"), &[("POSTER-LTD", 2), ("MUG-BLUE", 1)], "pm_card_visa").to_string().as_bytes()).await;
+    let oos =
+        post_order(&http, api, Some(&key("oos")), order_body(&email("oos"), &[("POSTER-LTD", 2), ("MUG-BLUE", 1)], "pm_card_visa").to_string().as_bytes())
+            .await;
     let (st, _) = show(stack, &http, "3. Out of stock: nothing reserved, nothing held", &oos, 0).await;
     check("short stock is OUT_OF_STOCK with no hold", oos.status == 409 && st == "OUT_OF_STOCK" && stack.gateway.intents_for_order(&oos.order_id()).is_empty());
 
-    let fraud = post_order(&http, api, Some(&key("fraud")), order_body(&email("fraud"), &[("WATCH-GOLD", 1)], "pm_card_riskLevelHighest").to_string().as_bytes()).await;
+    let fraud =
+        post_order(&http, api, Some(&key("fraud")), order_body(&email("fraud"), &[("WATCH-GOLD", 1)], "pm_card_riskLevelHighest").to_string().as_bytes()).await;
     let (st, _) = show(stack, &http, "4. Fraud reject: hold voided, stock back", &fraud, 0).await;
-    check("highest risk is REJECTED and the hold voided", st == "REJECTED" && stack.gateway.intents_for_order(&fraud.order_id()).iter().all(|pi| pi["status"] == "canceled"));
+    check(
+        "highest risk is REJECTED and the hold voided",
+        st == "REJECTED" && stack.gateway.intents_for_order(&fraud.order_id()).iter().all(|pi| pi["status"] == "canceled"),
+    );
 
-    let reviewed = post_order(&http, api, Some(&key("review")), order_body(&email("review"), &[("BAG-TOTE", 1)], "pm_card_riskLevelElevated").to_string().as_bytes()).await;
+    let reviewed =
+        post_order(&http, api, Some(&key("review")), order_body(&email("review"), &[("BAG-TOTE", 1)], "pm_card_riskLevelElevated").to_string().as_bytes())
+            .await;
     println!("\n=== 5. Review: UNDER_REVIEW, then an operator approves ===");
     println!("POST /orders -> HTTP {}  status={}", reviewed.status, reviewed.body["status"]);
     let (st, _) = review(&http, stack, &reviewed.order_id(), "approve").await;
@@ -202,7 +227,8 @@ pub async fn run(stack: &Stack) -> Result<(), String> {
     let (st, mails) = show(stack, &http, "5. (continued) after approval it is fulfilled like any other", &reviewed, 5).await;
     check("reviewed order waits UNDER_REVIEW, then is confirmed and delivered", reviewed.status == 202 && st == "DELIVERED" && mails == 5);
 
-    let replay = post_order(&http, api, Some(&key("happy")), order_body(&email("happy"), &[("MUG-BLUE", 2), ("TEE-M", 1)], "pm_card_visa").to_string().as_bytes()).await;
+    let replay =
+        post_order(&http, api, Some(&key("happy")), order_body(&email("happy"), &[("MUG-BLUE", 2), ("TEE-M", 1)], "pm_card_visa").to_string().as_bytes()).await;
     println!("\n=== 6. The storefront retries order 1 with the same Idempotency-Key ===");
     println!("POST /orders -> HTTP {} replayed={} same order={}", replay.status, replay.replayed, replay.order_id() == happy.order_id());
     check("a retried POST replays the first answer", replay.replayed && replay.order_id() == happy.order_id());

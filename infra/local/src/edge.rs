@@ -99,10 +99,7 @@ impl Edge {
 }
 
 pub fn router(edge: Arc<Edge>) -> Router {
-    Router::new()
-        .route("/2015-03-31/functions/{name}/invocations", post(invoke))
-        .fallback(forward)
-        .with_state(edge)
+    Router::new().route("/2015-03-31/functions/{name}/invocations", post(invoke)).fallback(forward).with_state(edge)
 }
 
 async fn invoke(State(edge): State<Arc<Edge>>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
@@ -115,8 +112,15 @@ async fn invoke(State(edge): State<Arc<Edge>>, Path(name): Path<String>, headers
     let payload: Value = if body.is_empty() { json!({}) } else { serde_json::from_slice(&body).unwrap_or(Value::Null) };
     match edge.invoke(&name, payload).await {
         Ok(v) => (StatusCode::OK, [("content-type", "application/json")], v.to_string()).into_response(),
-        Err((t, m)) if t == "ResourceNotFoundException" => (StatusCode::NOT_FOUND, [("x-amzn-errortype", t.as_str())], json!({"Type": "User", "message": m}).to_string()).into_response(),
-        Err((t, m)) => (StatusCode::OK, [("x-amz-function-error", "Unhandled"), ("content-type", "application/json")], json!({"errorType": t, "errorMessage": m}).to_string()).into_response(),
+        Err((t, m)) if t == "ResourceNotFoundException" => {
+            (StatusCode::NOT_FOUND, [("x-amzn-errortype", t.as_str())], json!({"Type": "User", "message": m}).to_string()).into_response()
+        }
+        Err((t, m)) => (
+            StatusCode::OK,
+            [("x-amz-function-error", "Unhandled"), ("content-type", "application/json")],
+            json!({"errorType": t, "errorMessage": m}).to_string(),
+        )
+            .into_response(),
     }
 }
 
@@ -197,7 +201,12 @@ fn access_denied(service: &str, d: &Denial) -> Response {
     let rest = matches!(service, "sesv2" | "lambda");
     let status = if rest { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
     let content_type = if rest { "application/json" } else { "application/x-amz-json-1.0" };
-    let mut resp = (status, [("content-type", content_type), ("x-amzn-errortype", "AccessDeniedException")], json!({"__type": "AccessDeniedException", "message": message, "Message": message}).to_string()).into_response();
+    let mut resp = (
+        status,
+        [("content-type", content_type), ("x-amzn-errortype", "AccessDeniedException")],
+        json!({"__type": "AccessDeniedException", "message": message, "Message": message}).to_string(),
+    )
+        .into_response();
     if service == "sqs" {
         resp.headers_mut().insert("x-amzn-query-error", axum::http::HeaderValue::from_static("AccessDenied;Sender"));
     }
@@ -235,7 +244,9 @@ fn needs_serializing(edge: &Edge, operation: &str, body: &[u8]) -> bool {
 /// moto has no StartSyncExecution: start the execution (moto runs the definition), wait for it to
 /// stop, and answer in the sync API's shape.
 async fn start_sync_execution(edge: &Edge, body: &[u8]) -> Response {
-    let err = |code: &str, msg: String| (StatusCode::BAD_REQUEST, [("content-type", "application/x-amz-json-1.0")], json!({"__type": code, "message": msg}).to_string()).into_response();
+    let err = |code: &str, msg: String| {
+        (StatusCode::BAD_REQUEST, [("content-type", "application/x-amz-json-1.0")], json!({"__type": code, "message": msg}).to_string()).into_response()
+    };
     let Ok(req) = serde_json::from_slice::<Value>(body) else { return err("ValidationException", "bad request body".into()) };
     let arn = req["stateMachineArn"].as_str().unwrap_or_default().to_string();
     let name = req["name"].as_str().map(String::from).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
@@ -264,9 +275,15 @@ async fn start_sync_execution(edge: &Edge, body: &[u8]) -> Response {
                     "input": input,
                     "billingDetails": {"billedDurationInMilliseconds": ((stop - start) * 1000.0).ceil() as i64, "billedMemoryUsedInMB": 64}
                 });
-                if let Some(o) = d.output { out["output"] = json!(o); }
-                if let Some(e) = d.error { out["error"] = json!(e); }
-                if let Some(c) = d.cause { out["cause"] = json!(c); }
+                if let Some(o) = d.output {
+                    out["output"] = json!(o);
+                }
+                if let Some(e) = d.error {
+                    out["error"] = json!(e);
+                }
+                if let Some(c) = d.cause {
+                    out["cause"] = json!(c);
+                }
                 return (StatusCode::OK, [("content-type", "application/x-amz-json-1.0")], out.to_string()).into_response();
             }
             Ok(_) => {}

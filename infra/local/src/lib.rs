@@ -93,6 +93,8 @@ pub struct Stack {
     /// Source queue logical id -> its dead-letter queue's logical id.
     pub dead_letter: BTreeMap<String, String>,
     pub ops_token: String,
+    /// Secret ARN -> value, for `lambda_env` (cargo lambda runs functions outside the stack).
+    secrets_by_arn: BTreeMap<String, String>,
     moto: Mutex<Option<moto::Moto>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -143,7 +145,8 @@ fn iam_policies(t: &template::Template, functions: &BTreeMap<&'static str, Arc<f
 fn machine_refs(t: &template::Template) -> Result<BTreeMap<String, std::collections::BTreeSet<String>>, String> {
     let mut out = BTreeMap::new();
     for m in t.state_machines()? {
-        let mut refs: std::collections::BTreeSet<String> = m.substitutions.values().map(|v| if v.starts_with("http") { iam::queue_arn(v) } else { v.clone() }).collect();
+        let mut refs: std::collections::BTreeSet<String> =
+            m.substitutions.values().map(|v| if v.starts_with("http") { iam::queue_arn(v) } else { v.clone() }).collect();
         let raw = std::fs::read_to_string(&m.definition).map_err(|e| e.to_string())?;
         for part in raw.split("\"Resource\"").skip(1) {
             if let Some(r) = part.split('"').nth(1) {
@@ -188,6 +191,8 @@ impl Stack {
             ("WarehouseApiTokensSecretArn".to_string(), serde_json::to_string(&tokens).map_err(|e| e.to_string())?),
         ]);
         let mut params = provision::create_secrets(&moto_url, &secret_values).await?;
+        let secrets_by_arn: BTreeMap<String, String> =
+            params.iter().filter_map(|(param, arn)| secret_values.get(param).map(|v| (arn.clone(), v.clone()))).collect();
         params.extend([
             ("GatewayBaseUrl".to_string(), gateway_url.clone()),
             ("ReviewTimeoutSeconds".to_string(), opts.review_timeout_seconds.to_string()),
@@ -208,7 +213,8 @@ impl Stack {
         let _ = std::fs::remove_file(opts.log_dir.join("iam-exercised.jsonl"));
         let functions = functions::host_all(&p.template, &edge_url, ext_port)?;
         let policies = iam_policies(&p.template, &functions)?;
-        std::fs::write(opts.log_dir.join("iam-granted.json"), serde_json::to_string_pretty(&policies).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        std::fs::write(opts.log_dir.join("iam-granted.json"), serde_json::to_string_pretty(&policies).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
         let iam = Arc::new(iam::Iam::new(
             policies,
             functions.values().map(|f| (f.identity.access_key_id.clone(), f.name.to_string())).collect(),
@@ -258,7 +264,8 @@ impl Stack {
             if let Some(queue) = f.sqs_source {
                 let url = p.queue_urls.get(&queue).cloned().ok_or_else(|| format!("{}: no queue {queue}", f.logical_id))?;
                 let arn = p.template.get_att(&format!("{queue}.Arn"))?;
-                let name = edge.functions.keys().find(|k| **k == f.binary).copied().ok_or_else(|| format!("{}: function {} is not hosted", f.logical_id, f.binary))?;
+                let name =
+                    edge.functions.keys().find(|k| **k == f.binary).copied().ok_or_else(|| format!("{}: function {} is not hosted", f.logical_id, f.binary))?;
                 tasks.push(pumps::spawn(edge.clone(), moto_sqs.clone(), url, arn, name));
             }
         }
@@ -278,6 +285,7 @@ impl Stack {
             queue_urls: p.queue_urls,
             dead_letter: p.dead_letter,
             ops_token: opts.ops_token,
+            secrets_by_arn,
             moto: Mutex::new(Some(moto)),
             tasks,
         })
@@ -311,6 +319,29 @@ impl Stack {
             }
         }
         OrderReport { calls, calls_by_operation: by_op, states, transitions }
+    }
+
+    /// An env file for `cargo lambda watch --env-file`: every function's settings from the template
+    /// (each reads only its own), the edge as endpoint with operator credentials, and each secret
+    /// given directly (cargo lambda has no Parameters and Secrets extension).
+    pub fn lambda_env(&self) -> String {
+        let mut all = BTreeMap::new();
+        for f in self.edge.functions.values() {
+            for (k, v) in &f.env {
+                if orderflow_shared::env::is_runtime_variable(k) {
+                    continue;
+                }
+                match k.strip_suffix("_SECRET_ARN") {
+                    Some(name) => all.insert(name.to_string(), self.secrets_by_arn.get(v).cloned().unwrap_or_default()),
+                    None => all.insert(k.clone(), v.clone()),
+                };
+            }
+        }
+        all.insert("AWS_ENDPOINT_URL".into(), self.edge_url.clone());
+        all.insert("AWS_REGION".into(), template::REGION.into());
+        all.insert("AWS_ACCESS_KEY_ID".into(), "local".into());
+        all.insert("AWS_SECRET_ACCESS_KEY".into(), "local".into());
+        all.iter().map(|(k, v)| format!("{k}='{v}'\n")).collect()
     }
 
     pub async fn execution_status(&self, machine: &str, order_id: &str) -> Option<String> {

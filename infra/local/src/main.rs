@@ -104,6 +104,11 @@ async fn main() {
             }
         }
         "up" => {
+            let env_file = Options::default().repo.join("target/local/lambda.env");
+            match std::fs::write(&env_file, stack.lambda_env()) {
+                Ok(()) => eprintln!("[local] cargo lambda  cargo lambda watch --env-file {}", env_file.display()),
+                Err(e) => eprintln!("[local] could not write {}: {e}", env_file.display()),
+            }
             eprintln!("[local] ready; operator token: {} ; Ctrl-C to stop", stack.ops_token);
             let _ = tokio::signal::ctrl_c().await;
             eprintln!("[local] stopping");

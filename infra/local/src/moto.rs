@@ -13,7 +13,9 @@ pub fn venv_dir() -> PathBuf {
     if let Ok(p) = std::env::var("ORDERFLOW_VENV") {
         return PathBuf::from(p);
     }
-    let base = std::env::var("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into())).join(".cache"));
+    let base = std::env::var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into())).join(".cache"));
     base.join("orderflow").join(format!("moto-{MOTO_VERSION}-venv"))
 }
 

@@ -30,11 +30,21 @@ pub fn operator_env(endpoint: &str, extra: BTreeMap<String, String>) -> Env {
 impl Ports {
     pub async fn new(endpoint: &str, template: &crate::template::Template) -> Result<Ports, String> {
         let mut names = BTreeMap::new();
-        for (var, id) in [("ORDERS_TABLE", "OrdersTable"), ("INVENTORY_TABLE", "InventoryTable"), ("CATALOG_TABLE", "CatalogTable"), ("LIFECYCLE_STATE_MACHINE_ARN", "LifecycleStateMachine")] {
+        for (var, id) in [
+            ("ORDERS_TABLE", "OrdersTable"),
+            ("INVENTORY_TABLE", "InventoryTable"),
+            ("CATALOG_TABLE", "CatalogTable"),
+            ("LIFECYCLE_STATE_MACHINE_ARN", "LifecycleStateMachine"),
+        ] {
             names.insert(var.to_string(), template.reference(id)?);
         }
         let w = Wiring::new(operator_env(endpoint, names)).await;
         let e = |e: orderflow_shared::ConfigError| e.to_string();
-        Ok(Ports { orders: w.orders().map_err(e)?, stock: w.stock().map_err(e)?, catalog: w.catalog().map_err(e)?, workflows: w.lifecycle_starter().map_err(e)? })
+        Ok(Ports {
+            orders: w.orders().map_err(e)?,
+            stock: w.stock().map_err(e)?,
+            catalog: w.catalog().map_err(e)?,
+            workflows: w.lifecycle_starter().map_err(e)?,
+        })
     }
 }

@@ -1,13 +1,13 @@
 //! Provisioning from infra/template.yaml: the tables, the queues with their dead-letter queues, the
 //! verified SES sender and the state machines (definition files + substitutions), then seed data.
 
+use crate::ports::Ports;
 use crate::template::{substitute, Template};
 use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification};
 use aws_sdk_sfn::types::StateMachineType;
 use aws_sdk_sqs::types::QueueAttributeName;
 use orderflow_shared::domain::fulfillment::Network;
 use orderflow_shared::domain::pricing::{CatalogItem, RateTable};
-use crate::ports::Ports;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -39,7 +39,13 @@ pub async fn provision(sdk: &aws_config::SdkConfig, repo: &Path, params: BTreeMa
     for table in t.tables()? {
         let mut req = ddb.create_table().table_name(&table.name).billing_mode(BillingMode::PayPerRequest);
         for (name, ty) in &table.attributes {
-            req = req.attribute_definitions(AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::from(ty.as_str())).build().map_err(|e| e.to_string())?);
+            req = req.attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(name)
+                    .attribute_type(ScalarAttributeType::from(ty.as_str()))
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            );
         }
         for (name, ty) in &table.keys {
             req = req.key_schema(KeySchemaElement::builder().attribute_name(name).key_type(KeyType::from(ty.as_str())).build().map_err(|e| e.to_string())?);

@@ -33,7 +33,8 @@ pub fn spawn(edge: Arc<Edge>, sqs: aws_sdk_sqs::Client, queue_url: String, queue
             let records: Vec<Value> = msgs
                 .iter()
                 .map(|m| {
-                    let attrs: serde_json::Map<String, Value> = m.attributes.clone().unwrap_or_default().into_iter().map(|(k, v)| (k.as_str().to_string(), json!(v))).collect();
+                    let attrs: serde_json::Map<String, Value> =
+                        m.attributes.clone().unwrap_or_default().into_iter().map(|(k, v)| (k.as_str().to_string(), json!(v))).collect();
                     json!({
                         "messageId": m.message_id, "receiptHandle": m.receipt_handle, "body": m.body,
                         "attributes": attrs, "messageAttributes": {}, "md5OfBody": m.md5_of_body,
@@ -42,7 +43,10 @@ pub fn spawn(edge: Arc<Edge>, sqs: aws_sdk_sqs::Client, queue_url: String, queue
                 })
                 .collect();
             let failed: Vec<String> = match edge.invoke(function, json!({"Records": records})).await {
-                Ok(v) => v["batchItemFailures"].as_array().map(|a| a.iter().filter_map(|f| f["itemIdentifier"].as_str().map(String::from)).collect()).unwrap_or_default(),
+                Ok(v) => v["batchItemFailures"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|f| f["itemIdentifier"].as_str().map(String::from)).collect())
+                    .unwrap_or_default(),
                 // The whole invocation failed: nothing is deleted, everything is retried.
                 Err(_) => msgs.iter().filter_map(|m| m.message_id.clone()).collect(),
             };

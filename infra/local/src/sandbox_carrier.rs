@@ -214,8 +214,10 @@ async fn buy(State(c): State<Arc<Carrier>>, headers: HeaderMap, Path(id): Path<S
             let code = format!("EZ{:010}", 4_000_000_000u64 + n * 7919 % 1_000_000_000);
             s["tracking_code"] = json!(code);
             s["selected_rate"] = rate;
-            s["postage_label"] = json!({"object": "PostageLabel", "label_url": format!("https://labels.sandbox-carrier.local/{idc}.png"), "label_file_type": "image/png"});
-            s["tracker"] = json!({"id": format!("trk_{code}"), "object": "Tracker", "tracking_code": code, "status": "pre_transit", "public_url": public_url(&code)});
+            s["postage_label"] =
+                json!({"object": "PostageLabel", "label_url": format!("https://labels.sandbox-carrier.local/{idc}.png"), "label_file_type": "image/png"});
+            s["tracker"] =
+                json!({"id": format!("trk_{code}"), "object": "Tracker", "tracking_code": code, "status": "pre_transit", "public_url": public_url(&code)});
             if let Some(r) = s["reference"].as_str() {
                 *cc.labels.lock().unwrap().entry(r.to_string()).or_default() += 1;
             }

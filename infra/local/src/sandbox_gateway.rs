@@ -20,10 +20,13 @@ pub const SANDBOX_WEBHOOK_SECRET: &str = "whsec_gateway_local";
 pub const PM_HOLD_EXPIRES_SOON: &str = "pm_card_visa_holdExpiresSoon";
 pub const HOLD_TAIL_SECONDS: i64 = 15;
 
+/// Per Idempotency-Key: the request's fingerprint and, once answered, (status, body).
+type IdempotencyRecord = (String, Option<(u16, String)>);
+
 #[derive(Default)]
 pub struct Gateway {
     pub intents: Mutex<HashMap<String, Value>>,
-    idempotency: Mutex<HashMap<String, (String, Option<(u16, String)>)>>,
+    idempotency: Mutex<HashMap<String, IdempotencyRecord>>,
     /// Cancel transitions actually performed, per intent (tests check "voided exactly once").
     pub cancels: Mutex<HashMap<String, u32>>,
     pub captures: Mutex<HashMap<String, u32>>,
@@ -114,18 +117,45 @@ fn idempotent(gw: &Gateway, headers: &HeaderMap, path: &str, body: &[u8], op: im
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(String::from);
     let Some(key) = key else { return reply(op(), false) };
     if key.len() > 255 {
-        return reply(stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", "idempotency_key_too_long", "Idempotency-Key is longer than 255 characters", json!({})), false);
+        return reply(
+            stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "idempotency_key_too_long",
+                "Idempotency-Key is longer than 255 characters",
+                json!({}),
+            ),
+            false,
+        );
     }
     let fingerprint = hex::encode(<sha2::Sha256 as sha2::Digest>::digest([path.as_bytes(), b"\n", body].concat()));
     {
         let mut map = gw.idempotency.lock().unwrap();
         match map.get(&key) {
             Some((fp, _)) if *fp != fingerprint => {
-                return reply(stripe_error(StatusCode::BAD_REQUEST, "idempotency_error", "idempotency_error", "Keys for idempotent requests can only be used with the same parameters they were first used with.", json!({})), false)
+                return reply(
+                    stripe_error(
+                        StatusCode::BAD_REQUEST,
+                        "idempotency_error",
+                        "idempotency_error",
+                        "Keys for idempotent requests can only be used with the same parameters they were first used with.",
+                        json!({}),
+                    ),
+                    false,
+                )
             }
             Some((_, Some(done))) => return reply((done.0, serde_json::from_str(&done.1).unwrap_or(Value::Null)), true),
             Some((_, None)) => {
-                return reply(stripe_error(StatusCode::CONFLICT, "idempotency_error", "idempotency_key_in_use", "There is currently another in-progress request using this Idempotent Key.", json!({})), false)
+                return reply(
+                    stripe_error(
+                        StatusCode::CONFLICT,
+                        "idempotency_error",
+                        "idempotency_key_in_use",
+                        "There is currently another in-progress request using this Idempotent Key.",
+                        json!({}),
+                    ),
+                    false,
+                )
             }
             None => {
                 map.insert(key.clone(), (fingerprint.clone(), None));
@@ -167,7 +197,9 @@ fn behaviour(pm: &str) -> Option<Behaviour> {
         "pm_card_chargeDeclined" => decline("generic_decline", "0002", "normal"),
         "pm_card_chargeDeclinedInsufficientFunds" => decline("insufficient_funds", "9995", "normal"),
         "pm_card_chargeDeclinedFraudulent" => decline("fraudulent", "0019", "highest"),
-        "pm_card_threeDSecure2Required" | "pm_card_authenticationRequired" => Some(Behaviour { outcome: Ok("requires_action"), risk: "normal", last4: "3220", brand: "visa" }),
+        "pm_card_threeDSecure2Required" | "pm_card_authenticationRequired" => {
+            Some(Behaviour { outcome: Ok("requires_action"), risk: "normal", last4: "3220", brand: "visa" })
+        }
         _ => None,
     }
 }
@@ -182,21 +214,42 @@ async fn create(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes)
         let p = form(&body);
         let amount: i64 = match p.get("amount").and_then(|a| a.parse().ok()) {
             Some(a) if a >= 50 => a,
-            _ => return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", "amount_too_small", "amount must be an integer of at least 50 minor units", json!({"param": "amount"})),
+            _ => {
+                return stripe_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "amount_too_small",
+                    "amount must be an integer of at least 50 minor units",
+                    json!({"param": "amount"}),
+                )
+            }
         };
         let Some(currency) = p.get("currency").filter(|c| c.len() == 3) else {
-            return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", "parameter_missing", "Missing required param: currency.", json!({"param": "currency"}));
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "parameter_missing",
+                "Missing required param: currency.",
+                json!({"param": "currency"}),
+            );
         };
         let pm = p.get("payment_method").cloned().unwrap_or_default();
         let Some(b) = behaviour(&pm) else {
-            return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", "resource_missing", &format!("No such PaymentMethod: '{pm}'"), json!({"param": "payment_method"}));
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "resource_missing",
+                &format!("No such PaymentMethod: '{pm}'"),
+                json!({"param": "payment_method"}),
+            );
         };
         let manual = p.get("capture_method").map(String::as_str) == Some("manual");
         let id = format!("pi_{}", &uuid::Uuid::new_v4().simple().to_string()[..24]);
         let charge_id = format!("ch_{}", &uuid::Uuid::new_v4().simple().to_string()[..24]);
         let now = chrono::Utc::now().timestamp();
         let fingerprint = format!("fp_{}", &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(pm.as_bytes()))[..16]);
-        let metadata: serde_json::Map<String, Value> = p.iter().filter_map(|(k, v)| k.strip_prefix("metadata[").and_then(|r| r.strip_suffix(']')).map(|k| (k.to_string(), json!(v)))).collect();
+        let metadata: serde_json::Map<String, Value> =
+            p.iter().filter_map(|(k, v)| k.strip_prefix("metadata[").and_then(|r| r.strip_suffix(']')).map(|k| (k.to_string(), json!(v)))).collect();
         // Multicapture only when asked for at creation, on an IC+ account, for a brand that has it.
         let asked = p.get("payment_method_options[card][request_multicapture]").map(String::as_str) == Some("if_available");
         let ic_plus = !g.standard_pricing.load(std::sync::atomic::Ordering::Relaxed);
@@ -223,7 +276,13 @@ async fn create(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes)
             pi["latest_charge"] = json!(charge_id);
         }
         match b.outcome {
-            Err((code, decline_code)) => stripe_error(StatusCode::PAYMENT_REQUIRED, "card_error", code, "Your card was declined.", json!({"decline_code": decline_code, "payment_intent": pi})),
+            Err((code, decline_code)) => stripe_error(
+                StatusCode::PAYMENT_REQUIRED,
+                "card_error",
+                code,
+                "Your card was declined.",
+                json!({"decline_code": decline_code, "payment_intent": pi}),
+            ),
             Ok(_) => (200, pi),
         }
     })
@@ -235,7 +294,10 @@ async fn retrieve(State(gw): State<Arc<Gateway>>, headers: HeaderMap, Path(id): 
     }
     match gw.intents.lock().unwrap().get(&id) {
         Some(pi) => reply((200, pi.clone()), false),
-        None => reply(stripe_error(StatusCode::NOT_FOUND, "invalid_request_error", "resource_missing", &format!("No such payment_intent: '{id}'"), json!({})), false),
+        None => reply(
+            stripe_error(StatusCode::NOT_FOUND, "invalid_request_error", "resource_missing", &format!("No such payment_intent: '{id}'"), json!({})),
+            false,
+        ),
     }
 }
 
@@ -252,8 +314,13 @@ async fn search(State(gw): State<Arc<Gateway>>, headers: HeaderMap, Query(q): Qu
 
 fn unexpected(pi: &Value, action: &str) -> (u16, Value) {
     let st = pi["status"].as_str().unwrap_or("");
-    stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", "payment_intent_unexpected_state",
-        &format!("You cannot {action} this PaymentIntent because it has a status of {st}."), json!({"payment_intent": pi}))
+    stripe_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        "payment_intent_unexpected_state",
+        &format!("You cannot {action} this PaymentIntent because it has a status of {st}."),
+        json!({"payment_intent": pi}),
+    )
 }
 
 async fn capture(State(gw): State<Arc<Gateway>>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
@@ -275,7 +342,13 @@ async fn capture_inner(gw: Arc<Gateway>, headers: HeaderMap, id: String, body: B
             return stripe_error(StatusCode::NOT_FOUND, "invalid_request_error", "resource_missing", &format!("No such payment_intent: '{id}'"), json!({}));
         };
         if pi["status"] == "succeeded" {
-            return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", "charge_already_captured", "This PaymentIntent has already been captured.", json!({"payment_intent": pi.clone()}));
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "charge_already_captured",
+                "This PaymentIntent has already been captured.",
+                json!({"payment_intent": pi.clone()}),
+            );
         }
         if pi["status"] != "requires_capture" {
             return unexpected(pi, "capture");
@@ -283,20 +356,44 @@ async fn capture_inner(gw: Arc<Gateway>, headers: HeaderMap, id: String, body: B
         let capturable = pi["amount_capturable"].as_i64().unwrap_or(0);
         let amount = p.get("amount_to_capture").and_then(|a| a.parse::<i64>().ok()).unwrap_or(capturable);
         if amount <= 0 || amount > capturable {
-            return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", "amount_too_large", "amount_to_capture must be positive and at most amount_capturable", json!({"param": "amount_to_capture"}));
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "amount_too_large",
+                "amount_to_capture must be positive and at most amount_capturable",
+                json!({"param": "amount_to_capture"}),
+            );
         }
         if pi["latest_charge"]["payment_method_details"]["card"]["capture_before"].as_i64().is_some_and(|cb| cb < chrono::Utc::now().timestamp()) {
-            return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", "charge_expired_for_capture", "The hold on this PaymentIntent has expired.", json!({"payment_intent": pi.clone()}));
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "charge_expired_for_capture",
+                "The hold on this PaymentIntent has expired.",
+                json!({"payment_intent": pi.clone()}),
+            );
         }
         // Multicapture: `final_capture=false` keeps the rest held; otherwise (or when nothing is
         // left) the intent succeeds and the rest of the hold is released. Stripe refuses
         // final_capture=false on a charge without multicapture, and a 51st capture.
         let keep_rest = p.get("final_capture").map(String::as_str) == Some("false");
         if keep_rest && pi["latest_charge"]["payment_method_details"]["card"]["multicapture"]["status"] != "available" {
-            return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", "parameter_invalid", "final_capture=false is only allowed when multicapture is available on the PaymentIntent's charge.", json!({"param": "final_capture"}));
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "parameter_invalid",
+                "final_capture=false is only allowed when multicapture is available on the PaymentIntent's charge.",
+                json!({"param": "final_capture"}),
+            );
         }
         if g.captures.lock().unwrap().get(&id).copied().unwrap_or(0) >= MAX_CAPTURES {
-            return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", "parameter_invalid", "A PaymentIntent can be captured at most 50 times.", json!({}));
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "parameter_invalid",
+                "A PaymentIntent can be captured at most 50 times.",
+                json!({}),
+            );
         }
         let received = pi["amount_received"].as_i64().unwrap_or(0) + amount;
         let left = capturable - amount;

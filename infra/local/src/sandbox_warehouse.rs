@@ -35,7 +35,10 @@ impl PickMessage {
     }
     /// (sku, quantity) still open on this pick list.
     pub fn lines(&self) -> Vec<(String, i64)> {
-        self.body["pickList"]["lines"].as_array().map(|a| a.iter().map(|l| (l["sku"].as_str().unwrap_or_default().to_string(), l["quantity"].as_i64().unwrap_or(0))).collect()).unwrap_or_default()
+        self.body["pickList"]["lines"]
+            .as_array()
+            .map(|a| a.iter().map(|l| (l["sku"].as_str().unwrap_or_default().to_string(), l["quantity"].as_i64().unwrap_or(0))).collect())
+            .unwrap_or_default()
     }
     /// The partner API request reporting `lines` as one parcel.
     pub fn report(&self, shipment_id: &str, lines: &[(String, i64)]) -> Value {

@@ -118,7 +118,9 @@ impl Template {
             Some("AWS::DynamoDB::Table") => Ok(id.to_string()),
             Some("AWS::SQS::Queue") => self.queue_urls.get(id).cloned().ok_or_else(|| format!("queue {id} not created yet")),
             Some("AWS::Serverless::Function") => self.function_binary(id).ok_or_else(|| format!("function {id} has no Binary")),
-            Some("AWS::Serverless::StateMachine") => Ok(format!("arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{}", self.resolve(&self.doc["Resources"][id]["Properties"]["Name"])?)),
+            Some("AWS::Serverless::StateMachine") => {
+                Ok(format!("arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{}", self.resolve(&self.doc["Resources"][id]["Properties"]["Name"])?))
+            }
             Some(other) => Ok(format!("{id} ({other})")),
             None => Err(format!("!Ref {id}: no such parameter or resource")),
         }
@@ -241,7 +243,10 @@ impl Template {
             .into_iter()
             .map(|(id, r)| {
                 let sqs_source = r["Properties"]["Events"].as_mapping().and_then(|events| {
-                    events.values().find(|e| e["Type"].as_str() == Some("SQS")).and_then(|e| tag_of(&e["Properties"]["Queue"]).map(|(_, q)| s(q).trim_end_matches(".Arn").to_string()))
+                    events
+                        .values()
+                        .find(|e| e["Type"].as_str() == Some("SQS"))
+                        .and_then(|e| tag_of(&e["Properties"]["Queue"]).map(|(_, q)| s(q).trim_end_matches(".Arn").to_string()))
                 });
                 Function { binary: self.function_binary(&id).unwrap_or_default(), logical_id: id, sqs_source }
             })
@@ -285,11 +290,16 @@ impl Template {
         for p in self.doc["Resources"][logical_id]["Properties"]["Policies"].as_sequence().into_iter().flatten() {
             let statements = p["Statement"].as_sequence().ok_or_else(|| format!("{logical_id}: only inline Statement policies are supported locally"))?;
             for st in statements {
-                out.push(crate::iam::Statement { allow: st["Effect"].as_str() != Some("Deny"), actions: list(&st["Action"])?, resources: list(&st["Resource"])? });
+                out.push(crate::iam::Statement {
+                    allow: st["Effect"].as_str() != Some("Deny"),
+                    actions: list(&st["Action"])?,
+                    resources: list(&st["Resource"])?,
+                });
             }
         }
         Ok(out)
-    }}
+    }
+}
 
 /// Replace every ${Name} of an ASL definition; an unknown placeholder is an error.
 pub fn substitute(definition: &str, subs: &BTreeMap<String, String>) -> Result<String, String> {

@@ -14,9 +14,9 @@
 use crate::domain::fraud::FraudAssessment;
 use crate::domain::fulfillment::{tracking_is_final, tracking_rank, Allocation, Network};
 use crate::domain::order::{now_rfc3339, Dispatch, Order, OrderStatus, PaymentRecord, Shipment, StockShortage, TimelineEntry};
-use crate::money::Money;
 use crate::domain::pricing::{CatalogItem, RateTable};
 use crate::error::StepError;
+use crate::money::Money;
 use crate::ports::*;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, Select, TransactWriteItem, Update};
@@ -73,10 +73,13 @@ impl DynamoOrders {
             expr.push("timeline = list_append(timeline, :ev)".into());
             req = req.expression_attribute_values(":ev", AttributeValue::L(vec![av(&ev)?]));
         }
-        req.update_expression(format!("SET {}", expr.join(", ")))
-            .send()
-            .await
-            .map_err(|e| if is_ccf(&e) { StepError::InvalidInput(format!("order {order_id} not found")) } else { StepError::from_sdk("orders.update", e) })?;
+        req.update_expression(format!("SET {}", expr.join(", "))).send().await.map_err(|e| {
+            if is_ccf(&e) {
+                StepError::InvalidInput(format!("order {order_id} not found"))
+            } else {
+                StepError::from_sdk("orders.update", e)
+            }
+        })?;
         Ok(())
     }
 }
@@ -276,7 +279,14 @@ impl OrderRepository for DynamoOrders {
 
 impl DynamoOrders {
     /// SET `<root>[.<key>].<field> = value` for each field (the parent map must exist).
-    async fn nested_update(&self, order_id: &str, root: &str, key: Option<&str>, fields: Vec<(&str, serde_json::Value)>, event: Option<TimelineEntry>) -> Result<()> {
+    async fn nested_update(
+        &self,
+        order_id: &str,
+        root: &str,
+        key: Option<&str>,
+        fields: Vec<(&str, serde_json::Value)>,
+        event: Option<TimelineEntry>,
+    ) -> Result<()> {
         let mut expr = vec!["updated_at = :now".to_string()];
         let prefix = if key.is_some() { "#root.#key" } else { "#root" };
         let mut req = self
@@ -298,10 +308,13 @@ impl DynamoOrders {
             expr.push("timeline = list_append(timeline, :ev)".into());
             req = req.expression_attribute_values(":ev", AttributeValue::L(vec![av(&ev)?]));
         }
-        req.update_expression(format!("SET {}", expr.join(", ")))
-            .send()
-            .await
-            .map_err(|e| if is_ccf(&e) { StepError::InvalidInput(format!("order {order_id} has no {root} {}", key.unwrap_or(""))) } else { StepError::from_sdk("orders.nested_update", e) })?;
+        req.update_expression(format!("SET {}", expr.join(", "))).send().await.map_err(|e| {
+            if is_ccf(&e) {
+                StepError::InvalidInput(format!("order {order_id} has no {root} {}", key.unwrap_or("")))
+            } else {
+                StepError::from_sdk("orders.nested_update", e)
+            }
+        })?;
         Ok(())
     }
 }
@@ -324,7 +337,10 @@ const CONFLICT_ATTEMPTS: u32 = 12;
 /// The per-item cancellation codes of a cancelled transaction ("None", "ConditionalCheckFailed",
 /// "TransactionConflict", ...), in request order; any other error is returned as a StepError.
 fn cancellation_reasons(
-    e: aws_smithy_runtime_api::client::result::SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, aws_smithy_runtime_api::http::Response>,
+    e: aws_smithy_runtime_api::client::result::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        aws_smithy_runtime_api::http::Response,
+    >,
     context: &str,
 ) -> Result<Vec<String>> {
     use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -438,7 +454,8 @@ impl StockLedger for DynamoInventory {
                 };
             }
             // Reasons 1.. are the SKUs, in `wanted` order: a failed condition means too little stock.
-            let short_skus: Vec<(&String, &i64)> = wanted.iter().zip(reasons.iter().skip(1)).filter(|(_, r)| r.as_str() == "ConditionalCheckFailed").map(|(w, _)| w).collect();
+            let short_skus: Vec<(&String, &i64)> =
+                wanted.iter().zip(reasons.iter().skip(1)).filter(|(_, r)| r.as_str() == "ConditionalCheckFailed").map(|(w, _)| w).collect();
             if !short_skus.is_empty() {
                 let mut short = Vec::new();
                 for (sku, q) in short_skus {
@@ -515,7 +532,12 @@ impl StockLedger for DynamoInventory {
             .send()
             .await
             .map_err(|e| StepError::from_sdk("inventory.level", e))?;
-        Ok(out.item.map(|i| StockLevel { available: num(&i, "available"), reserved: num(&i, "reserved"), shipped: num(&i, "shipped"), received: num(&i, "received") }))
+        Ok(out.item.map(|i| StockLevel {
+            available: num(&i, "available"),
+            reserved: num(&i, "reserved"),
+            shipped: num(&i, "shipped"),
+            received: num(&i, "received"),
+        }))
     }
 
     async fn receive(&self, sku: &str, warehouse: &str, quantity: i64, receipt_key: &str) -> Result<bool> {
@@ -565,7 +587,8 @@ impl StockLedger for DynamoInventory {
             let mut attempts = 0;
             while let Some(req) = pending.take().filter(|r| !r.is_empty()) {
                 attempts += 1;
-                let res = self.client.batch_get_item().set_request_items(Some(req)).send().await.map_err(|e| StepError::from_sdk("inventory.warehouse_stock", e))?;
+                let res =
+                    self.client.batch_get_item().set_request_items(Some(req)).send().await.map_err(|e| StepError::from_sdk("inventory.warehouse_stock", e))?;
                 for item in res.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
                     let sku = item.get("sku").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
                     let wh = item.get("warehouse").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
@@ -633,7 +656,14 @@ impl StockLedger for DynamoInventory {
         )?];
         for a in plan {
             for (sku, q) in &a.lines {
-                items.push(stock_move(&self.table, sku, &a.warehouse, "SET available = available - :q, allocated = allocated + :q", Some("available >= :q"), *q)?);
+                items.push(stock_move(
+                    &self.table,
+                    sku,
+                    &a.warehouse,
+                    "SET available = available - :q, allocated = allocated + :q",
+                    Some("available >= :q"),
+                    *q,
+                )?);
             }
         }
         if items.len() > 100 {
@@ -725,7 +755,14 @@ impl StockLedger for DynamoInventory {
                 .expression_attribute_values(":routed", s("ROUTED"))
                 .expression_attribute_values(":v", n(version))
                 .expression_attribute_values(":one", n(1))
-                .expression_attribute_values(":info", AttributeValue::M(HashMap::from([("amount".to_string(), n(amount)), ("warehouse".to_string(), s(warehouse)), ("at".to_string(), s(now_rfc3339()))])));
+                .expression_attribute_values(
+                    ":info",
+                    AttributeValue::M(HashMap::from([
+                        ("amount".to_string(), n(amount)),
+                        ("warehouse".to_string(), s(warehouse)),
+                        ("at".to_string(), s(now_rfc3339())),
+                    ])),
+                );
             let mut sets = vec!["shipments.#sid = :info".to_string(), "version = version + :one".to_string()];
             for (i, (sku, q)) in lines.iter().enumerate() {
                 sets.push(format!("shipped.#k{i} = shipped.#k{i} + :q{i}"));
@@ -733,7 +770,14 @@ impl StockLedger for DynamoInventory {
             }
             let mut items = vec![tx_update(upd.update_expression(format!("SET {}", sets.join(", "))))?];
             for (sku, q) in lines {
-                items.push(stock_move(&self.table, sku, warehouse, "SET allocated = allocated - :q, shipped = if_not_exists(shipped, :zero) + :q", Some("allocated >= :q"), *q)?);
+                items.push(stock_move(
+                    &self.table,
+                    sku,
+                    warehouse,
+                    "SET allocated = allocated - :q, shipped = if_not_exists(shipped, :zero) + :q",
+                    Some("allocated >= :q"),
+                    *q,
+                )?);
                 items.push(sku_move(&self.table, sku, "SET reserved = reserved - :q, shipped = if_not_exists(shipped, :zero) + :q", *q)?);
             }
             let reasons = match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
@@ -1032,14 +1076,7 @@ impl Catalog for DynamoCatalog {
 impl DynamoCatalog {
     /// Store-wide settings live as one JSON document in one item (`RATES`, `WAREHOUSES`).
     async fn get_document<T: serde::de::DeserializeOwned>(&self, pk: &str, attr: &str) -> Result<T> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(pk))
-            .send()
-            .await
-            .map_err(|e| StepError::from_sdk("catalog.get_document", e))?;
+        let out = self.client.get_item().table_name(&self.table).key("pk", s(pk)).send().await.map_err(|e| StepError::from_sdk("catalog.get_document", e))?;
         let json = out
             .item
             .and_then(|i| i.get(attr).and_then(|v| v.as_s().ok()).cloned())
@@ -1116,7 +1153,11 @@ impl IdempotencyStore for DynamoIdempotency {
             (Some(st), Some(body)) => Some((st.parse().unwrap_or(500), body)),
             _ => None,
         };
-        Ok(Claim::Existing(IdempotencyRecord { request_hash: get("request_hash").unwrap_or_default(), order_id: get("order_id").unwrap_or_default(), response }))
+        Ok(Claim::Existing(IdempotencyRecord {
+            request_hash: get("request_hash").unwrap_or_default(),
+            order_id: get("order_id").unwrap_or_default(),
+            response,
+        }))
     }
 
     async fn complete(&self, key: &str, status: u16, body: &str) -> Result<()> {
@@ -1136,7 +1177,13 @@ impl IdempotencyStore for DynamoIdempotency {
     }
 
     async fn abandon(&self, key: &str) -> Result<()> {
-        self.client.delete_item().table_name(&self.table).key("pk", s(idem_key(key))).send().await.map_err(|e| StepError::from_sdk("idempotency.abandon", e))?;
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(idem_key(key)))
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("idempotency.abandon", e))?;
         Ok(())
     }
 }
@@ -1283,4 +1330,3 @@ impl VelocityCounter for DynamoVelocity {
         Ok(out.count.max(0) as u32)
     }
 }
-

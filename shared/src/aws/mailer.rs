@@ -25,7 +25,11 @@ impl Mailer for SesMailer {
             .send_email()
             .from_email_address(&self.from)
             .destination(Destination::builder().to_addresses(to).build())
-            .content(EmailContent::builder().simple(Message::builder().subject(content(subject)?).body(Body::builder().text(content(text)?).build()).build()).build())
+            .content(
+                EmailContent::builder()
+                    .simple(Message::builder().subject(content(subject)?).body(Body::builder().text(content(text)?).build()).build())
+                    .build(),
+            )
             .send()
             .await
             .map_err(|e| StepError::from_sdk("ses.send_email", e))?;

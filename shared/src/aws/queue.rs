@@ -17,13 +17,7 @@ impl SqsQueue {
 #[async_trait]
 impl Queue for SqsQueue {
     async fn send(&self, queue_url: &str, body: &serde_json::Value) -> Result<()> {
-        self.client
-            .send_message()
-            .queue_url(queue_url)
-            .message_body(body.to_string())
-            .send()
-            .await
-            .map_err(|e| StepError::from_sdk("sqs.send", e))?;
+        self.client.send_message().queue_url(queue_url).message_body(body.to_string()).send().await.map_err(|e| StepError::from_sdk("sqs.send", e))?;
         Ok(())
     }
 

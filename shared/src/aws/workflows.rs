@@ -45,7 +45,12 @@ impl Intercept for LocalEndpointHostFix {
     fn name(&self) -> &'static str {
         "LocalEndpointHostFix"
     }
-    fn modify_before_transmit(&self, ctx: &mut BeforeTransmitInterceptorContextMut<'_>, _rc: &RuntimeComponents, _cfg: &mut ConfigBag) -> std::result::Result<(), BoxError> {
+    fn modify_before_transmit(
+        &self,
+        ctx: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
         let uri = ctx.request().uri().to_string();
         if let Some(fixed) = uri.strip_prefix("http://sync-").map(|rest| format!("http://{rest}")) {
             ctx.request_mut().set_uri(fixed.as_str()).map_err(|e| BoxError::from(format!("{e:?}")))?;
@@ -86,22 +91,16 @@ impl Workflows for SfnWorkflows {
     }
 
     async fn send_task_success(&self, token: &str, output: &serde_json::Value) -> Result<()> {
-        self.client
-            .send_task_success()
-            .task_token(token)
-            .output(output.to_string())
-            .send()
-            .await
-            .map_err(|e| {
-                // A token that is no longer waiting (used, timed out, execution ended) is the
-                // caller's business, not a transient failure.
-                let gone = e.as_service_error().is_some_and(|se| se.is_task_timed_out() || se.is_invalid_token() || se.is_task_does_not_exist());
-                if gone {
-                    StepError::InvalidState(format!("task token no longer waiting: {}", e.as_service_error().map(|se| se.to_string()).unwrap_or_default()))
-                } else {
-                    StepError::from_sdk("sfn.send_task_success", e)
-                }
-            })?;
+        self.client.send_task_success().task_token(token).output(output.to_string()).send().await.map_err(|e| {
+            // A token that is no longer waiting (used, timed out, execution ended) is the
+            // caller's business, not a transient failure.
+            let gone = e.as_service_error().is_some_and(|se| se.is_task_timed_out() || se.is_invalid_token() || se.is_task_does_not_exist());
+            if gone {
+                StepError::InvalidState(format!("task token no longer waiting: {}", e.as_service_error().map(|se| se.to_string()).unwrap_or_default()))
+            } else {
+                StepError::from_sdk("sfn.send_task_success", e)
+            }
+        })?;
         Ok(())
     }
 }

@@ -78,7 +78,11 @@ pub fn parse_body(body: &[u8]) -> Result<PlaceOrderRequest, Invalid> {
         let msg = e.to_string();
         if msg.starts_with("unknown field") {
             let field = msg.split('`').nth(1).unwrap_or("").to_string();
-            Invalid { code: "unknown_field", field: Some(field.clone()), message: format!("field '{field}' is not accepted; prices, totals and status are computed by the server") }
+            Invalid {
+                code: "unknown_field",
+                field: Some(field.clone()),
+                message: format!("field '{field}' is not accepted; prices, totals and status are computed by the server"),
+            }
         } else if e.is_syntax() || e.is_eof() {
             Invalid { code: "invalid_json", field: None, message: format!("body is not valid JSON: {msg}") }
         } else {
@@ -104,13 +108,21 @@ pub fn validate(req: PlaceOrderRequest) -> Result<ValidOrder, Invalid> {
             return Err(Invalid::new("invalid_sku", format!("lines[{i}].sku"), "a SKU is 1-64 letters, digits, '-' or '_'"));
         }
         if !(1..=MAX_QUANTITY).contains(&l.quantity) {
-            return Err(Invalid::new("invalid_quantity", format!("lines[{i}].quantity"), format!("quantity must be between 1 and {MAX_QUANTITY}, got {}", l.quantity)));
+            return Err(Invalid::new(
+                "invalid_quantity",
+                format!("lines[{i}].quantity"),
+                format!("quantity must be between 1 and {MAX_QUANTITY}, got {}", l.quantity),
+            ));
         }
         lines.push(RequestedLine { sku, quantity: l.quantity });
     }
     let pm = req.payment_method.trim();
     if !(pm.starts_with("pm_") && pm.len() <= 128 && pm.len() > 3 && pm.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')) {
-        return Err(Invalid::new("invalid_payment_method", "payment_method", "payment_method must be a gateway payment-method token (pm_...); card details are never accepted"));
+        return Err(Invalid::new(
+            "invalid_payment_method",
+            "payment_method",
+            "payment_method must be a gateway payment-method token (pm_...); card details are never accepted",
+        ));
     }
     let shipping_method = req.shipping_method.unwrap_or_else(|| "standard".into()).trim().to_ascii_lowercase();
     if let Some(n) = &req.notes {
@@ -140,7 +152,9 @@ fn validate_address(a: AddressInput, field: &str) -> Result<Address, Invalid> {
     };
     let opt = |v: Option<String>, name: &str| -> Result<Option<String>, Invalid> {
         match v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) {
-            Some(s) if s.chars().count() > 200 => Err(Invalid::new("invalid_address", format!("{field}.{name}"), format!("{field}.{name} is at most 200 characters"))),
+            Some(s) if s.chars().count() > 200 => {
+                Err(Invalid::new("invalid_address", format!("{field}.{name}"), format!("{field}.{name} is at most 200 characters")))
+            }
             other => Ok(other),
         }
     };
@@ -186,8 +200,7 @@ pub fn contains_card_number(body: &[u8]) -> bool {
         let b = body.get(i).copied();
         match b {
             Some(d) if d.is_ascii_digit() => digits.push(d - b'0'),
-            Some(b' ') | Some(b'-')
-                if !digits.is_empty() && body.get(i + 1).is_some_and(|n| n.is_ascii_digit()) => {}
+            Some(b' ') | Some(b'-') if !digits.is_empty() && body.get(i + 1).is_some_and(|n| n.is_ascii_digit()) => {}
             _ => {
                 if run_has_card(&digits) {
                     return true;
@@ -217,7 +230,7 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
         }
         sum += v;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 #[cfg(test)]

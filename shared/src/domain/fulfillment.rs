@@ -60,7 +60,12 @@ pub struct Unroutable {
 ///    train, one label per parcel, the customer gets one delivery).
 /// 2. Otherwise split: repeatedly take the warehouse that covers the most remaining units (nearest
 ///    first on ties) and give it everything it can cover. Fewest shipments, then shortest distance.
-pub fn route(network: &Network, to: &Address, wanted: &BTreeMap<String, i64>, stock: &HashMap<String, HashMap<String, i64>>) -> Result<Vec<Allocation>, Unroutable> {
+pub fn route(
+    network: &Network,
+    to: &Address,
+    wanted: &BTreeMap<String, i64>,
+    stock: &HashMap<String, HashMap<String, i64>>,
+) -> Result<Vec<Allocation>, Unroutable> {
     let free = |wh: &str, sku: &str| stock.get(wh).and_then(|m| m.get(sku)).copied().unwrap_or(0).max(0);
     let mut by_distance: Vec<&Warehouse> = network.warehouses.iter().collect();
     by_distance.sort_by(|a, b| a.zone_for(to).cmp(&b.zone_for(to)).then_with(|| a.id.cmp(&b.id)));

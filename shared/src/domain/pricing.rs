@@ -1,8 +1,8 @@
 //! Server-side pricing: unit prices from the catalog, shipping and tax from the rate tables.
 //! Whatever prices a client sends are never read (the request type has no field for them).
 
-use crate::money::{Currency, Money, MoneyError};
 use super::order::{PricedLine, Totals};
+use crate::money::{Currency, Money, MoneyError};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -106,23 +106,17 @@ pub fn quote(
     today: chrono::NaiveDate,
 ) -> Result<Quote, PricingError> {
     let currency = Currency::parse(&rates.currency).ok_or_else(|| PricingError::BadCurrency(rates.currency.clone()))?;
-    let country_rates = rates
-        .countries
-        .get(country)
-        .ok_or_else(|| PricingError::UnsupportedDestination(country.to_string()))?;
-    let ship = country_rates.shipping.get(method).ok_or_else(|| PricingError::UnsupportedShippingMethod {
-        method: method.to_string(),
-        country: country.to_string(),
-    })?;
+    let country_rates = rates.countries.get(country).ok_or_else(|| PricingError::UnsupportedDestination(country.to_string()))?;
+    let ship = country_rates
+        .shipping
+        .get(method)
+        .ok_or_else(|| PricingError::UnsupportedShippingMethod { method: method.to_string(), country: country.to_string() })?;
 
     let mut lines = Vec::with_capacity(requested.len());
     let mut subtotal = Money::zero(currency);
     let mut units: i64 = 0;
     for (index, line) in requested.iter().enumerate() {
-        let item = catalog
-            .get(&line.sku)
-            .filter(|i| i.active)
-            .ok_or_else(|| PricingError::UnknownSku { index, sku: line.sku.clone() })?;
+        let item = catalog.get(&line.sku).filter(|i| i.active).ok_or_else(|| PricingError::UnknownSku { index, sku: line.sku.clone() })?;
         let unit_price = Money::new(item.unit_price_minor, currency);
         let line_total = unit_price.checked_mul(line.quantity)?;
         subtotal = subtotal.checked_add(line_total)?;
