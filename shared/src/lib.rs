@@ -7,6 +7,8 @@ pub mod dispatch;
 pub mod domain;
 pub mod env;
 pub mod error;
+#[cfg(any(test, feature = "fakes"))]
+pub mod fakes;
 pub mod gateway;
 #[cfg(feature = "http")]
 pub mod http;

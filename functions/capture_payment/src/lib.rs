@@ -77,3 +77,45 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Captured, StepError> {
 pub async fn invoke(deps: &Deps, payload: serde_json::Value) -> Result<serde_json::Value, StepError> {
     orderflow_shared::lambda::invoke_json("capture_payment", payload, |i| handle(deps, i)).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orderflow_shared::dispatch::ShipmentRef;
+    use orderflow_shared::fakes::{shipped_order, InMemoryOrders, RecordingGateway};
+
+    fn deps(order: orderflow_shared::domain::order::Order) -> (Deps, Arc<InMemoryOrders>, Arc<RecordingGateway>) {
+        let orders = Arc::new(InMemoryOrders::with(order));
+        let gateway = Arc::new(RecordingGateway::default());
+        (Deps { orders: orders.clone(), gateway: gateway.clone() }, orders, gateway)
+    }
+
+    fn input(shipment: &str) -> Input {
+        Input { order_id: "ord_1".into(), shipment: ShipmentRef { shipment_id: shipment.into() } }
+    }
+
+    #[tokio::test]
+    async fn with_multicapture_each_parcel_is_captured_keeping_the_rest_held_once_however_often_replayed() {
+        let (d, orders, gw) = deps(shipped_order("ord_1", 10_000, Some(true), &[("P1", 6_000)]));
+        for _ in 0..5 {
+            handle(&d, input("P1")).await.unwrap();
+        }
+        let reqs = gw.requests();
+        assert_eq!(reqs.len(), 1, "the stored capture answers the replays: {reqs:?}");
+        assert_eq!((reqs[0].amount_minor, reqs[0].final_capture, reqs[0].idempotency_key.as_str()), (6_000, Some(false), "ord_1:capture:P1"));
+        assert_eq!(orders.order("ord_1").payment.unwrap().captured_minor, 6_000);
+    }
+
+    #[tokio::test]
+    async fn without_multicapture_a_parcel_is_owed_and_nothing_is_sent_to_the_gateway() {
+        for multicapture in [Some(false), None] {
+            let (d, orders, gw) = deps(shipped_order("ord_1", 10_000, multicapture, &[("P1", 6_000)]));
+            let out = handle(&d, input("P1")).await.unwrap();
+            assert_eq!(out.amount_minor, 0);
+            assert!(gw.requests().is_empty(), "a partial capture would release the rest of the hold");
+            let o = orders.order("ord_1");
+            assert_eq!(o.shipments["P1"].capture_deferred.map(|m| m.minor), Some(6_000));
+            assert_eq!(o.payment.unwrap().captured_minor, 0);
+        }
+    }
+}

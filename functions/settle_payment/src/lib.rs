@@ -138,3 +138,44 @@ async fn capture_deferred(
 pub async fn invoke(deps: &Deps, payload: serde_json::Value) -> Result<serde_json::Value, StepError> {
     orderflow_shared::lambda::invoke_json("settle_payment", payload, |i| handle(deps, i)).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orderflow_shared::fakes::{shipped_order, InMemoryOrders, RecordingGateway};
+
+    #[tokio::test]
+    async fn owed_parcels_are_captured_in_one_final_capture_once_however_often_settle_runs() {
+        let mut order = shipped_order("ord_1", 10_000, Some(false), &[("P1", 6_000), ("P2", 4_000)]);
+        for s in order.shipments.values_mut() {
+            s.capture_deferred = s.amount;
+        }
+        let orders = Arc::new(InMemoryOrders::with(order));
+        let gw = Arc::new(RecordingGateway::default());
+        let d = Deps { orders: orders.clone(), gateway: gw.clone(), hold_expiry_margin_seconds: 86_400 };
+        for _ in 0..3 {
+            let out = handle(&d, Input { order_id: "ord_1".into(), error: None }).await.unwrap();
+            assert_eq!(out.captured_minor, 10_000);
+        }
+        let captures: Vec<_> = gw.requests().into_iter().filter(|r| r.operation == "capture").collect();
+        assert_eq!(captures.len(), 1, "{captures:?}");
+        assert_eq!((captures[0].amount_minor, captures[0].final_capture, captures[0].idempotency_key.as_str()), (10_000, Some(true), "ord_1:capture-shipped"));
+        assert!(gw.requests().iter().all(|r| r.operation != "void"), "the final capture released the rest; no cancel");
+        let o = orders.order("ord_1");
+        assert!(o.shipments.values().all(|s| s.captured == s.capture_deferred));
+        assert_eq!(o.payment.unwrap().captured_minor, 10_000);
+    }
+
+    #[tokio::test]
+    async fn on_the_stall_path_what_shipped_is_captured_and_the_order_is_partially_fulfilled() {
+        let mut order = shipped_order("ord_1", 10_000, Some(false), &[("P1", 6_000)]);
+        order.shipments.get_mut("P1").unwrap().capture_deferred = Some(Money::new(6_000, order.totals.currency()));
+        let orders = Arc::new(InMemoryOrders::with(order));
+        let gw = Arc::new(RecordingGateway::default());
+        let d = Deps { orders: orders.clone(), gateway: gw.clone(), hold_expiry_margin_seconds: 86_400 };
+        let stalled = CaughtError { error: "DispatchTimedOut".into(), cause: String::new() };
+        let out = handle(&d, Input { order_id: "ord_1".into(), error: Some(stalled) }).await.unwrap();
+        assert_eq!((out.captured_minor, out.released_minor, out.outcome), (6_000, 4_000, OrderStatus::PartiallyFulfilled));
+        assert_eq!(gw.requests().len(), 1);
+    }
+}

@@ -1,0 +1,287 @@
+//! The orders table: one item per order (the `Order` record), updated field by field and
+//! conditionally (status transitions, shipments, captures, tracking).
+
+use super::*;
+use crate::domain::fraud::FraudAssessment;
+use crate::domain::fulfillment::{tracking_is_final, tracking_rank};
+use crate::domain::order::{now_rfc3339, Dispatch, Order, OrderStatus, PaymentRecord, Shipment, StockShortage, TimelineEntry};
+use crate::money::Money;
+use crate::ports::*;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
+
+pub struct DynamoOrders {
+    pub client: Client,
+    pub table: String,
+}
+
+impl DynamoOrders {
+    pub fn new(sdk: &aws_config::SdkConfig, table: String) -> DynamoOrders {
+        DynamoOrders { client: Client::new(sdk), table }
+    }
+}
+
+impl DynamoOrders {
+    async fn update(&self, order_id: &str, sets: Vec<(&str, AttributeValue)>, event: Option<TimelineEntry>) -> Result<()> {
+        let mut expr = vec!["updated_at = :now".to_string()];
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            .condition_expression("attribute_exists(order_id)")
+            .expression_attribute_values(":now", s(now_rfc3339()));
+        for (i, (field, value)) in sets.into_iter().enumerate() {
+            expr.push(format!("#f{i} = :v{i}"));
+            req = req.expression_attribute_names(format!("#f{i}"), field).expression_attribute_values(format!(":v{i}"), value);
+        }
+        if let Some(ev) = event {
+            expr.push("timeline = list_append(timeline, :ev)".into());
+            req = req.expression_attribute_values(":ev", AttributeValue::L(vec![av(&ev)?]));
+        }
+        req.update_expression(format!("SET {}", expr.join(", "))).send().await.map_err(|e| {
+            if is_ccf(&e) {
+                StepError::InvalidInput(format!("order {order_id} not found"))
+            } else {
+                StepError::from_sdk("orders.update", e)
+            }
+        })?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl OrderRepository for DynamoOrders {
+    async fn create(&self, order: &Order) -> Result<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(order)?))
+            .condition_expression("attribute_not_exists(order_id)")
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("orders.create", e))?;
+        Ok(())
+    }
+
+    async fn get(&self, order_id: &str) -> Result<Option<Order>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("orders.get", e))?;
+        Ok(match out.item {
+            Some(item) => Some(from_item(item)?),
+            None => None,
+        })
+    }
+
+    async fn transition(&self, order_id: &str, next: OrderStatus, reason: Option<String>, event: TimelineEntry) -> Result<bool> {
+        let from = next.allowed_from();
+        if from.is_empty() {
+            return Err(StepError::InvalidState(format!("no transition leads to {}", next.as_str())));
+        }
+        let placeholders: Vec<String> = (0..from.len()).map(|i| format!(":from{i}")).collect();
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            .update_expression("SET #status = :next, status_reason = :reason, updated_at = :now, timeline = list_append(timeline, :ev)")
+            .condition_expression(format!("#status IN ({})", placeholders.join(", ")))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":next", s(next.as_str()))
+            .expression_attribute_values(":reason", reason.map(s).unwrap_or(AttributeValue::Null(true)))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .expression_attribute_values(":ev", AttributeValue::L(vec![av(&event)?]));
+        for (p, st) in placeholders.iter().zip(from) {
+            req = req.expression_attribute_values(p, s(st.as_str()));
+        }
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_ccf(&e) => Ok(false),
+            Err(e) => Err(StepError::from_sdk("orders.transition", e)),
+        }
+    }
+
+    async fn append_timeline(&self, order_id: &str, event: TimelineEntry) -> Result<()> {
+        self.update(order_id, vec![], Some(event)).await
+    }
+
+    async fn record_payment(&self, order_id: &str, payment: &PaymentRecord, event: Option<TimelineEntry>) -> Result<()> {
+        self.update(order_id, vec![("payment", av(payment)?)], event).await
+    }
+
+    async fn record_fraud(&self, order_id: &str, fraud: &FraudAssessment, event: TimelineEntry) -> Result<()> {
+        self.update(order_id, vec![("fraud", av(fraud)?)], Some(event)).await
+    }
+
+    async fn record_shortage(&self, order_id: &str, shortage: &[StockShortage]) -> Result<()> {
+        self.update(order_id, vec![("stock_shortage", av(&shortage)?)], None).await
+    }
+
+    async fn record_review_token(&self, order_id: &str, token: &str) -> Result<()> {
+        self.update(order_id, vec![("review_task_token", s(token))], None).await
+    }
+
+    async fn record_dispatches(&self, order_id: &str, dispatches: &[Dispatch], event: TimelineEntry) -> Result<()> {
+        self.update(order_id, vec![("dispatches", av(&dispatches)?)], Some(event)).await
+    }
+
+    async fn add_shipment(&self, order_id: &str, shipment: &Shipment, token_hash: &str) -> Result<AddShipment> {
+        let ev = TimelineEntry::now("shipment_reported", Some(format!("{} from {}", shipment.shipment_id, shipment.warehouse)));
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            .update_expression("SET shipments.#sid = :shp, answered_tokens.#th = :sidv, updated_at = :now, timeline = list_append(timeline, :ev)")
+            .condition_expression("attribute_not_exists(shipments.#sid) AND attribute_not_exists(answered_tokens.#th) AND #status IN (:c, :p)")
+            .expression_attribute_names("#sid", &shipment.shipment_id)
+            .expression_attribute_names("#th", token_hash)
+            .expression_attribute_values(":sidv", s(&shipment.shipment_id))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":shp", av(shipment)?)
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .expression_attribute_values(":ev", AttributeValue::L(vec![av(&ev)?]))
+            .expression_attribute_values(":c", s(OrderStatus::Confirmed.as_str()))
+            .expression_attribute_values(":p", s(OrderStatus::PartiallyShipped.as_str()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(AddShipment::Added),
+            Err(e) if is_ccf(&e) => {
+                let order = self.get(order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {order_id} not found")))?;
+                Ok(match order.shipments.get(&shipment.shipment_id) {
+                    Some(existing) => AddShipment::Exists(Box::new(existing.clone())),
+                    None if order.answered_tokens.contains_key(token_hash) => AddShipment::TokenAnswered,
+                    None => AddShipment::NotShippable(order.status),
+                })
+            }
+            Err(e) => Err(StepError::from_sdk("orders.add_shipment", e)),
+        }
+    }
+
+    async fn remove_shipment(&self, order_id: &str, shipment_id: &str, token_hash: &str) -> Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            .update_expression("REMOVE shipments.#sid, answered_tokens.#th")
+            .expression_attribute_names("#sid", shipment_id)
+            .expression_attribute_names("#th", token_hash)
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("orders.remove_shipment", e))?;
+        Ok(())
+    }
+
+    async fn update_shipment(&self, order_id: &str, shipment_id: &str, fields: Vec<(&str, serde_json::Value)>, event: Option<TimelineEntry>) -> Result<()> {
+        self.nested_update(order_id, "shipments", Some(shipment_id), fields, event).await
+    }
+
+    async fn record_capture(&self, order_id: &str, shipment_id: &str, amount: Money, event: TimelineEntry) -> Result<bool> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            .update_expression("SET shipments.#sid.captured = :m, payment.captured_minor = if_not_exists(payment.captured_minor, :zero) + :a, updated_at = :now, timeline = list_append(timeline, :ev)")
+            .condition_expression("attribute_exists(shipments.#sid) AND attribute_not_exists(shipments.#sid.captured)")
+            .expression_attribute_names("#sid", shipment_id)
+            .expression_attribute_values(":m", av(&amount)?)
+            .expression_attribute_values(":a", n(amount.minor))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .expression_attribute_values(":ev", AttributeValue::L(vec![av(&event)?]))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if is_ccf(&e) => Ok(false),
+            Err(e) => Err(StepError::from_sdk("orders.record_capture", e)),
+        }
+    }
+
+    async fn update_payment(&self, order_id: &str, fields: Vec<(&str, serde_json::Value)>, event: Option<TimelineEntry>) -> Result<()> {
+        self.nested_update(order_id, "payment", None, fields, event).await
+    }
+
+    async fn apply_tracking(&self, order_id: &str, shipment_id: &str, status: &str, updated_at: &str, event: TimelineEntry) -> Result<bool> {
+        let Some(rank) = tracking_rank(status) else { return Ok(false) };
+        let stored_rank = if tracking_is_final(status) { 100 } else { rank as i64 };
+        // Forward only: a higher rank, or the same rank with a newer carrier timestamp. Final
+        // statuses are stored with rank 100, so nothing passes them.
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            .update_expression("SET shipments.#sid.tracking_status = :st, shipments.#sid.tracking_updated_at = :at, shipments.#sid.tracking_rank = :stored, updated_at = :now, timeline = list_append(timeline, :ev)")
+            .condition_expression(
+                "attribute_exists(shipments.#sid) AND (attribute_not_exists(shipments.#sid.tracking_rank) OR shipments.#sid.tracking_rank < :r \
+                 OR (shipments.#sid.tracking_rank = :r AND shipments.#sid.tracking_status <> :st AND shipments.#sid.tracking_updated_at < :at))",
+            )
+            .expression_attribute_names("#sid", shipment_id)
+            .expression_attribute_values(":st", s(status))
+            .expression_attribute_values(":at", s(updated_at))
+            .expression_attribute_values(":r", n(rank as i64))
+            .expression_attribute_values(":stored", n(stored_rank))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .expression_attribute_values(":ev", AttributeValue::L(vec![av(&event)?]))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if is_ccf(&e) => Ok(false),
+            Err(e) => Err(StepError::from_sdk("orders.apply_tracking", e)),
+        }
+    }
+}
+
+impl DynamoOrders {
+    /// SET `<root>[.<key>].<field> = value` for each field (the parent map must exist).
+    async fn nested_update(
+        &self,
+        order_id: &str,
+        root: &str,
+        key: Option<&str>,
+        fields: Vec<(&str, serde_json::Value)>,
+        event: Option<TimelineEntry>,
+    ) -> Result<()> {
+        let mut expr = vec!["updated_at = :now".to_string()];
+        let prefix = if key.is_some() { "#root.#key" } else { "#root" };
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            .condition_expression(if key.is_some() { "attribute_exists(#root.#key)" } else { "attribute_exists(#root)" })
+            .expression_attribute_names("#root", root)
+            .expression_attribute_values(":now", s(now_rfc3339()));
+        if let Some(k) = key {
+            req = req.expression_attribute_names("#key", k);
+        }
+        for (i, (field, value)) in fields.into_iter().enumerate() {
+            expr.push(format!("{prefix}.#f{i} = :v{i}"));
+            req = req.expression_attribute_names(format!("#f{i}"), field).expression_attribute_values(format!(":v{i}"), av(&value)?);
+        }
+        if let Some(ev) = event {
+            expr.push("timeline = list_append(timeline, :ev)".into());
+            req = req.expression_attribute_values(":ev", AttributeValue::L(vec![av(&ev)?]));
+        }
+        req.update_expression(format!("SET {}", expr.join(", "))).send().await.map_err(|e| {
+            if is_ccf(&e) {
+                StepError::InvalidInput(format!("order {order_id} has no {root} {}", key.unwrap_or("")))
+            } else {
+                StepError::from_sdk("orders.nested_update", e)
+            }
+        })?;
+        Ok(())
+    }
+}

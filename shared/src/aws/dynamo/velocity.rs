@@ -1,0 +1,48 @@
+//! The velocity table: one item per (email or card, order), counted over 24 hours.
+
+use super::*;
+use crate::ports::*;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::Select;
+use aws_sdk_dynamodb::Client;
+
+pub struct DynamoVelocity {
+    pub client: Client,
+    pub table: String,
+}
+
+impl DynamoVelocity {
+    pub fn new(sdk: &aws_config::SdkConfig, table: String) -> DynamoVelocity {
+        DynamoVelocity { client: Client::new(sdk), table }
+    }
+}
+
+#[async_trait]
+impl VelocityCounter for DynamoVelocity {
+    async fn record_and_count(&self, subject: &str, order_id: &str, placed_at: &str) -> Result<u32> {
+        let placed = chrono::DateTime::parse_from_rfc3339(placed_at).map_err(|e| StepError::InvalidInput(format!("placed_at: {e}")))?;
+        // The sort key is derived from the order, so a replayed step writes the same item (idempotent).
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(subject))
+            .item("sk", s(format!("{placed_at}#{order_id}")))
+            .item("expires_at", n(placed.timestamp() + 2 * 86_400))
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("velocity.record", e))?;
+        let since = (chrono::Utc::now() - chrono::Duration::hours(24)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk >= :since")
+            .expression_attribute_values(":pk", s(subject))
+            .expression_attribute_values(":since", s(since))
+            .select(Select::Count)
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("velocity.count", e))?;
+        Ok(out.count.max(0) as u32)
+    }
+}

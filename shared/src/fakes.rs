@@ -1,0 +1,267 @@
+//! In-memory fakes of the ports, for fast unit tests of the step handlers (no AWS, no network).
+//! They keep the adapters' contracts that handlers rely on: conditional status transitions,
+//! captures recorded once per shipment, and a gateway that records every request with its
+//! Idempotency-Key and replays the first answer for a reused key, as Stripe does.
+
+use crate::domain::fraud::FraudAssessment;
+use crate::domain::order::{Dispatch, Order, OrderStatus, PaymentRecord, Shipment, StockShortage, TimelineEntry};
+use crate::money::Money;
+use crate::ports::*;
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct InMemoryOrders {
+    pub orders: Mutex<HashMap<String, Order>>,
+}
+
+impl InMemoryOrders {
+    pub fn with(order: Order) -> InMemoryOrders {
+        let o = InMemoryOrders::default();
+        o.orders.lock().unwrap().insert(order.order_id.clone(), order);
+        o
+    }
+
+    pub fn order(&self, id: &str) -> Order {
+        self.orders.lock().unwrap()[id].clone()
+    }
+
+    fn with_order<T>(&self, id: &str, f: impl FnOnce(&mut Order) -> Result<T>) -> Result<T> {
+        let mut all = self.orders.lock().unwrap();
+        let o = all.get_mut(id).ok_or_else(|| crate::StepError::InvalidInput(format!("order {id} not found")))?;
+        f(o)
+    }
+
+    /// Set JSON fields of a part of the order, as the adapter's field-path updates do.
+    fn set_fields(&self, id: &str, path: &[&str], fields: Vec<(&str, serde_json::Value)>, event: Option<TimelineEntry>) -> Result<()> {
+        self.with_order(id, |o| {
+            let mut v = serde_json::to_value(&*o).map_err(|e| crate::StepError::Internal(e.to_string()))?;
+            let mut target = &mut v;
+            for p in path {
+                target = target.get_mut(*p).ok_or_else(|| crate::StepError::InvalidInput(format!("order {id} has no {}", path.join("."))))?;
+            }
+            for (k, val) in fields {
+                target[k] = val;
+            }
+            *o = serde_json::from_value(v).map_err(|e| crate::StepError::Internal(e.to_string()))?;
+            o.timeline.extend(event);
+            Ok(())
+        })
+    }
+}
+
+#[async_trait]
+impl OrderRepository for InMemoryOrders {
+    async fn create(&self, order: &Order) -> Result<()> {
+        self.orders.lock().unwrap().insert(order.order_id.clone(), order.clone());
+        Ok(())
+    }
+    async fn get(&self, order_id: &str) -> Result<Option<Order>> {
+        Ok(self.orders.lock().unwrap().get(order_id).cloned())
+    }
+    async fn transition(&self, order_id: &str, next: OrderStatus, reason: Option<String>, event: TimelineEntry) -> Result<bool> {
+        self.with_order(order_id, |o| {
+            if !next.allowed_from().contains(&o.status) {
+                return Ok(false);
+            }
+            o.status = next;
+            o.status_reason = reason;
+            o.timeline.push(event);
+            Ok(true)
+        })
+    }
+    async fn append_timeline(&self, order_id: &str, event: TimelineEntry) -> Result<()> {
+        self.with_order(order_id, |o| {
+            o.timeline.push(event);
+            Ok(())
+        })
+    }
+    async fn record_payment(&self, order_id: &str, payment: &PaymentRecord, event: Option<TimelineEntry>) -> Result<()> {
+        self.with_order(order_id, |o| {
+            o.payment = Some(payment.clone());
+            o.timeline.extend(event);
+            Ok(())
+        })
+    }
+    async fn record_fraud(&self, order_id: &str, fraud: &FraudAssessment, event: TimelineEntry) -> Result<()> {
+        self.with_order(order_id, |o| {
+            o.fraud = Some(fraud.clone());
+            o.timeline.push(event);
+            Ok(())
+        })
+    }
+    async fn record_shortage(&self, order_id: &str, shortage: &[StockShortage]) -> Result<()> {
+        self.with_order(order_id, |o| {
+            o.stock_shortage = shortage.to_vec();
+            Ok(())
+        })
+    }
+    async fn record_review_token(&self, order_id: &str, token: &str) -> Result<()> {
+        self.with_order(order_id, |o| {
+            o.review_task_token = Some(token.to_string());
+            Ok(())
+        })
+    }
+    async fn record_dispatches(&self, order_id: &str, dispatches: &[Dispatch], event: TimelineEntry) -> Result<()> {
+        self.with_order(order_id, |o| {
+            o.dispatches = dispatches.to_vec();
+            o.timeline.push(event);
+            Ok(())
+        })
+    }
+    async fn add_shipment(&self, order_id: &str, shipment: &Shipment, _token_hash: &str) -> Result<AddShipment> {
+        self.with_order(order_id, |o| {
+            if let Some(prev) = o.shipments.get(&shipment.shipment_id) {
+                return Ok(AddShipment::Exists(Box::new(prev.clone())));
+            }
+            o.shipments.insert(shipment.shipment_id.clone(), shipment.clone());
+            Ok(AddShipment::Added)
+        })
+    }
+    async fn remove_shipment(&self, order_id: &str, shipment_id: &str, _token_hash: &str) -> Result<()> {
+        self.with_order(order_id, |o| {
+            o.shipments.remove(shipment_id);
+            Ok(())
+        })
+    }
+    async fn update_shipment(&self, order_id: &str, shipment_id: &str, fields: Vec<(&str, serde_json::Value)>, event: Option<TimelineEntry>) -> Result<()> {
+        self.set_fields(order_id, &["shipments", shipment_id], fields, event)
+    }
+    async fn record_capture(&self, order_id: &str, shipment_id: &str, amount: Money, event: TimelineEntry) -> Result<bool> {
+        self.with_order(order_id, |o| {
+            let s = o.shipments.get_mut(shipment_id).ok_or_else(|| crate::StepError::InvalidInput(format!("no shipment {shipment_id}")))?;
+            if s.captured.is_some() {
+                return Ok(false);
+            }
+            s.captured = Some(amount);
+            if let Some(p) = o.payment.as_mut() {
+                p.captured_minor += amount.minor;
+            }
+            o.timeline.push(event);
+            Ok(true)
+        })
+    }
+    async fn update_payment(&self, order_id: &str, fields: Vec<(&str, serde_json::Value)>, event: Option<TimelineEntry>) -> Result<()> {
+        self.set_fields(order_id, &["payment"], fields, event)
+    }
+    async fn apply_tracking(&self, order_id: &str, shipment_id: &str, status: &str, updated_at: &str, event: TimelineEntry) -> Result<bool> {
+        self.set_fields(
+            order_id,
+            &["shipments", shipment_id],
+            vec![("tracking_status", status.into()), ("tracking_updated_at", updated_at.into())],
+            Some(event),
+        )?;
+        Ok(true)
+    }
+}
+
+/// One request the fake gateway received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayRequest {
+    pub operation: &'static str,
+    pub intent_id: String,
+    pub amount_minor: i64,
+    pub final_capture: Option<bool>,
+    pub idempotency_key: String,
+}
+
+/// Records every request; a reused Idempotency-Key gets the first answer (Stripe's semantics).
+#[derive(Default)]
+pub struct RecordingGateway {
+    pub requests: Mutex<Vec<GatewayRequest>>,
+    answered: Mutex<HashMap<String, Capture>>,
+    /// Captured per intent (only first-time keys move money).
+    pub captured: Mutex<HashMap<String, i64>>,
+}
+
+impl RecordingGateway {
+    pub fn requests(&self) -> Vec<GatewayRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl PaymentGateway for RecordingGateway {
+    async fn authorize(&self, _order_id: &str, amount: Money, _pm: &str, key: &str) -> std::result::Result<Authorization, GatewayError> {
+        self.requests.lock().unwrap().push(GatewayRequest {
+            operation: "authorize",
+            intent_id: String::new(),
+            amount_minor: amount.minor,
+            final_capture: None,
+            idempotency_key: key.into(),
+        });
+        Ok(Authorization {
+            intent_id: "pi_fake".into(),
+            status: "requires_capture".into(),
+            amount,
+            capture_before: None,
+            risk_level: None,
+            card_fingerprint: None,
+            multicapture: true,
+        })
+    }
+    async fn void(&self, intent_id: &str, key: &str) -> std::result::Result<String, GatewayError> {
+        self.requests.lock().unwrap().push(GatewayRequest {
+            operation: "void",
+            intent_id: intent_id.into(),
+            amount_minor: 0,
+            final_capture: None,
+            idempotency_key: key.into(),
+        });
+        Ok("canceled".into())
+    }
+    async fn capture(&self, intent_id: &str, amount: Money, final_capture: bool, key: &str) -> std::result::Result<Capture, GatewayError> {
+        self.requests.lock().unwrap().push(GatewayRequest {
+            operation: "capture",
+            intent_id: intent_id.into(),
+            amount_minor: amount.minor,
+            final_capture: Some(final_capture),
+            idempotency_key: key.into(),
+        });
+        let mut answered = self.answered.lock().unwrap();
+        if let Some(first) = answered.get(key) {
+            return Ok(first.clone());
+        }
+        let mut captured = self.captured.lock().unwrap();
+        let total = captured.entry(intent_id.to_string()).or_default();
+        *total += amount.minor;
+        let answer =
+            Capture { status: if final_capture { "succeeded".into() } else { "requires_capture".into() }, amount_received: *total, amount_capturable: 0 };
+        answered.insert(key.to_string(), answer.clone());
+        Ok(answer)
+    }
+}
+
+/// A confirmed order of `total_minor` USD with a hold on it (`multicapture` as the charge said), and
+/// shipped parcels `(shipment id, amount)` whose stock already left the books.
+pub fn shipped_order(order_id: &str, total_minor: i64, multicapture: Option<bool>, parcels: &[(&str, i64)]) -> Order {
+    let currency = crate::money::Currency::parse("USD").expect("USD");
+    let usd = |m: i64| serde_json::to_value(Money::new(m, currency)).expect("money serializes");
+    let addr = serde_json::json!({"name": "A Customer", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"});
+    let shipments: serde_json::Map<String, serde_json::Value> = parcels
+        .iter()
+        .map(|(id, amount)| {
+            (
+                id.to_string(),
+                serde_json::json!({
+                    "shipment_id": id, "dispatch_id": format!("{order_id}-wh-east"), "warehouse": "wh-east", "lines": [],
+                    "weight_grams": 500, "parcel": {"length_cm": 10, "width_cm": 10, "height_cm": 10},
+                    "reported_at": "2026-11-26T00:00:00Z", "amount": usd(*amount),
+                }),
+            )
+        })
+        .collect();
+    let mut payment = serde_json::json!({"intent_id": "pi_fake", "status": "requires_capture", "amount_authorized": usd(total_minor), "captured_minor": 0});
+    if let Some(m) = multicapture {
+        payment["multicapture"] = m.into();
+    }
+    serde_json::from_value(serde_json::json!({
+        "order_id": order_id, "status": "SHIPPED", "customer_email": "a@example.com",
+        "shipping_address": addr, "billing_address": addr, "shipping_method": "standard", "lines": [],
+        "totals": {"subtotal": usd(total_minor), "shipping": usd(0), "tax": usd(0), "total": usd(total_minor)},
+        "estimated_delivery": "2026-12-01", "payment_method": "pm_card_visa", "access_token_sha256": "",
+        "payment": payment, "shipments": shipments, "timeline": [], "created_at": "2026-11-26T00:00:00Z", "updated_at": "2026-11-26T00:00:00Z",
+    }))
+    .expect("a valid order")
+}
