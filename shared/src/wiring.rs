@@ -81,3 +81,35 @@ impl Wiring {
         self.env.require(variable)
     }
 }
+
+/// The ports of the steps that work on an order and its payment hold (authorize_payment,
+/// void_payment, capture_payment): the orders table and the gateway (its key from Secrets Manager).
+#[cfg(feature = "dynamodb")]
+pub struct OrderAndGateway {
+    pub orders: Arc<dyn OrderRepository>,
+    pub gateway: Arc<dyn PaymentGateway>,
+}
+
+#[cfg(feature = "dynamodb")]
+impl OrderAndGateway {
+    pub async fn from_env(env: Env) -> Result<OrderAndGateway, ConfigError> {
+        let w = Wiring::new(env).await;
+        Ok(OrderAndGateway { orders: w.orders()?, gateway: w.gateway()? })
+    }
+}
+
+/// The ports of the steps that move an order's stock at checkout (reserve_stock, release_stock):
+/// the orders table and the inventory table.
+#[cfg(feature = "dynamodb")]
+pub struct OrderAndStock {
+    pub orders: Arc<dyn OrderRepository>,
+    pub stock: Arc<dyn StockLedger>,
+}
+
+#[cfg(feature = "dynamodb")]
+impl OrderAndStock {
+    pub async fn from_env(env: Env) -> Result<OrderAndStock, ConfigError> {
+        let w = Wiring::new(env).await;
+        Ok(OrderAndStock { orders: w.orders()?, stock: w.stock()? })
+    }
+}

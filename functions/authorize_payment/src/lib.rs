@@ -5,24 +5,11 @@
 use orderflow_shared::domain::order::{PaymentRecord, TimelineEntry};
 use orderflow_shared::gateway::authorize_key;
 use orderflow_shared::ports::GatewayError;
-use orderflow_shared::ports::{OrderRepository, PaymentGateway};
-use orderflow_shared::{ConfigError, Env, OrderRef, StepError};
+use orderflow_shared::{OrderRef, StepError};
 use serde::Serialize;
-use std::sync::Arc;
 
-/// What this function uses, built from its environment at cold start (and nothing else: the
-/// template gives it exactly these settings, and its role exactly these resources).
-pub struct Deps {
-    pub orders: Arc<dyn OrderRepository>,
-    pub gateway: Arc<dyn PaymentGateway>,
-}
-
-impl Deps {
-    pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
-        let w = orderflow_shared::wiring::Wiring::new(env).await;
-        Ok(Deps { orders: w.orders()?, gateway: w.gateway()? })
-    }
-}
+/// What this function uses (the orders table and the gateway), built from its environment at cold start.
+pub use orderflow_shared::wiring::OrderAndGateway as Deps;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

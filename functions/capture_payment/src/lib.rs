@@ -8,24 +8,11 @@ use orderflow_shared::dispatch::ParcelStep as Input;
 use orderflow_shared::domain::order::TimelineEntry;
 use orderflow_shared::gateway::capture_key;
 use orderflow_shared::ports::GatewayError;
-use orderflow_shared::ports::{OrderRepository, PaymentGateway};
-use orderflow_shared::{ConfigError, Env, StepError};
+use orderflow_shared::StepError;
 use serde::Serialize;
-use std::sync::Arc;
 
-/// What this function uses, built from its environment at cold start (and nothing else: the
-/// template gives it exactly these settings, and its role exactly these resources).
-pub struct Deps {
-    pub orders: Arc<dyn OrderRepository>,
-    pub gateway: Arc<dyn PaymentGateway>,
-}
-
-impl Deps {
-    pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
-        let w = orderflow_shared::wiring::Wiring::new(env).await;
-        Ok(Deps { orders: w.orders()?, gateway: w.gateway()? })
-    }
-}
+/// What this function uses (the orders table and the gateway), built from its environment at cold start.
+pub use orderflow_shared::wiring::OrderAndGateway as Deps;
 
 #[derive(Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -83,6 +70,7 @@ mod tests {
     use super::*;
     use orderflow_shared::dispatch::ShipmentRef;
     use orderflow_shared::fakes::{shipped_order, InMemoryOrders, RecordingGateway};
+    use std::sync::Arc;
 
     fn deps(order: orderflow_shared::domain::order::Order) -> (Deps, Arc<InMemoryOrders>, Arc<RecordingGateway>) {
         let orders = Arc::new(InMemoryOrders::with(order));

@@ -3,23 +3,10 @@
 
 use orderflow_shared::domain::order::TimelineEntry;
 use orderflow_shared::lambda::Done;
-use orderflow_shared::ports::{OrderRepository, StockLedger};
-use orderflow_shared::{ConfigError, Env, OrderRef, StepError};
-use std::sync::Arc;
+use orderflow_shared::{OrderRef, StepError};
 
-/// What this function uses, built from its environment at cold start (and nothing else: the
-/// template gives it exactly these settings, and its role exactly these resources).
-pub struct Deps {
-    pub orders: Arc<dyn OrderRepository>,
-    pub stock: Arc<dyn StockLedger>,
-}
-
-impl Deps {
-    pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
-        let w = orderflow_shared::wiring::Wiring::new(env).await;
-        Ok(Deps { orders: w.orders()?, stock: w.stock()? })
-    }
-}
+/// What this function uses (the orders and inventory tables), built from its environment at cold start.
+pub use orderflow_shared::wiring::OrderAndStock as Deps;
 
 pub async fn handle(deps: &Deps, input: OrderRef) -> Result<Done, StepError> {
     let released = deps.stock.release(&input.order_id).await?;

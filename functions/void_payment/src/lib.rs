@@ -5,23 +5,10 @@ use orderflow_shared::domain::order::TimelineEntry;
 use orderflow_shared::gateway::void_key;
 use orderflow_shared::lambda::Done;
 use orderflow_shared::ports::GatewayError;
-use orderflow_shared::ports::{OrderRepository, PaymentGateway};
-use orderflow_shared::{ConfigError, Env, OrderRef, StepError};
-use std::sync::Arc;
+use orderflow_shared::{OrderRef, StepError};
 
-/// What this function uses, built from its environment at cold start (and nothing else: the
-/// template gives it exactly these settings, and its role exactly these resources).
-pub struct Deps {
-    pub orders: Arc<dyn OrderRepository>,
-    pub gateway: Arc<dyn PaymentGateway>,
-}
-
-impl Deps {
-    pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
-        let w = orderflow_shared::wiring::Wiring::new(env).await;
-        Ok(Deps { orders: w.orders()?, gateway: w.gateway()? })
-    }
-}
+/// What this function uses (the orders table and the gateway), built from its environment at cold start.
+pub use orderflow_shared::wiring::OrderAndGateway as Deps;
 
 pub async fn handle(deps: &Deps, input: OrderRef) -> Result<Done, StepError> {
     let order = deps.orders.get(&input.order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {} not found", input.order_id)))?;

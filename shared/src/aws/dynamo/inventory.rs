@@ -556,8 +556,8 @@ impl StockLedger for DynamoInventory {
                 Err(e) => cancellation_reasons(e, "inventory.receive_purchase_order")?,
             };
             match (reasons.first().map(String::as_str), reasons.get(1).map(String::as_str)) {
-                (Some("ConditionalCheckFailed"), _) => return Ok(Attempt::Done(ReceiveOutcome::AlreadyReceived)),
-                (_, Some("ConditionalCheckFailed")) => return Ok(Attempt::Done(ReceiveOutcome::UnknownPurchaseOrder)),
+                (Some("ConditionalCheckFailed"), _) => Ok(Attempt::Done(ReceiveOutcome::AlreadyReceived)),
+                (_, Some("ConditionalCheckFailed")) => Ok(Attempt::Done(ReceiveOutcome::UnknownPurchaseOrder)),
                 _ => Ok(Attempt::Conflict),
             }
         })
