@@ -4,3 +4,4 @@ pub mod fraud;
 pub mod fulfillment;
 pub mod order;
 pub mod pricing;
+pub mod shipping;

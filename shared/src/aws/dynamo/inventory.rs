@@ -4,6 +4,7 @@
 use super::*;
 use crate::domain::fulfillment::Allocation;
 use crate::domain::order::{now_rfc3339, StockShortage};
+use crate::domain::shipping::{self, alloc_key};
 use crate::ports::*;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, TransactWriteItem, Update};
@@ -361,9 +362,6 @@ impl StockLedger for DynamoInventory {
     }
 
     async fn ship(&self, order_id: &str, shipment_id: &str, warehouse: &str, lines: &BTreeMap<String, i64>, charge: Charge<'_>) -> Result<ShipOutcome> {
-        if lines.is_empty() || lines.values().any(|q| *q <= 0) {
-            return Err(StepError::InvalidInput("a shipment needs at least one line with a positive quantity".into()));
-        }
         if lines.len() > 49 {
             return Err(StepError::InvalidInput("a shipment may carry at most 49 SKUs".into()));
         }
@@ -373,15 +371,8 @@ impl StockLedger for DynamoInventory {
             let ordered = num_map(&item, "lines");
             let allocations = num_map(&item, "allocations");
             let shipped = num_map(&item, "shipped");
-            let open_here = |shipped: &BTreeMap<String, i64>| -> BTreeMap<String, i64> {
-                allocations
-                    .iter()
-                    .filter_map(|(k, a)| k.strip_suffix(&format!("@{warehouse}")).map(|sku| (sku.to_string(), a - shipped.get(k).copied().unwrap_or(0))))
-                    .collect()
-            };
-            let complete = |shipped: &BTreeMap<String, i64>| -> bool {
-                ordered.iter().all(|(sku, q)| shipped.iter().filter(|(k, _)| k.starts_with(&format!("{sku}@"))).map(|(_, v)| *v).sum::<i64>() == *q)
-            };
+            let open_here = |shipped: &BTreeMap<String, i64>| shipping::open_at(&allocations, shipped, warehouse);
+            let complete = |shipped: &BTreeMap<String, i64>| shipping::order_complete(&ordered, shipped);
             // A replay: the shipment already left the books; answer as the first run did.
             if let Some(done) = item.get("shipments").and_then(|v| v.as_m().ok()).and_then(|m| m.get(shipment_id)).and_then(|v| v.as_m().ok()) {
                 let amount = done.get("amount").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -395,21 +386,8 @@ impl StockLedger for DynamoInventory {
             if status != "ROUTED" {
                 return Err(StepError::InvalidState(format!("reservation for {order_id} is {status}; cannot ship from it")));
             }
-            let mut before: BTreeMap<String, i64> = BTreeMap::new();
-            for (k, v) in &shipped {
-                let (sku, _) = split_alloc_key(k)?;
-                *before.entry(sku).or_default() += v;
-            }
-            let mut after = shipped.clone();
-            for (sku, q) in lines {
-                let key = alloc_key(sku, warehouse);
-                let allocated = allocations.get(&key).copied().unwrap_or(0);
-                let done = shipped.get(&key).copied().unwrap_or(0);
-                if done + q > allocated {
-                    return Err(StepError::InvalidInput(format!("{sku}: {warehouse} was allocated {allocated}, has shipped {done}, cannot ship {q} more")));
-                }
-                after.insert(key, done + q);
-            }
+            let before = shipping::shipped_per_sku(&shipped);
+            let after = shipping::after_parcel(&allocations, &shipped, warehouse, lines).map_err(StepError::InvalidInput)?;
             let amount = charge(&before);
             let version = num(&item, "version");
             let mut upd = Update::builder()
@@ -595,11 +573,8 @@ fn num_map(item: &HashMap<String, AttributeValue>, k: &str) -> BTreeMap<String, 
 fn stock_key(sku: &str, warehouse: &str) -> String {
     format!("STOCK#{sku}#{warehouse}")
 }
-fn alloc_key(sku: &str, warehouse: &str) -> String {
-    format!("{sku}@{warehouse}")
-}
 fn split_alloc_key(k: &str) -> Result<(String, String)> {
-    k.rsplit_once('@').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| StepError::Internal(format!("bad allocation key {k}")))
+    shipping::split_alloc_key(k).map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| StepError::Internal(format!("bad allocation key {k}")))
 }
 fn allocations_of(item: &HashMap<String, AttributeValue>) -> Result<Vec<Allocation>> {
     let mut by_wh: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
