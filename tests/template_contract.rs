@@ -129,6 +129,25 @@ fn queues_have_dead_letter_queues_and_a_long_enough_visibility() {
 }
 
 #[test]
+fn every_function_logs_to_a_group_with_a_retention() {
+    let t = template();
+    for f in t.functions() {
+        let g = &t.doc["Resources"][format!("{}LogGroup", f.logical_id)]["Properties"];
+        assert!(format!("{:?}", g["LogGroupName"]).contains(&format!("/aws/lambda/${{{}}}", f.logical_id)), "{}: no log group of its own", f.binary);
+        assert!(!g["RetentionInDays"].is_null(), "{}: logs kept forever", f.binary);
+    }
+}
+
+#[test]
+fn alarms_reach_a_topic_cloudwatch_can_publish_to() {
+    let t = template();
+    let key = &t.doc["Resources"]["AlarmTopic"]["Properties"]["KmsMasterKeyId"];
+    assert!(key.as_str() != Some("alias/aws/sns"), "CloudWatch cannot use the AWS-managed SNS key");
+    let policy = format!("{:?}", t.doc["Resources"]["AlarmTopicKey"]["Properties"]["KeyPolicy"]);
+    assert!(policy.contains("cloudwatch.amazonaws.com") && policy.contains("kms:GenerateDataKey*") && policy.contains("kms:Decrypt"), "{policy}");
+}
+
+#[test]
 fn iam_policies_name_no_wildcards() {
     let text = std::fs::read_to_string(orderflow_local::Options::default().repo.join("infra/template.yaml")).unwrap();
     let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
@@ -144,6 +163,10 @@ fn iam_policies_name_no_wildcards() {
                     out.push(path.to_string());
                 }
                 for (k, x) in m {
+                    // A key policy is the key's own resource policy: "*" there means this key.
+                    if k.as_str() == Some("KeyPolicy") {
+                        continue;
+                    }
                     walk(x, &format!("{path}.{}", k.as_str().unwrap_or("")), out);
                 }
             }
@@ -157,4 +180,46 @@ fn iam_policies_name_no_wildcards() {
     // API Gateway's permission to invoke the API functions from any route of this API.
     found.retain(|p| !p.contains("InvokePermission"));
     assert!(found.is_empty(), "wildcards in IAM: {found:?}");
+}
+
+#[test]
+fn business_outcomes_are_not_counted_as_failures_and_every_alarm_says_what_to_do() {
+    // DATA-3: the steps that report a business outcome as their Lambda error have alarms that
+    // subtract those outcomes, counted from the step's own JSON log line.
+    let t = template();
+    for (function, outcome) in [("ReserveStock", "OutOfStock"), ("AuthorizePayment", "PaymentDeclined")] {
+        let alarm = &t.doc["Resources"][format!("{function}ErrorsAlarm")]["Properties"];
+        let expression = alarm["Metrics"].as_sequence().and_then(|m| m.iter().find_map(|x| x["Expression"].as_str())).unwrap_or_default();
+        assert!(expression.contains("errors - FILL(outcomes"), "{function}: alarm counts business outcomes as failures");
+        let filter = &t.doc["Resources"][format!("{function}BusinessOutcomesFilter")]["Properties"]["FilterPattern"];
+        assert_eq!(filter.as_str(), Some(format!("{{ $.fields.error_type = \"{outcome}\" }}").as_str()));
+    }
+    for (id, r) in t.resources() {
+        if r["Type"].as_str() == Some("AWS::CloudWatch::Alarm") {
+            let d = r["Properties"]["AlarmDescription"].as_str().unwrap_or_default();
+            assert!(d.len() > 80, "{id}: the description must tell the operator what to do: {d:?}");
+        }
+    }
+}
+
+#[test]
+fn the_log_line_the_outcome_filter_counts_is_the_one_the_steps_write() {
+    let dir = std::env::temp_dir().join(format!("orderflow-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("functions.log");
+    orderflow_shared::telemetry::init_to_file(&path).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let r =
+        rt.block_on(orderflow_shared::lambda::invoke_json("reserve_stock", serde_json::json!({"orderId": "ord_x"}), |_: orderflow_shared::OrderRef| async {
+            Err::<(), _>(orderflow_shared::StepError::OutOfStock("short".into()))
+        }));
+    assert!(r.is_err());
+    let text = std::fs::read_to_string(&path).unwrap();
+    let line: serde_json::Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .find(|v: &serde_json::Value| v["fields"]["message"] == "step failed")
+        .expect("a step failed line");
+    assert_eq!(line["fields"]["error_type"], "OutOfStock", "{line}");
+    assert_eq!(line["span"]["order_id"], "ord_x");
 }

@@ -378,6 +378,13 @@ async fn carrier_webhook(State(deps): State<AppState>, headers: HeaderMap, body:
         Ok(v) => v,
         Err(e) => return bad("invalid_body", &format!("not JSON: {e}"), None),
     };
+    // EasyPost sends every event type (batch, scan form, refund, ...) to one URL and retries any
+    // non-2xx for days: what we do not use is acknowledged and ignored, not refused.
+    let description = event["description"].as_str().unwrap_or("");
+    if !description.starts_with("tracker.") {
+        tracing::info!(event_id = event["id"].as_str().unwrap_or(""), description, "carrier event not used; acknowledged");
+        return (StatusCode::OK, axum::Json(json!({"received": true, "ignored": description}))).into_response();
+    }
     let (Some(id), Some(_code), Some(_status)) = (event["id"].as_str(), event["result"]["tracking_code"].as_str(), event["result"]["status"].as_str()) else {
         return bad("invalid_event", "expected a tracker event with id, result.tracking_code and result.status", None);
     };

@@ -208,7 +208,38 @@ fn form(body: &[u8]) -> HashMap<String, String> {
     serde_urlencoded::from_bytes::<Vec<(String, String)>>(body).unwrap_or_default().into_iter().collect()
 }
 
+/// The API version a request runs on: its `Stripe-Version` header, else the account's default.
+/// The sandbox account was made after 2023-08-16, so its default has automatic payment methods on.
+pub const ACCOUNT_DEFAULT_VERSION: &str = "2024-06-20";
+
+/// Stripe refuses a version string it does not know; the sandbox knows the dated form.
+fn api_version(headers: &HeaderMap) -> Result<String, (u16, Value)> {
+    let v = headers.get("stripe-version").and_then(|v| v.to_str().ok()).unwrap_or(ACCOUNT_DEFAULT_VERSION).to_string();
+    let date = v.split('.').next().unwrap_or("");
+    let ok = date.len() == 10 && chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok() && date >= "2011-01-01";
+    if ok {
+        Ok(v)
+    } else {
+        Err(stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", "api_version_invalid", &format!("Invalid Stripe API version: {v}"), json!({})))
+    }
+}
+
+/// From 2023-08-16 on, a PaymentIntent without payment method types has automatic payment methods
+/// enabled, and confirming it needs a `return_url`, unless redirects are off or it is off-session.
+fn needs_return_url(version: &str, p: &HashMap<String, String>) -> bool {
+    let automatic_by_default = version.split('.').next().unwrap_or("") >= "2023-08-16";
+    let types_given = p.keys().any(|k| k.starts_with("payment_method_types"));
+    let confirming = p.get("confirm").map(String::as_str) == Some("true");
+    let redirects_off = p.get("automatic_payment_methods[allow_redirects]").map(String::as_str) == Some("never");
+    let automatic = p.get("automatic_payment_methods[enabled]").map(String::as_str) == Some("true") || (automatic_by_default && !types_given);
+    confirming && automatic && !redirects_off && !p.contains_key("return_url") && p.get("off_session").map(String::as_str) != Some("true")
+}
+
 async fn create(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+    let version = match api_version(&headers) {
+        Ok(v) => v,
+        Err(e) => return reply(e, false),
+    };
     let g = gw.clone();
     idempotent(&gw, &headers, "/v1/payment_intents", &body.clone(), move || {
         let p = form(&body);
@@ -233,6 +264,15 @@ async fn create(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes)
                 json!({"param": "currency"}),
             );
         };
+        if needs_return_url(&version, &p) {
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "parameter_missing",
+                "This PaymentIntent is configured to accept payment methods enabled in your Dashboard, some of which may require a full page redirect to succeed. If you do not want to accept redirect-based payment methods, set `automatic_payment_methods[enabled]` to `true` and `automatic_payment_methods[allow_redirects]` to `never` when creating Setup Intents and Payment Intents. If you do want to accept redirect-based payment methods, set the `return_url` parameter when confirming a PaymentIntent.",
+                json!({"param": "return_url"}),
+            );
+        }
         let pm = p.get("payment_method").cloned().unwrap_or_default();
         let Some(b) = behaviour(&pm) else {
             return stripe_error(
@@ -436,4 +476,44 @@ async fn cancel_inner(gw: Arc<Gateway>, headers: HeaderMap, id: String, body: By
             _ => unexpected(pi, "cancel"),
         }
     })
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn a_confirm_needs_a_return_url_from_2023_08_16_unless_redirects_cannot_happen() {
+        let bare = params(&[("confirm", "true"), ("payment_method", "pm_card_visa")]);
+        assert!(!needs_return_url("2023-08-15", &bare), "before the change, card-only by default");
+        assert!(needs_return_url("2023-08-16", &bare));
+        assert!(needs_return_url("2025-03-31.basil", &bare));
+        let mut cards = bare.clone();
+        cards.insert("payment_method_types[]".into(), "card".into());
+        assert!(!needs_return_url("2024-06-20", &cards));
+        let mut no_redirects = bare.clone();
+        no_redirects.insert("automatic_payment_methods[enabled]".into(), "true".into());
+        no_redirects.insert("automatic_payment_methods[allow_redirects]".into(), "never".into());
+        assert!(!needs_return_url("2024-06-20", &no_redirects));
+        let mut off = bare.clone();
+        off.insert("off_session".into(), "true".into());
+        assert!(!needs_return_url("2024-06-20", &off));
+        let mut not_confirming = bare;
+        not_confirming.remove("confirm");
+        assert!(!needs_return_url("2024-06-20", &not_confirming));
+    }
+
+    #[test]
+    fn the_version_is_the_header_or_the_account_default_and_nonsense_is_refused() {
+        let mut h = HeaderMap::new();
+        assert_eq!(api_version(&h).unwrap(), ACCOUNT_DEFAULT_VERSION);
+        h.insert("stripe-version", "2025-03-31.basil".parse().unwrap());
+        assert_eq!(api_version(&h).unwrap(), "2025-03-31.basil");
+        h.insert("stripe-version", "latest".parse().unwrap());
+        assert_eq!(api_version(&h).unwrap_err().0, 400);
+    }
 }
