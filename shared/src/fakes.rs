@@ -265,3 +265,95 @@ pub fn shipped_order(order_id: &str, total_minor: i64, multicapture: Option<bool
     }))
     .expect("a valid order")
 }
+
+/// Messages sent, per queue URL (with their delay).
+#[derive(Default)]
+pub struct RecordingQueue {
+    pub sent: Mutex<Vec<(String, serde_json::Value, i32)>>,
+}
+
+impl RecordingQueue {
+    pub fn bodies(&self, queue_url: &str) -> Vec<serde_json::Value> {
+        self.sent.lock().unwrap().iter().filter(|(u, _, _)| u == queue_url).map(|(_, b, _)| b.clone()).collect()
+    }
+}
+
+#[async_trait]
+impl Queue for RecordingQueue {
+    async fn send(&self, queue_url: &str, body: &serde_json::Value) -> Result<()> {
+        self.sent.lock().unwrap().push((queue_url.to_string(), body.clone(), 0));
+        Ok(())
+    }
+    async fn send_delayed(&self, queue_url: &str, body: &serde_json::Value, delay_seconds: i32) -> Result<()> {
+        self.sent.lock().unwrap().push((queue_url.to_string(), body.clone(), delay_seconds));
+        Ok(())
+    }
+}
+
+/// Emails sent: (to, subject, text).
+#[derive(Default)]
+pub struct RecordingMailer {
+    pub sent: Mutex<Vec<(String, String, String)>>,
+}
+
+#[async_trait]
+impl Mailer for RecordingMailer {
+    async fn send(&self, to: &str, subject: &str, text: &str) -> Result<String> {
+        let mut sent = self.sent.lock().unwrap();
+        sent.push((to.to_string(), subject.to_string(), text.to_string()));
+        Ok(format!("msg-{}", sent.len()))
+    }
+}
+
+/// Once-markers: claimed (in progress) or done.
+#[derive(Default)]
+pub struct InMemoryOnce {
+    pub markers: Mutex<HashMap<String, bool>>,
+}
+
+#[async_trait]
+impl OnceLedger for InMemoryOnce {
+    async fn begin(&self, marker: &str) -> Result<OnceClaim> {
+        let mut m = self.markers.lock().unwrap();
+        Ok(match m.get(marker) {
+            Some(true) => OnceClaim::AlreadyDone,
+            Some(false) => OnceClaim::InProgress,
+            None => {
+                m.insert(marker.to_string(), false);
+                OnceClaim::Go
+            }
+        })
+    }
+    async fn finish(&self, marker: &str) -> Result<()> {
+        self.markers.lock().unwrap().insert(marker.to_string(), true);
+        Ok(())
+    }
+    async fn forget(&self, marker: &str) -> Result<()> {
+        self.markers.lock().unwrap().remove(marker);
+        Ok(())
+    }
+}
+
+/// Workflow starts by name: a second start with the same name is not a second execution (WF-1).
+#[derive(Default)]
+pub struct RecordingWorkflows {
+    pub lifecycles: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Workflows for RecordingWorkflows {
+    async fn run_checkout(&self, _order_id: &str, _input: &serde_json::Value) -> Result<SyncExecution> {
+        Err(crate::StepError::Internal("the fake runs no checkout".into()))
+    }
+    async fn start_lifecycle(&self, order_id: &str, _input: &serde_json::Value) -> Result<bool> {
+        let mut started = self.lifecycles.lock().unwrap();
+        if started.iter().any(|s| s == order_id) {
+            return Ok(false);
+        }
+        started.push(order_id.to_string());
+        Ok(true)
+    }
+    async fn send_task_success(&self, _token: &str, _output: &serde_json::Value) -> Result<()> {
+        Ok(())
+    }
+}

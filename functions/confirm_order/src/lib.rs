@@ -66,3 +66,44 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Confirmed, StepError> {
 pub async fn invoke(deps: &Deps, payload: serde_json::Value) -> Result<serde_json::Value, StepError> {
     orderflow_shared::lambda::invoke_json("confirm_order", payload, |i| handle(deps, i)).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orderflow_shared::fakes::{shipped_order, InMemoryOrders, RecordingQueue, RecordingWorkflows};
+
+    #[tokio::test]
+    async fn confirming_five_times_confirms_once_queues_the_email_each_time_and_starts_one_lifecycle() {
+        let mut order = shipped_order("ord_1", 1_000, Some(true), &[]);
+        order.status = OrderStatus::Pending;
+        let orders = Arc::new(InMemoryOrders::with(order));
+        let queue = Arc::new(RecordingQueue::default());
+        let workflows = Arc::new(RecordingWorkflows::default());
+        let d = Deps { orders: orders.clone(), queue: queue.clone(), notifications_queue_url: "q://notifications".into(), workflows: workflows.clone() };
+        for _ in 0..5 {
+            handle(&d, Input { order_id: "ord_1".into(), start_lifecycle: true }).await.unwrap();
+        }
+        let o = orders.order("ord_1");
+        assert_eq!(o.status, OrderStatus::Confirmed);
+        assert_eq!(o.timeline.iter().filter(|e| e.event == "confirmed").count(), 1);
+        // The consumer sends once per (order, kind); the producer re-queues so a crash loses nothing.
+        let bodies = queue.bodies("q://notifications");
+        assert_eq!(bodies.len(), 5);
+        assert!(bodies.iter().all(|b| b == &Notification::new("ord_1", NotificationKind::OrderConfirmation).to_json()));
+        assert_eq!(*workflows.lifecycles.lock().unwrap(), vec!["ord_1".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn an_order_that_was_declined_is_not_confirmed() {
+        let mut order = shipped_order("ord_1", 1_000, Some(true), &[]);
+        order.status = OrderStatus::Declined;
+        let d = Deps {
+            orders: Arc::new(InMemoryOrders::with(order)),
+            queue: Arc::new(RecordingQueue::default()),
+            notifications_queue_url: "q://n".into(),
+            workflows: Arc::new(RecordingWorkflows::default()),
+        };
+        let err = handle(&d, Input { order_id: "ord_1".into(), start_lifecycle: true }).await.unwrap_err();
+        assert_eq!(err.error_type(), "InvalidState");
+    }
+}

@@ -165,3 +165,35 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> Result<SqsBatchResponse, St
 pub async fn invoke(deps: &Deps, payload: serde_json::Value) -> Result<serde_json::Value, StepError> {
     orderflow_shared::lambda::invoke_json("send_notifications", payload, |i| handle(deps, i)).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orderflow_shared::fakes::{shipped_order, InMemoryOnce, InMemoryOrders, RecordingMailer};
+
+    fn sqs(bodies: &[serde_json::Value]) -> SqsEvent {
+        let records: Vec<serde_json::Value> =
+            bodies.iter().enumerate().map(|(i, b)| serde_json::json!({"messageId": format!("m{i}"), "body": b.to_string()})).collect();
+        serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_same_notification_delivered_five_times_is_one_email_and_poison_is_reported_alone() {
+        let orders = Arc::new(InMemoryOrders::with(shipped_order("ord_1", 1_000, Some(true), &[])));
+        let mailer = Arc::new(RecordingMailer::default());
+        let d = Deps { orders: orders.clone(), once: Arc::new(InMemoryOnce::default()), mailer: mailer.clone() };
+        let confirmation = Notification::new("ord_1", NotificationKind::OrderConfirmation).to_json();
+        let poison = serde_json::json!({"orderId": "ord_1", "kind": "birthday_card"});
+        let resp = handle(&d, sqs(&[confirmation.clone(), poison, confirmation.clone()])).await.unwrap();
+        for _ in 0..3 {
+            handle(&d, sqs(std::slice::from_ref(&confirmation))).await.unwrap();
+        }
+        let failed: Vec<String> = resp.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+        assert_eq!(failed, vec!["m1".to_string()], "only the poison message comes back (WF-4)");
+        let sent = mailer.sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1, "WF-5: one email however often the message comes");
+        assert_eq!(sent[0].0, "a@example.com");
+        assert!(sent[0].1.contains("ord_1 confirmed"), "{}", sent[0].1);
+        assert_eq!(orders.order("ord_1").timeline.iter().filter(|e| e.event == "email_sent").count(), 1);
+    }
+}
