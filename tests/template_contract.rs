@@ -10,10 +10,52 @@ use std::collections::{BTreeMap, BTreeSet};
 fn template() -> Template {
     let repo = orderflow_local::Options::default().repo;
     let mut t = Template::load(&repo.join("infra/template.yaml")).unwrap();
+    // Secret ARNs have no default: a deploy passes the ARNs Secrets Manager returned.
+    for name in secret_parameters(&t) {
+        let arn = format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:orderflow/{}-AbC123", name.to_lowercase());
+        t.params.insert(name, arn);
+    }
     for q in t.queues().unwrap() {
         t.queue_urls.insert(q.name.clone(), format!("https://sqs.example/{}", q.name));
     }
     t
+}
+
+fn secret_parameters(t: &Template) -> Vec<String> {
+    t.doc["Parameters"].as_mapping().unwrap().keys().filter_map(|k| k.as_str()).filter(|k| k.ends_with("SecretArn")).map(String::from).collect()
+}
+
+#[test]
+fn secret_parameters_take_the_full_arn_and_have_no_default_that_fails_later() {
+    let t = template();
+    let names = secret_parameters(&t);
+    assert_eq!(names.len(), 6);
+    for name in names {
+        let p = &t.doc["Parameters"][name.as_str()];
+        assert!(p["Default"].is_null(), "{name}: a default deploys cleanly and fails at the first request");
+        let pattern = p["AllowedPattern"].as_str().unwrap_or_else(|| panic!("{name}: no AllowedPattern"));
+        // A name or a partial ARN (without Secrets Manager's 6-character suffix) is refused at deploy.
+        assert!(pattern.ends_with("-[A-Za-z0-9]{6}$") && pattern.starts_with("^arn:aws"), "{name}: {pattern}");
+    }
+}
+
+#[test]
+fn the_secrets_extension_layer_comes_from_the_published_table_for_every_region_and_architecture() {
+    let t = template();
+    let table = t.doc["Mappings"]["ParametersSecretsExtension"].as_mapping().expect("Mappings.ParametersSecretsExtension");
+    for region in ["us-east-1", "eu-west-1", "ap-southeast-2"] {
+        let row = &table[&serde_yaml::Value::from(region)];
+        for (arch, layer) in [("x86", "AWS-Parameters-and-Secrets-Lambda-Extension:"), ("arm64", "AWS-Parameters-and-Secrets-Lambda-Extension-Arm64:")] {
+            let arn = row[arch].as_str().unwrap_or_else(|| panic!("{region} {arch}"));
+            assert!(arn.starts_with(&format!("arn:aws:lambda:{region}:")) && arn.contains(layer), "{arn}");
+        }
+    }
+    for f in t.functions() {
+        let layers = format!("{:?}", t.doc["Resources"][&f.logical_id]["Properties"]["Layers"]);
+        if layers != "Null" {
+            assert!(layers.contains("FindInMap") && layers.contains("ParametersSecretsExtension"), "{}: {layers}", f.binary);
+        }
+    }
 }
 
 #[test]
