@@ -265,3 +265,21 @@ fn the_log_line_the_outcome_filter_counts_is_the_one_the_steps_write() {
     assert_eq!(line["fields"]["error_type"], "OutOfStock", "{line}");
     assert_eq!(line["span"]["order_id"], "ord_x");
 }
+
+#[test]
+fn each_partner_role_reads_only_its_own_queue_and_needs_the_external_id() {
+    let t = template();
+    for (role, queue) in
+        [("WarehouseEastPartnerRole", "WarehouseEastQueue"), ("WarehouseWestPartnerRole", "WarehouseWestQueue"), ("SupplierPartnerRole", "SupplierQueue")]
+    {
+        let p = &t.doc["Resources"][role]["Properties"];
+        let trust = format!("{:?}", p["AssumeRolePolicyDocument"]);
+        assert!(trust.contains("sts:ExternalId") && trust.contains("PartnerExternalId"), "{role}: no external id: {trust}");
+        let statements = p["Policies"][0]["PolicyDocument"]["Statement"].as_sequence().unwrap();
+        assert_eq!(statements.len(), 1, "{role}");
+        let actions: Vec<&str> = statements[0]["Action"].as_sequence().unwrap().iter().filter_map(|a| a.as_str()).collect();
+        assert_eq!(actions, ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"], "{role}");
+        assert_eq!(t.resolve(&statements[0]["Resource"]).unwrap(), t.get_att(&format!("{queue}.Arn")).unwrap(), "{role}: only its own queue");
+        assert!(t.doc["Outputs"][format!("{queue}Url")].is_mapping(), "{queue}: its URL is a stack output");
+    }
+}
