@@ -79,6 +79,7 @@ fn unused_reason(role: &str, action: &str, _resource: &str) -> &'static str {
         ("orders_api", "dynamodb:DeleteItem") => "abandons an idempotency claim when checkout fails before an order exists (error path)",
         ("partner_api", "dynamodb:DeleteItem") => "forgets a webhook once-marker when queueing the event failed (error path)",
         ("record_outcome", "dynamodb:GetItem") => "a replayed record_outcome reads the order to tell a replay from a conflict",
+        ("CheckoutStateMachine", a) if a.starts_with("logs:") => "Step Functions delivers the checkout's error logs on the role's behalf (not emulated)",
         _ => "",
     }
 }

@@ -24,6 +24,7 @@ pub mod sandbox_carrier;
 pub mod sandbox_gateway;
 pub mod sandbox_warehouse;
 pub mod secrets_extension;
+pub mod smoke;
 pub mod template;
 
 use edge::{Call, Edge};

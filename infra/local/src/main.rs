@@ -2,6 +2,8 @@
 //! `orderflow-local demo` start it, place the sample orders, print what happened, stop
 //! `orderflow-local render-asl DIR` write the state machines with the template's substitutions
 //! `orderflow-local iam-report [--iam-definition FILE] [RUN_DIR...]` permissions granted vs used
+//! `orderflow-local smoke --api URL --sku SKU [--ops-token T] [--payment-method PM] [--quantity N]
+//!   [--country CC] [--wait-seconds N]` the post-deploy check against a running API
 
 use orderflow_local::{demo, Options, Stack};
 
@@ -35,6 +37,29 @@ async fn main() {
         let dir = std::env::args().nth(2).unwrap_or_else(|| "target/asl".into());
         if let Err(e) = render_asl(&dir) {
             eprintln!("render-asl: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if cmd == "smoke" {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+        let (Some(api), Some(sku)) = (flag("--api"), flag("--sku")) else {
+            eprintln!("usage: orderflow-local smoke --api URL --sku SKU [--ops-token T] [--payment-method pm_card_visa] [--quantity 1] [--country US] [--wait-seconds 60]");
+            std::process::exit(2);
+        };
+        let o = orderflow_local::smoke::SmokeOptions {
+            api,
+            sku,
+            quantity: flag("--quantity").and_then(|q| q.parse().ok()).unwrap_or(1),
+            payment_method: flag("--payment-method").unwrap_or_else(|| "pm_card_visa".into()),
+            ops_token: flag("--ops-token").or_else(|| std::env::var("ORDERFLOW_OPS_TOKEN").ok()),
+            email: flag("--email").unwrap_or_else(|| "smoke-check@example.com".into()),
+            country: flag("--country").unwrap_or_else(|| "US".into()),
+            wait: std::time::Duration::from_secs(flag("--wait-seconds").and_then(|w| w.parse().ok()).unwrap_or(60)),
+        };
+        if let Err(e) = orderflow_local::smoke::run(&o).await {
+            eprintln!("[smoke] FAILED: {e}");
             std::process::exit(1);
         }
         return;
