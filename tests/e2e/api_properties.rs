@@ -205,6 +205,11 @@ fn sec_4_limits_and_bad_input_get_clear_4xx_errors() {
         let many: Vec<(&str, i64)> = (0..101).map(|_| (sku.as_str(), 1)).collect();
         let r = post(order_body(&h.email("sec4"), &many, "pm_card_visa").to_string()).await;
         assert_error(r.status, &r.body, 400, "too_many_lines");
+        // more different SKUs than one parcel can carry: refused at the door, not FAILED after payment
+        let skus: Vec<String> = (0..50).map(|i| format!("{sku}-{i}")).collect();
+        let wide: Vec<(&str, i64)> = skus.iter().map(|s| (s.as_str(), 1)).collect();
+        let r = post(order_body(&h.email("sec4"), &wide, "pm_card_visa").to_string()).await;
+        assert_error(r.status, &r.body, 400, "too_many_skus");
         // quantity outside 1..=99
         for q in [0, 100, -5] {
             let r = post(order_body(&h.email("sec4"), &[(&sku, q)], "pm_card_visa").to_string()).await;

@@ -8,6 +8,11 @@ use serde::Deserialize;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub const MAX_LINES: usize = 100;
 pub const MAX_QUANTITY: i64 = 99;
+/// Distinct SKUs in one order. A parcel leaves the books in one DynamoDB transaction (at most 100
+/// actions): its shipment marker plus two writes per SKU, so 49 SKUs is what any parcel can carry.
+/// Enforced here, at the door, so an order that could not ship is refused with a clear answer
+/// instead of failing later in the ship step (reservation and routing allow more).
+pub const MAX_DISTINCT_SKUS: usize = 49;
 pub const MAX_NOTES_CHARS: usize = 1000;
 
 #[derive(Debug, Deserialize)]
@@ -115,6 +120,10 @@ pub fn validate(req: PlaceOrderRequest) -> Result<ValidOrder, Invalid> {
             ));
         }
         lines.push(RequestedLine { sku, quantity: l.quantity });
+    }
+    let distinct: std::collections::BTreeSet<&str> = lines.iter().map(|l: &RequestedLine| l.sku.as_str()).collect();
+    if distinct.len() > MAX_DISTINCT_SKUS {
+        return Err(Invalid::new("too_many_skus", "lines", format!("an order has at most {MAX_DISTINCT_SKUS} different SKUs, got {}", distinct.len())));
     }
     let pm = req.payment_method.trim();
     if !(pm.starts_with("pm_") && pm.len() <= 128 && pm.len() > 3 && pm.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')) {
@@ -284,6 +293,14 @@ mod tests {
         let mut b = body();
         b["lines"] = serde_json::json!((0..101).map(|_| serde_json::json!({"sku": "A", "quantity": 1})).collect::<Vec<_>>());
         assert_eq!(check(b).unwrap_err().code, "too_many_lines");
+        // 100 lines are fine when they name at most 49 SKUs; the 50th SKU is refused at the door.
+        let mut b = body();
+        b["lines"] = serde_json::json!((0..100).map(|i| serde_json::json!({"sku": format!("S{}", i % 49), "quantity": 1})).collect::<Vec<_>>());
+        assert!(check(b).is_ok());
+        let mut b = body();
+        b["lines"] = serde_json::json!((0..50).map(|i| serde_json::json!({"sku": format!("S{i}"), "quantity": 1})).collect::<Vec<_>>());
+        let e = check(b).unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), ("too_many_skus", Some("lines")));
     }
 
     #[test]

@@ -362,8 +362,8 @@ impl StockLedger for DynamoInventory {
     }
 
     async fn ship(&self, order_id: &str, shipment_id: &str, warehouse: &str, lines: &BTreeMap<String, i64>, charge: Charge<'_>) -> Result<ShipOutcome> {
-        if lines.len() > 49 {
-            return Err(StepError::InvalidInput("a shipment may carry at most 49 SKUs".into()));
+        if lines.len() > crate::domain::checkout::MAX_DISTINCT_SKUS {
+            return Err(StepError::InvalidInput(format!("a shipment may carry at most {} SKUs", crate::domain::checkout::MAX_DISTINCT_SKUS)));
         }
         with_conflict_retries("inventory.ship", move || async move {
             let item = self.reservation_item(order_id).await?.ok_or_else(|| StepError::InvalidState(format!("order {order_id} has no reservation")))?;
