@@ -146,6 +146,13 @@ impl OrderRepository for InMemoryOrders {
         self.set_fields(order_id, &["payment"], fields, event)
     }
     async fn apply_tracking(&self, order_id: &str, shipment_id: &str, status: &str, updated_at: &str, event: TimelineEntry) -> Result<bool> {
+        // Forward only, as the adapter's condition: the domain rule decides.
+        let order = self.order(order_id);
+        let s = order.shipments.get(shipment_id).ok_or_else(|| crate::StepError::InvalidInput(format!("no shipment {shipment_id}")))?;
+        let current = s.tracking_status.as_deref().zip(s.tracking_updated_at.as_deref());
+        if !crate::domain::fulfillment::tracking_advances(current, status, updated_at) {
+            return Ok(false);
+        }
         self.set_fields(
             order_id,
             &["shipments", shipment_id],

@@ -17,6 +17,13 @@ use std::time::{Duration, Instant};
 
 const CACHE_FOR: Duration = Duration::from_secs(300);
 
+/// One client for every secret of the function, made on the first fetch (not at cold start): the
+/// extension is plain HTTP on localhost.
+fn extension_client() -> &'static reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default())
+}
+
 pub struct SecretSource {
     /// The variable that names it (`GATEWAY_API_KEY_SECRET_ARN`), for error messages.
     variable: String,
@@ -24,7 +31,6 @@ pub struct SecretSource {
     direct: Option<Secret>,
     port: String,
     session_token: String,
-    http: reqwest::Client,
     cached: tokio::sync::Mutex<Option<(Secret, Instant)>>,
 }
 
@@ -48,25 +54,8 @@ impl SecretSource {
             direct,
             port: env.optional("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT").unwrap_or_else(|| "2773".into()),
             session_token: env.optional("AWS_SESSION_TOKEN").unwrap_or_default(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .map_err(|e| ConfigError::Invalid { name: name.into(), reason: e.to_string() })?,
             cached: tokio::sync::Mutex::new(None),
         })
-    }
-
-    /// A fixed value (tests and in-memory fakes).
-    pub fn fixed(value: &str) -> SecretSource {
-        SecretSource {
-            variable: "fixed".into(),
-            arn: None,
-            direct: Some(Secret(value.into())),
-            port: String::new(),
-            session_token: String::new(),
-            http: reqwest::Client::new(),
-            cached: tokio::sync::Mutex::new(None),
-        }
     }
 
     /// The secret's value, fetched on first use and cached.
@@ -102,8 +91,7 @@ impl SecretSource {
             tracing::error!(secret = %self.variable, "{what}");
             StepError::Retryable(format!("secret {}: {what}", self.variable))
         };
-        let resp = self
-            .http
+        let resp = extension_client()
             .get(format!("http://localhost:{}/secretsmanager/get", self.port))
             .query(&[("secretId", arn)])
             .header("X-Aws-Parameters-Secrets-Token", &self.session_token)

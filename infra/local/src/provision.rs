@@ -111,15 +111,16 @@ pub async fn create_secrets(moto_url: &str, values: &BTreeMap<String, String>) -
     let mut arns = BTreeMap::new();
     for (param, value) in values {
         let name = format!("orderflow/{}", kebab(param.trim_end_matches("SecretArn")));
-        let resp = http
-            .post(moto_url)
-            .header("x-amz-target", "secretsmanager.CreateSecret")
-            .header("content-type", "application/x-amz-json-1.1")
-            .header("authorization", crate::secrets_extension::sigv4_scope("local", "secretsmanager"))
-            .body(serde_json::json!({"Name": name, "SecretString": value}).to_string())
-            .send()
-            .await
-            .map_err(|e| format!("create secret {name}: {e}"))?;
+        let resp = crate::secrets_extension::secretsmanager_request(
+            &http,
+            moto_url,
+            "local",
+            "CreateSecret",
+            serde_json::json!({"Name": name, "SecretString": value}),
+        )
+        .send()
+        .await
+        .map_err(|e| format!("create secret {name}: {e}"))?;
         let v: serde_json::Value = resp.json().await.map_err(|e| format!("create secret {name}: {e}"))?;
         let arn = v["ARN"].as_str().ok_or_else(|| format!("create secret {name}: {v}"))?;
         arns.insert(param.clone(), arn.to_string());

@@ -35,14 +35,8 @@ async fn get_secret(State(ext): State<Arc<Extension>>, headers: HeaderMap, Query
     let Some(secret_id) = q.get("secretId").filter(|s| !s.is_empty()) else {
         return (StatusCode::BAD_REQUEST, "secretId is required").into_response();
     };
-    let resp = ext
-        .http
-        .post(&ext.edge_url)
-        .header("x-amz-target", "secretsmanager.GetSecretValue")
-        .header("content-type", "application/x-amz-json-1.1")
-        .header("authorization", sigv4_scope(&identity.access_key_id, "secretsmanager"))
+    let resp = secretsmanager_request(&ext.http, &ext.edge_url, &identity.access_key_id, "GetSecretValue", serde_json::json!({"SecretId": secret_id}))
         .header("x-amz-security-token", &identity.session_token)
-        .body(serde_json::json!({"SecretId": secret_id}).to_string())
         .send()
         .await;
     match resp {
@@ -52,6 +46,15 @@ async fn get_secret(State(ext): State<Arc<Extension>>, headers: HeaderMap, Query
         }
         Err(e) => (StatusCode::BAD_GATEWAY, format!("secrets manager unreachable: {e}")).into_response(),
     }
+}
+
+/// A Secrets Manager call in its JSON protocol, as the SDK sends it, from `access_key_id`.
+pub fn secretsmanager_request(http: &reqwest::Client, url: &str, access_key_id: &str, operation: &str, body: serde_json::Value) -> reqwest::RequestBuilder {
+    http.post(url)
+        .header("x-amz-target", format!("secretsmanager.{operation}"))
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("authorization", sigv4_scope(access_key_id, "secretsmanager"))
+        .body(body.to_string())
 }
 
 /// The credential scope of a SigV4 Authorization header: all the edge reads to know the caller
