@@ -53,7 +53,14 @@ fn api_event_with_a_card_number_is_refused_before_any_aws_call() {
         assert_eq!(resp["statusCode"], 400);
         let body: serde_json::Value = serde_json::from_str(resp["body"].as_str().unwrap()).unwrap();
         assert_eq!(body["error"]["code"], "card_number_rejected");
-        for f in ["orders_api/post_order.json", "orders_api/get_order.json", "orders_api/review_approve.json"] {
+        for f in [
+            "orders_api/post_order.json",
+            "orders_api/get_order.json",
+            "orders_api/review_approve.json",
+            "store_data_api/put_catalog.json",
+            "store_data_api/adjust_stock.json",
+            "store_data_api/get_stock.json",
+        ] {
             let _: lambda_http::request::LambdaRequest = serde_json::from_value(event(f)).unwrap();
         }
     });

@@ -36,3 +36,38 @@ pub async fn invoke_apigw(router: Router, payload: Value) -> Result<Value, StepE
         "isBase64Encoded": false
     }))
 }
+
+/// The bearer token of a request, if it has one.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers.get("authorization")?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+}
+
+/// Compare secrets in time independent of where they differ.
+pub fn const_eq(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// Operator requests carry the operator token (read from Secrets Manager on first use). Err is the
+/// answer to send: 401, or 503 while the token cannot be read.
+pub async fn ops_authorized(token: &crate::secrets::SecretSource, headers: &axum::http::HeaderMap) -> Result<(), Response> {
+    let expected = match token.get().await {
+        Ok(t) => t,
+        Err(_) => return Err(error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "temporarily unavailable; retry", None)),
+    };
+    if !expected.expose().is_empty() && bearer(headers).is_some_and(|t| const_eq(t, expected.expose())) {
+        Ok(())
+    } else {
+        Err(error(StatusCode::UNAUTHORIZED, "unauthorized", "operator token required", None))
+    }
+}
+
+/// A failure of ours, never the client's: 503 when a retry can succeed, else 500; the detail is
+/// logged, never answered.
+pub fn internal(e: StepError, retry_hint: &str) -> Response {
+    tracing::error!(error_type = e.error_type(), error = %e, "request failed");
+    match e {
+        StepError::Retryable(_) => error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", &format!("please retry{retry_hint}"), None),
+        _ => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", &format!("something went wrong on our side; retry{retry_hint}"), None),
+    }
+}

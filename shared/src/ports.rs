@@ -2,9 +2,9 @@
 //! sandbox-backed HTTP client for the gateway; handlers only see these traits.
 
 use crate::domain::fraud::FraudAssessment;
-use crate::domain::fulfillment::{Allocation, Network};
+use crate::domain::fulfillment::{Allocation, Network, Warehouse};
 use crate::domain::order::{Address, Dispatch, Order, OrderStatus, Parcel, PaymentRecord, Shipment, StockShortage, TimelineEntry};
-use crate::domain::pricing::{CatalogItem, RateTable};
+use crate::domain::pricing::{CatalogItem, CountryRates, RateTable};
 use crate::error::StepError;
 use crate::money::Money;
 use async_trait::async_trait;
@@ -59,13 +59,30 @@ pub enum Reservation {
     Short(Vec<StockShortage>),
 }
 
-/// Network-wide counts of one SKU. Conservation (INV-2): available + reserved + shipped == received.
+/// Network-wide counts of one SKU. Conservation (INV-2):
+/// available + reserved + shipped == received + adjusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StockLevel {
     pub available: i64,
     pub reserved: i64,
     pub shipped: i64,
     pub received: i64,
+    /// The net of operators' stock adjustments (found units minus written-off units, DATA-1).
+    pub adjusted: i64,
+}
+
+/// What a stock adjustment came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdjustOutcome {
+    Applied,
+    /// An adjustment with this Idempotency-Key was made before: the one on the audit trail.
+    Replayed(crate::domain::store_data::Adjustment),
+    /// It would take free stock below zero (units reserved or allocated stay covered): the free
+    /// units in that warehouse and in the whole network now.
+    Short {
+        free_in_warehouse: i64,
+        free_in_network: i64,
+    },
 }
 
 /// One SKU at one warehouse: free units, units allocated to routed orders, units shipped.
@@ -119,6 +136,11 @@ pub trait StockLedger: Send + Sync {
     /// Units arriving at a warehouse (initial stock, a delivery). Once per `receipt_key`.
     async fn receive(&self, sku: &str, warehouse: &str, quantity: i64, receipt_key: &str) -> Result<bool>;
     async fn set_reorder(&self, sku: &str, warehouse: &str, point: i64, quantity: i64) -> Result<()>;
+    /// An operator's adjustment, once per Idempotency-Key, in one transaction with its audit entry;
+    /// never below what is reserved or allocated (DATA-1).
+    async fn adjust(&self, adjustment: &crate::domain::store_data::Adjustment) -> Result<AdjustOutcome>;
+    /// The audit trail of one SKU's adjustments, oldest first.
+    async fn adjustments(&self, sku: &str) -> Result<Vec<crate::domain::store_data::Adjustment>>;
     /// warehouse -> sku -> stock, for the given SKUs at every listed warehouse.
     async fn warehouse_stock(&self, skus: &[String], warehouses: &[String]) -> Result<HashMap<String, HashMap<String, WarehouseStock>>>;
     /// Move the order's reservation into the planned warehouses (routing). Idempotent per order.
@@ -147,6 +169,11 @@ pub trait Catalog: Send + Sync {
     async fn rates(&self) -> Result<RateTable>;
     async fn put_item(&self, item: &CatalogItem) -> Result<()>;
     async fn put_rates(&self, rates: &RateTable) -> Result<()>;
+    /// Set one destination's rates; the table's currency is the store's (Err(existing) when the
+    /// request names another).
+    async fn put_country_rates(&self, country: &str, currency: &str, rates: &CountryRates) -> Result<std::result::Result<(), String>>;
+    /// Add or replace one warehouse of the network.
+    async fn put_warehouse(&self, warehouse: &Warehouse) -> Result<()>;
     async fn network(&self) -> Result<Network>;
     async fn put_network(&self, network: &Network) -> Result<()>;
 }

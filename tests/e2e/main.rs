@@ -8,4 +8,5 @@ mod contracts;
 mod fulfillment;
 mod iam_enforcement;
 mod stock_properties;
+mod store_data;
 mod workflow_properties;

@@ -84,13 +84,15 @@ fn inv_5_replayed_reserve_and_release_act_once() {
 }
 
 /// INV-2 over a long mixed sequence against the real DynamoDB ledger: receive, reserve, route into
-/// warehouses, ship parcels, release (and replays of each). After every step, per SKU:
-/// available + reserved + shipped == received, nothing negative, and the warehouses' free + allocated
+/// warehouses, ship parcels, release, operators' adjustments (and replays of each). After every step, per SKU:
+/// available + reserved + shipped == received + adjusted (and equal to the test's own tally of what
+/// went in), nothing negative, and the warehouses' free + allocated
 /// units equal the network's available + reserved.
 #[test]
 fn inv_2_stock_is_conserved_through_reserve_route_ship_release_and_restock() {
     use orderflow_shared::domain::fulfillment::route;
-    use orderflow_shared::ports::{AllocateOutcome, Reservation};
+    use orderflow_shared::domain::store_data::Adjustment;
+    use orderflow_shared::ports::{AdjustOutcome, AllocateOutcome, Reservation};
     use std::collections::{BTreeMap, HashMap};
     let h = harness();
     h.run(async {
@@ -103,15 +105,40 @@ fn inv_2_stock_is_conserved_through_reserve_route_ship_release_and_restock() {
             rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (rng >> 33) % n
         };
+        let mut tally: i64 = 4; // what new_sku received
+        let mut ran = [0u32; 7];
         let mut orders: Vec<String> = vec![];
         let mut shipments: Vec<(String, String, String, BTreeMap<String, i64>)> = vec![];
         let zero = |_: &BTreeMap<String, i64>| 0i64;
-        for step in 0..70 {
-            let op = next(6);
+        for step in 0..100 {
+            let op = next(7);
             match op {
                 0 => {
                     let wh = &whs[next(whs.len() as u64) as usize];
-                    stock.receive(&sku, wh, 1 + next(4) as i64, &format!("inv2-{sku}-{step}")).await.unwrap();
+                    let q = 1 + next(4) as i64;
+                    if stock.receive(&sku, wh, q, &format!("inv2-{sku}-{step}")).await.unwrap() {
+                        tally += q;
+                    }
+                }
+                6 => {
+                    // an operator's adjustment (DATA-1), sometimes sent twice
+                    let wh = &whs[next(whs.len() as u64) as usize];
+                    let delta = next(5) as i64 - 3;
+                    let adj = Adjustment {
+                        sku: sku.clone(),
+                        warehouse: wh.clone(),
+                        delta: if delta == 0 { 1 } else { delta },
+                        reason: "cycle count".into(),
+                        by: "inv2".into(),
+                        at: orderflow_shared::domain::order::now_rfc3339(),
+                        idempotency_key: format!("inv2-{step}"),
+                        request_hash: "h".into(),
+                    };
+                    for _ in 0..=next(2) {
+                        if stock.adjust(&adj).await.unwrap() == AdjustOutcome::Applied {
+                            tally += adj.delta;
+                        }
+                    }
                 }
                 1 => {
                     let id = format!("ord_{}", uuid::Uuid::new_v4().simple());
@@ -152,10 +179,12 @@ fn inv_2_stock_is_conserved_through_reserve_route_ship_release_and_restock() {
                     let (id, sid, wh, lines) = shipments[next(shipments.len() as u64) as usize].clone();
                     assert!(!stock.ship(&id, &sid, &wh, &lines, &zero).await.unwrap().fresh, "a replayed shipment ships nothing");
                 }
-                _ => {}
+                _ => continue,
             }
+            ran[op as usize] += 1;
             let l = stock.level(&sku).await.unwrap().unwrap();
-            assert_eq!(l.available + l.reserved + l.shipped, l.received, "step {step} op {op}: {l:?}");
+            assert_eq!(l.available + l.reserved + l.shipped, l.received + l.adjusted, "step {step} op {op}: {l:?}");
+            assert_eq!(l.received + l.adjusted, tally, "step {step} op {op}: the ledger's books match the test's own tally");
             assert!(l.available >= 0 && l.reserved >= 0 && l.shipped >= 0, "step {step}: {l:?}");
             let levels = stock.warehouse_stock(std::slice::from_ref(&sku), &whs).await.unwrap();
             let on_hand: i64 = levels
@@ -169,5 +198,6 @@ fn inv_2_stock_is_conserved_through_reserve_route_ship_release_and_restock() {
             assert_eq!(on_hand, l.available + l.reserved, "step {step} op {op}: warehouses hold what the network counts");
         }
         assert!(!shipments.is_empty(), "the sequence shipped something");
+        assert!(ran.iter().all(|n| *n > 0), "every kind of operation ran (receive, reserve, route, ship, release, replayed ship, adjust): {ran:?}");
     });
 }

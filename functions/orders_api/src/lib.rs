@@ -26,7 +26,6 @@ use orderflow_shared::{ConfigError, Env, StepError};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 
 /// What this function uses, built from its environment at cold start (and nothing else: the
 /// template gives it exactly these settings, and its role exactly these resources).
@@ -70,6 +69,7 @@ pub async fn invoke_apigw(deps: AppState, payload: Value) -> Result<Value, StepE
 }
 
 pub use orderflow_shared::http::error;
+use orderflow_shared::http::{bearer, const_eq};
 
 fn invalid(i: Invalid) -> (StatusCode, Value) {
     let mut e = json!({"code": i.code, "message": i.message});
@@ -85,14 +85,6 @@ fn money_json(m: &Money) -> Value {
 
 fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers.get("authorization")?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
-}
-
-fn const_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 /// What the storefront sees of an order. Fraud scores and reasons are for operators only: telling a
@@ -237,11 +229,7 @@ async fn place_order(State(deps): State<AppState>, headers: HeaderMap, body: Byt
 }
 
 fn internal(e: StepError) -> Response {
-    tracing::error!(error_type = e.error_type(), error = %e, "request failed");
-    match e {
-        StepError::Retryable(_) => error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "please retry with the same Idempotency-Key", None),
-        _ => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "something went wrong on our side; retry with the same Idempotency-Key", None),
-    }
+    orderflow_shared::http::internal(e, " with the same Idempotency-Key")
 }
 
 async fn checkout(deps: &Deps, order_id: &str, body: &[u8]) -> Result<(StatusCode, Value), StepError> {
@@ -337,18 +325,8 @@ async fn get_order(State(deps): State<AppState>, Path(id): Path<String>, headers
     }
 }
 
-/// Operator requests carry the operator token (read from Secrets Manager on first use). Err is the
-/// answer to send: 401, or 503 while the token cannot be read.
 async fn ops_authorized(deps: &Deps, headers: &HeaderMap) -> Result<(), Response> {
-    let expected = match deps.ops_api_token.get().await {
-        Ok(t) => t,
-        Err(_) => return Err(error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "temporarily unavailable; retry", None)),
-    };
-    if !expected.expose().is_empty() && bearer(headers).is_some_and(|t| const_eq(t, expected.expose())) {
-        Ok(())
-    } else {
-        Err(error(StatusCode::UNAUTHORIZED, "unauthorized", "operator token required", None))
-    }
+    orderflow_shared::http::ops_authorized(&deps.ops_api_token, headers).await
 }
 
 async fn ops_get_order(State(deps): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {

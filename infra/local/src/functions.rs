@@ -50,7 +50,7 @@ fn inits() -> Vec<(&'static str, Init)> {
         step confirm_order, step hold_for_review, step record_outcome, step send_notifications,
         step record_review_task, step route_shipments, step ship_stock, step buy_label, step capture_payment,
         step settle_payment, step apply_webhook_events;
-        api orders_api, api partner_api
+        api orders_api, api partner_api, api store_data_api
     )
 }
 

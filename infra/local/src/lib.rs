@@ -16,6 +16,7 @@ pub mod edge;
 pub mod functions;
 pub mod iam;
 pub mod iam_report;
+pub mod load;
 pub mod moto;
 pub mod ports;
 pub mod provision;
@@ -207,7 +208,6 @@ impl Stack {
         let p = provision::provision(&moto_sdk, &opts.repo, params).await?;
         let deps = Arc::new(Ports::new(&edge_url, &p.template).await?);
         let observer = Arc::new(Ports::new(&moto_url, &p.template).await?);
-        provision::seed(&observer, &opts.repo.join("infra/local/fixtures/store.json")).await?;
 
         // Every function as the template declares it, each with its own role. The journal of
         // exercised permissions is this run's own (the report merges the runs of one CI job).
@@ -270,6 +270,10 @@ impl Stack {
                 tasks.push(pumps::spawn(edge.clone(), moto_sqs.clone(), url, arn, name));
             }
         }
+        // The store's data goes in through the operator API, as on a deployed stack (README: load
+        // data), so that path runs on every start.
+        let loaded = load::load(&api_url, &opts.ops_token, &opts.repo.join("infra/local/fixtures/store.json")).await.map_err(|e| format!("seeding: {e}"))?;
+        tracing::debug!(requests = loaded.requests, "store data loaded through the operator API");
         Ok(Stack {
             api_url,
             edge_url,

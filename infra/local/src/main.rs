@@ -2,6 +2,7 @@
 //! `orderflow-local demo` start it, place the sample orders, print what happened, stop
 //! `orderflow-local render-asl DIR` write the state machines with the template's substitutions
 //! `orderflow-local iam-report [--iam-definition FILE] [RUN_DIR...]` permissions granted vs used
+//! `orderflow-local load --api URL [--ops-token T] FILE` load catalog, stock, rates and warehouses
 //! `orderflow-local smoke --api URL --sku SKU [--ops-token T] [--payment-method PM] [--quantity N]
 //!   [--country CC] [--wait-seconds N]` the post-deploy check against a running API
 
@@ -61,6 +62,23 @@ async fn main() {
         if let Err(e) = orderflow_local::smoke::run(&o).await {
             eprintln!("[smoke] FAILED: {e}");
             std::process::exit(1);
+        }
+        return;
+    }
+    if cmd == "load" {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+        let token = flag("--ops-token").or_else(|| std::env::var("ORDERFLOW_OPS_TOKEN").ok());
+        let (Some(api), Some(token), Some(file)) = (flag("--api"), token, args.last().filter(|a| !a.starts_with("--"))) else {
+            eprintln!("usage: orderflow-local load --api URL [--ops-token T | env ORDERFLOW_OPS_TOKEN] FILE.json|FILE.csv");
+            std::process::exit(2);
+        };
+        match orderflow_local::load::load(&api, &token, std::path::Path::new(file)).await {
+            Ok(l) => println!("[load] {} requests, {} already applied before (replays)", l.requests, l.replayed),
+            Err(e) => {
+                eprintln!("[load] FAILED: {e}");
+                std::process::exit(1);
+            }
         }
         return;
     }

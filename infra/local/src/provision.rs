@@ -1,13 +1,13 @@
 //! Provisioning from infra/template.yaml: the tables, the queues with their dead-letter queues, the
-//! verified SES sender and the state machines (definition files + substitutions), then seed data.
+//! verified SES sender and the state machines (definition files + substitutions). The store's data is loaded afterwards
+//! through the operator API (`load`).
 
-use crate::ports::Ports;
 use crate::template::{substitute, Template};
-use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+};
 use aws_sdk_sfn::types::StateMachineType;
 use aws_sdk_sqs::types::QueueAttributeName;
-use orderflow_shared::domain::fulfillment::Network;
-use orderflow_shared::domain::pricing::{CatalogItem, RateTable};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -47,8 +47,16 @@ pub async fn provision(sdk: &aws_config::SdkConfig, repo: &Path, params: BTreeMa
                     .map_err(|e| e.to_string())?,
             );
         }
+        let key = |name: &str, ty: &str| KeySchemaElement::builder().attribute_name(name).key_type(KeyType::from(ty)).build().map_err(|e| e.to_string());
         for (name, ty) in &table.keys {
-            req = req.key_schema(KeySchemaElement::builder().attribute_name(name).key_type(KeyType::from(ty.as_str())).build().map_err(|e| e.to_string())?);
+            req = req.key_schema(key(name, ty)?);
+        }
+        for (index, keys) in &table.indexes {
+            let mut gsi = GlobalSecondaryIndex::builder().index_name(index).projection(Projection::builder().projection_type(ProjectionType::All).build());
+            for (name, ty) in keys {
+                gsi = gsi.key_schema(key(name, ty)?);
+            }
+            req = req.global_secondary_indexes(gsi.build().map_err(|e| e.to_string())?);
         }
         req.send().await.map_err(|e| format!("create table {}: {e:?}", table.name))?;
         if let Some(attr) = &table.ttl_attribute {
@@ -138,37 +146,4 @@ fn kebab(camel: &str) -> String {
         out.push(c.to_ascii_lowercase());
     }
     out
-}
-
-#[derive(serde::Deserialize)]
-pub struct StoreFixture {
-    pub catalog: Vec<CatalogItem>,
-    /// sku -> warehouse -> units on hand
-    pub stock: BTreeMap<String, BTreeMap<String, i64>>,
-    /// sku -> warehouse -> [reorder point, reorder quantity]
-    #[serde(default)]
-    pub reorder: BTreeMap<String, BTreeMap<String, [i64; 2]>>,
-    pub rates: RateTable,
-    pub network: Network,
-}
-
-pub async fn seed(deps: &Ports, fixture: &Path) -> Result<(), String> {
-    let text = std::fs::read_to_string(fixture).map_err(|e| format!("{}: {e}", fixture.display()))?;
-    let store: StoreFixture = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", fixture.display()))?;
-    for item in &store.catalog {
-        deps.catalog.put_item(item).await.map_err(|e| e.to_string())?;
-    }
-    deps.catalog.put_rates(&store.rates).await.map_err(|e| e.to_string())?;
-    deps.catalog.put_network(&store.network).await.map_err(|e| e.to_string())?;
-    for (sku, per_wh) in &store.stock {
-        for (wh, n) in per_wh {
-            deps.stock.receive(sku, wh, *n, &format!("seed:{sku}:{wh}")).await.map_err(|e| e.to_string())?;
-        }
-    }
-    for (sku, per_wh) in &store.reorder {
-        for (wh, [point, qty]) in per_wh {
-            deps.stock.set_reorder(sku, wh, *point, *qty).await.map_err(|e| e.to_string())?;
-        }
-    }
-    Ok(())
 }

@@ -18,6 +18,8 @@ pub struct Table {
     pub keys: Vec<(String, String)>,
     pub attributes: Vec<(String, String)>,
     pub ttl_attribute: Option<String>,
+    /// Global secondary indexes: (name, key schema); projection ALL.
+    pub indexes: Vec<(String, Vec<(String, String)>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -190,6 +192,17 @@ impl Template {
                     keys: pairs("KeySchema", "AttributeName", "KeyType"),
                     attributes: pairs("AttributeDefinitions", "AttributeName", "AttributeType"),
                     ttl_attribute: (ttl["Enabled"].as_bool() == Some(true)).then(|| s(&ttl["AttributeName"])),
+                    indexes: p["GlobalSecondaryIndexes"]
+                        .as_sequence()
+                        .map(|seq| {
+                            seq.iter()
+                                .map(|g| {
+                                    let keys = g["KeySchema"].as_sequence().map(|k| k.iter().map(|e| (s(&e["AttributeName"]), s(&e["KeyType"]))).collect());
+                                    (s(&g["IndexName"]), keys.unwrap_or_default())
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 })
             })
             .collect()

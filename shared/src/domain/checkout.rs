@@ -60,7 +60,7 @@ pub struct Invalid {
 }
 
 impl Invalid {
-    fn new(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Invalid {
+    pub(crate) fn new(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Invalid {
         Invalid { code, field: Some(field.into()), message: message.into() }
     }
 }

@@ -5,3 +5,4 @@ pub mod fulfillment;
 pub mod order;
 pub mod pricing;
 pub mod shipping;
+pub mod store_data;

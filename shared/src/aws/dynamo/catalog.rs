@@ -1,8 +1,8 @@
 //! The catalog table: products, the rate table and the warehouse network.
 
 use super::*;
-use crate::domain::fulfillment::Network;
-use crate::domain::pricing::{CatalogItem, RateTable};
+use crate::domain::fulfillment::{Network, Warehouse};
+use crate::domain::pricing::{CatalogItem, CountryRates, RateTable};
 use crate::ports::*;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::KeysAndAttributes;
@@ -73,6 +73,31 @@ impl Catalog for DynamoCatalog {
     async fn put_rates(&self, rates: &RateTable) -> Result<()> {
         self.put_document("RATES", "table", rates).await
     }
+
+    async fn put_country_rates(&self, country: &str, currency: &str, rates: &CountryRates) -> Result<std::result::Result<(), String>> {
+        self.update_document("RATES", "table", |table: Option<RateTable>| {
+            let mut table = table.unwrap_or_else(|| RateTable { currency: currency.to_string(), countries: Default::default() });
+            if table.currency != currency {
+                return Err(table.currency);
+            }
+            table.countries.insert(country.to_string(), rates.clone());
+            Ok(table)
+        })
+        .await
+    }
+
+    async fn put_warehouse(&self, warehouse: &Warehouse) -> Result<()> {
+        self.update_document("WAREHOUSES", "network", |network: Option<Network>| {
+            let mut network = network.unwrap_or(Network { warehouses: vec![] });
+            match network.warehouses.iter_mut().find(|w| w.id == warehouse.id) {
+                Some(w) => *w = warehouse.clone(),
+                None => network.warehouses.push(warehouse.clone()),
+            }
+            Ok::<_, std::convert::Infallible>(network)
+        })
+        .await
+        .map(|r| r.unwrap_or_else(|never| match never {}))
+    }
 }
 
 impl DynamoCatalog {
@@ -84,6 +109,49 @@ impl DynamoCatalog {
             .and_then(|i| i.get(attr).and_then(|v| v.as_s().ok()).cloned())
             .ok_or_else(|| StepError::Internal(format!("{pk} missing from the catalog table")))?;
         serde_json::from_str(&json).map_err(|e| StepError::Internal(format!("{pk}: {e}")))
+    }
+
+    /// Read-modify-write of one document, guarded by its `version` so two operators' concurrent
+    /// changes (two countries' rates, two warehouses) both land. `change` may refuse with `E`.
+    async fn update_document<T, E, F>(&self, pk: &str, attr: &str, change: F) -> Result<std::result::Result<(), E>>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+        F: Fn(Option<T>) -> std::result::Result<T, E>,
+    {
+        let change = &change;
+        with_conflict_retries(&format!("catalog.update {pk}"), move || async move {
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key("pk", s(pk))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| StepError::from_sdk("catalog.update_document", e))?;
+            let item = out.item.unwrap_or_default();
+            let version = item.get("version").and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok());
+            let current: Option<T> = match item.get(attr).and_then(|v| v.as_s().ok()) {
+                Some(json) => Some(serde_json::from_str(json).map_err(|e| StepError::Internal(format!("{pk}: {e}")))?),
+                None => None,
+            };
+            let next = match change(current) {
+                Ok(next) => next,
+                Err(refused) => return Ok(Attempt::Done(Err(refused))),
+            };
+            let json = serde_json::to_string(&next).map_err(|e| StepError::Internal(e.to_string()))?;
+            let mut put = self.client.put_item().table_name(&self.table).item("pk", s(pk)).item(attr, s(json)).item("version", n(version.unwrap_or(0) + 1));
+            put = match version {
+                Some(v) => put.condition_expression("version = :v").expression_attribute_values(":v", n(v)),
+                None => put.condition_expression("attribute_not_exists(version)"),
+            };
+            match put.send().await {
+                Ok(_) => Ok(Attempt::Done(Ok(()))),
+                Err(e) if is_ccf(&e) => Ok(Attempt::Reread),
+                Err(e) => Err(StepError::from_sdk("catalog.update_document", e)),
+            }
+        })
+        .await
     }
 
     async fn put_document<T: serde::Serialize>(&self, pk: &str, attr: &str, value: &T) -> Result<()> {

@@ -11,6 +11,8 @@ use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, TransactWriteItem, Update}
 use aws_sdk_dynamodb::Client;
 use std::collections::{BTreeMap, HashMap};
 
+mod adjust;
+
 pub struct DynamoInventory {
     pub client: Client,
     pub table: String,
@@ -198,6 +200,7 @@ impl StockLedger for DynamoInventory {
             reserved: num(&i, "reserved"),
             shipped: num(&i, "shipped"),
             received: num(&i, "received"),
+            adjusted: num(&i, "adjusted"),
         }))
     }
 
@@ -227,6 +230,14 @@ impl StockLedger for DynamoInventory {
             .await
             .map_err(|e| StepError::from_sdk("inventory.set_reorder", e))?;
         Ok(())
+    }
+
+    async fn adjust(&self, adjustment: &crate::domain::store_data::Adjustment) -> Result<AdjustOutcome> {
+        self.adjust_stock(adjustment).await
+    }
+
+    async fn adjustments(&self, sku: &str) -> Result<Vec<crate::domain::store_data::Adjustment>> {
+        self.audit_trail(sku).await
     }
 
     async fn warehouse_stock(&self, skus: &[String], warehouses: &[String]) -> Result<HashMap<String, HashMap<String, WarehouseStock>>> {

@@ -3,14 +3,17 @@
 //! transaction-conflict retry loop). Tables and keys (declared in infra/template.yaml):
 //! - orders      pk `order_id` (S): one item per order, the `Order` record via serde_dynamo.
 //! - inventory   pk `pk` (S):
-//!   `SKU#<sku>` {available, reserved, shipped, received}: network-wide counts, what checkout reserves against;
+//!   `SKU#<sku>` {available, reserved, shipped, received, adjusted}: network-wide counts, what checkout reserves against;
 //!   `STOCK#<sku>#<warehouse>` {available, allocated, shipped, reorder_point, reorder_quantity}: one warehouse;
 //!   `RESERVATION#<order>` {status RESERVED|ROUTED|RELEASED, lines, allocations, shipped, shipments, version};
 //!   `PO#<sku>#<warehouse>` {status OPEN|RECEIVED, po_id, quantity}: at most one open purchase order;
-//!   `RECEIPT#<key>`: a delivery already booked (receiving is idempotent).
+//!   `RECEIPT#<key>`: a delivery already booked (receiving is idempotent);
+//!   `ADJUSTMENT#<sku>#<Idempotency-Key>`: an operator's stock adjustment, its audit entry (sparse index
+//!   `AdjustmentsBySku` on audit_sku, audit_at).
 //! - idempotency pk `pk` (S): `orders-post#<Idempotency-Key>`, `once#<marker>`, `lookup#<key>`; TTL `expires_at`.
 //! - catalog     pk `pk` (S): `PRODUCT#<sku>` items, the `RATES` item (rate table JSON), the
-//!   `WAREHOUSES` item (warehouse network and zone table JSON).
+//!   `WAREHOUSES` item (warehouse network and zone table JSON); both documents carry a `version` that
+//!   guards their read-modify-write (one country's rates or one warehouse at a time).
 //! - velocity    pk `pk` (S) = `email#..`/`card#..`, sk `sk` (S) = `<placed_at>#<order>`; TTL `expires_at`.
 
 mod catalog;
