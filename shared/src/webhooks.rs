@@ -92,7 +92,7 @@ pub fn verify_carrier(header: &str, body: &[u8], secrets: &[&str]) -> Result<(),
     if sig.is_empty() || hex::decode(sig).is_err() {
         return Err(SignatureError::Malformed("signature is not hex"));
     }
-    if secrets.iter().any(|s| hex_eq(&mac(s.as_bytes(), &[body]), sig)) {
+    if secrets.iter().any(|s| hex_eq(&mac(easypost_key(s).as_bytes(), &[body]), sig)) {
         Ok(())
     } else {
         Err(SignatureError::Mismatch)
@@ -100,7 +100,55 @@ pub fn verify_carrier(header: &str, body: &[u8], secrets: &[&str]) -> Result<(),
 }
 
 pub fn sign_carrier(body: &[u8], secret: &str) -> String {
-    format!("hmac-sha256-hex={}", hex::encode(mac(secret.as_bytes(), &[body])))
+    format!("hmac-sha256-hex={}", hex::encode(mac(easypost_key(secret).as_bytes(), &[body])))
+}
+
+/// EasyPost keys its HMAC with the secret in Unicode NFKD form (easypost-python
+/// `util.validate_webhook`: `unicodedata.normalize("NFKD", webhook_secret)`), so a secret with an
+/// accented letter or a ligature signs with its decomposed bytes.
+fn easypost_key(secret: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    secret.nfkd().collect()
+}
+
+/// Fixed vectors from the partners' own client libraries, not from our signer: each header below was
+/// accepted by stripe-python 16.1.0 (`stripe.WebhookSignature.verify_header(payload, header, secret,
+/// tolerance=None)`) and easypost-python 10.7.0 (`easypost.util.validate_webhook(body, headers,
+/// secret)`). A change to how we sign that the libraries would not share fails here.
+#[cfg(test)]
+mod partner_vectors {
+    use super::*;
+
+    const STRIPE_SECRET: &str = "whsec_test_5a8b1c2d3e4f";
+    const STRIPE_T: i64 = 1_764_158_400;
+    const STRIPE_PAYLOAD: &str = r#"{"id":"evt_1QvFixed0001","object":"event","api_version":"2024-06-20","type":"payment_intent.succeeded","data":{"object":{"id":"pi_fixed_0001","object":"payment_intent","amount":3571,"amount_received":3571,"metadata":{"order_id":"ord_0123456789abcdef0123456789abcdef"}}}}"#;
+    const STRIPE_HEADER: &str = "t=1764158400,v1=6474e8a198d0e9165e811761106bfd858ae22fe99c2b113f15462df83e837a01";
+
+    const EASYPOST_BODY: &str = r#"{"id":"evt_fixed_0001","object":"Event","description":"tracker.updated","result":{"id":"trk_fixed_0001","object":"Tracker","tracking_code":"EZ1000000001","status":"in_transit"}}"#;
+    const EASYPOST_SECRET: &str = "easypost-webhook-secret";
+    const EASYPOST_HEADER: &str = "hmac-sha256-hex=98305a5071d23a313c2c3f2dd5f4ccfcd2f6e9734440ad01345f79fb310b781f";
+    /// "sécret-ﬁxed": EasyPost signs with its NFKD form ("se\u{301}cret-fixed").
+    const EASYPOST_UNICODE_SECRET: &str = "s\u{e9}cret-\u{fb01}xed";
+    const EASYPOST_UNICODE_HEADER: &str = "hmac-sha256-hex=271199de644b9d994005c628cca3adba790c38401e72f7d9ef1d4fc5312f4a3c";
+
+    #[test]
+    fn stripe_header_made_by_stripe_python_verifies() {
+        let within = STRIPE_T + 10;
+        assert_eq!(verify_stripe(STRIPE_HEADER, STRIPE_PAYLOAD.as_bytes(), &[STRIPE_SECRET], within, DEFAULT_TOLERANCE_SECONDS), Ok(STRIPE_T));
+        assert_eq!(sign_stripe(STRIPE_PAYLOAD.as_bytes(), STRIPE_SECRET, STRIPE_T), STRIPE_HEADER, "the sandbox signs as Stripe does");
+        let mut changed = STRIPE_PAYLOAD.as_bytes().to_vec();
+        changed[60] ^= 1;
+        assert_eq!(verify_stripe(STRIPE_HEADER, &changed, &[STRIPE_SECRET], within, DEFAULT_TOLERANCE_SECONDS), Err(SignatureError::Mismatch));
+        assert!(verify_stripe(STRIPE_HEADER, STRIPE_PAYLOAD.as_bytes(), &[STRIPE_SECRET], STRIPE_T + 301, DEFAULT_TOLERANCE_SECONDS).is_err());
+    }
+
+    #[test]
+    fn easypost_headers_made_by_easypost_python_verify() {
+        assert_eq!(verify_carrier(EASYPOST_HEADER, EASYPOST_BODY.as_bytes(), &[EASYPOST_SECRET]), Ok(()));
+        assert_eq!(verify_carrier(EASYPOST_UNICODE_HEADER, EASYPOST_BODY.as_bytes(), &[EASYPOST_UNICODE_SECRET]), Ok(()));
+        assert_eq!(sign_carrier(EASYPOST_BODY.as_bytes(), EASYPOST_UNICODE_SECRET), EASYPOST_UNICODE_HEADER, "the sandbox signs as EasyPost does");
+        assert_eq!(verify_carrier(EASYPOST_HEADER, EASYPOST_BODY.as_bytes(), &["another-secret"]), Err(SignatureError::Mismatch));
+    }
 }
 
 #[cfg(test)]

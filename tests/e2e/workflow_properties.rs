@@ -17,6 +17,18 @@ fn pay_6_every_failure_after_authorization_voids_the_hold_exactly_once() {
         // the void step replayed five times (concurrently, as retries might): still one cancel
         let voids = futures::future::join_all((0..5).map(|_| h.stack.edge.invoke("void_payment", json!({"orderId": id})))).await;
         assert!(voids.iter().all(|v| v.is_ok()), "{voids:?}");
+        // and replayed three more times with its stored record stale (the cancel succeeded, the
+        // write after it did not): those reach the gateway, which answers from its idempotency store
+        for _ in 0..3 {
+            let stale = serde_json::json!("requires_capture");
+            h.stack.deps.orders.update_payment(&id, vec![("status", stale)], None).await.unwrap();
+            assert!(h.stack.edge.invoke("void_payment", json!({"orderId": id})).await.is_ok());
+        }
+        let cancels: Vec<_> = h.gateway_requests(&id).into_iter().filter(|q| q.path.ends_with("/cancel")).collect();
+        let expected_key = format!("{id}:void");
+        assert!(cancels.len() >= 4, "the stale replays reached the gateway: {cancels:?}");
+        assert!(cancels.iter().all(|q| q.idempotency_key.as_deref() == Some(expected_key.as_str())), "{cancels:?}");
+        assert_eq!(cancels.iter().filter(|q| !q.replayed).count(), 1, "one cancel executed, the rest replayed: {cancels:?}");
         assert_eq!(h.stack.gateway.cancel_count(&intent_id), 1);
         assert_eq!(h.intents(&id)[0]["status"], "canceled");
         // a decline leaves no hold to void, and voiding it is a no-op
@@ -27,17 +39,30 @@ fn pay_6_every_failure_after_authorization_voids_the_hold_exactly_once() {
     });
 }
 
+/// PAY-2 on the wire: the authorize step replayed five times, each time after its stored payment
+/// record was lost (the gateway call succeeded, the write after it did not), so every replay really
+/// reaches the gateway: six creates, all with the order-derived key, five answered as replays, one
+/// intent. (With the record intact the step never calls the gateway, and a random key would pass.)
 #[test]
-fn pay_2_authorize_replayed_holds_once() {
+fn pay_2_authorize_replayed_after_a_lost_write_holds_once() {
     let h = harness();
     h.run(async {
         let sku = h.new_sku(2000, 10).await;
         let r = h.place(&order_body(&h.email("pay2"), &[(&sku, 1)], "pm_card_visa")).await;
         let id = r.order_id();
         for _ in 0..5 {
+            h.forget_payment(&id).await;
             assert!(h.stack.edge.invoke("authorize_payment", json!({"orderId": id})).await.is_ok());
         }
+        let creates: Vec<_> = h.gateway_requests(&id).into_iter().filter(|q| q.path == "/v1/payment_intents").collect();
+        assert_eq!(creates.len(), 6, "{creates:?}");
+        let expected_key = format!("{id}:authorize");
+        assert!(creates.iter().all(|q| q.idempotency_key.as_deref() == Some(expected_key.as_str())), "{creates:?}");
+        assert!(creates.iter().all(|q| q.body_sha256 == creates[0].body_sha256), "every replay sends the same parameters");
+        assert_eq!(creates.iter().filter(|q| q.replayed).count(), 5, "{creates:?}");
         assert_eq!(h.intents(&id).len(), 1);
+        let order = h.stack.deps.orders.get(&id).await.unwrap().unwrap();
+        assert_eq!(order.payment.map(|p| p.status).as_deref(), Some("requires_capture"), "the replay restored the record");
     });
 }
 

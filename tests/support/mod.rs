@@ -89,6 +89,26 @@ impl Harness {
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
 
+    /// Lose the order's stored payment record, as when a gateway call succeeded and the write that
+    /// should have followed it did not (a timeout, a killed function): a replay of the step then
+    /// really reaches the gateway, and only the gateway's idempotency can keep it to one effect.
+    pub async fn forget_payment(&self, order_id: &str) {
+        let sdk = orderflow_shared::aws::sdk_config(&orderflow_local::ports::operator_env(&self.stack.moto_url, Default::default())).await;
+        aws_sdk_dynamodb::Client::new(&sdk)
+            .update_item()
+            .table_name("OrdersTable")
+            .key("order_id", aws_sdk_dynamodb::types::AttributeValue::S(order_id.to_string()))
+            .update_expression("REMOVE payment")
+            .send()
+            .await
+            .expect("payment record removed");
+    }
+
+    /// The gateway POSTs about an order, as they crossed the wire.
+    pub fn gateway_requests(&self, order_id: &str) -> Vec<orderflow_local::sandbox_gateway::GatewayRequest> {
+        self.stack.gateway.requests_for_order(order_id)
+    }
+
     pub fn intents(&self, order_id: &str) -> Vec<serde_json::Value> {
         self.stack.gateway.intents_for_order(order_id)
     }

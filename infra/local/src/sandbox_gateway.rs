@@ -30,6 +30,9 @@ pub struct Gateway {
     /// Cancel transitions actually performed, per intent (tests check "voided exactly once").
     pub cancels: Mutex<HashMap<String, u32>>,
     pub captures: Mutex<HashMap<String, u32>>,
+    /// Every POST that reached the gateway, in arrival order (tests assert on what crossed the wire:
+    /// how many requests, with which Idempotency-Key, and which were answered as replays).
+    pub requests: Mutex<Vec<GatewayRequest>>,
     /// The account is on standard (blended) pricing: Stripe then never makes multicapture
     /// available, whatever the card. Off by default (an IC+ account).
     pub standard_pricing: std::sync::atomic::AtomicBool,
@@ -76,6 +79,28 @@ impl Gateway {
     }
 }
 
+/// One request as it crossed the wire.
+#[derive(Debug, Clone)]
+pub struct GatewayRequest {
+    pub path: String,
+    pub idempotency_key: Option<String>,
+    /// SHA-256 of the form body.
+    pub body_sha256: String,
+    /// `metadata[order_id]` of a create, else the intent the path names.
+    pub subject: String,
+    /// Answered from the idempotency store (the first answer again).
+    pub replayed: bool,
+    pub status: u16,
+}
+
+impl Gateway {
+    /// The POSTs about an order: its creates (by metadata) and every call on its intents.
+    pub fn requests_for_order(&self, order_id: &str) -> Vec<GatewayRequest> {
+        let intents: Vec<String> = self.intents_for_order(order_id).iter().filter_map(|pi| pi["id"].as_str().map(String::from)).collect();
+        self.requests.lock().unwrap().iter().filter(|r| r.subject == order_id || intents.contains(&r.subject)).cloned().collect()
+    }
+}
+
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route("/v1/payment_intents", post(create))
@@ -111,6 +136,28 @@ fn reply((status, body): (u16, Value), replayed: bool) -> Response {
 /// Run a POST under Stripe's idempotency rules: same key + same params -> the first response;
 /// same key + other params -> 400 idempotency_error; same key while the first runs -> 409.
 fn idempotent(gw: &Gateway, headers: &HeaderMap, path: &str, body: &[u8], op: impl FnOnce() -> (u16, Value)) -> Response {
+    let response = idempotent_inner(gw, headers, path, body, op);
+    let subject = match path.strip_prefix("/v1/payment_intents/") {
+        Some(rest) => rest.split('/').next().unwrap_or_default().to_string(),
+        None => serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|(k, _)| k == "metadata[order_id]")
+            .map(|(_, v)| v)
+            .unwrap_or_default(),
+    };
+    gw.requests.lock().unwrap().push(GatewayRequest {
+        path: path.to_string(),
+        idempotency_key: headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(String::from),
+        body_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body)),
+        subject,
+        replayed: response.headers().contains_key("idempotent-replayed"),
+        status: response.status().as_u16(),
+    });
+    response
+}
+
+fn idempotent_inner(gw: &Gateway, headers: &HeaderMap, path: &str, body: &[u8], op: impl FnOnce() -> (u16, Value)) -> Response {
     if !authorized(headers) {
         return reply(stripe_error(StatusCode::UNAUTHORIZED, "invalid_request_error", "api_key_invalid", "Invalid API Key provided", json!({})), false);
     }
