@@ -173,15 +173,46 @@ fn sec_3_no_card_number_in_any_stored_order() {
     let h = harness();
     h.run(async {
         let sku = h.new_sku(1500, 10).await;
-        let ok = h.place(&order_body(&h.email("sec3b"), &[(&sku, 1)], "pm_card_visa")).await;
-        let order = h.stack.deps.orders.get(&ok.order_id()).await.unwrap().unwrap();
-        // everything the client supplied (ids and hashes are ours, hex, and not checked)
-        let stored =
-            serde_json::to_string(&(&order.customer_email, &order.shipping_address, &order.billing_address, &order.notes, &order.payment_method, &order.lines))
-                .unwrap();
-        assert!(!orderflow_shared::domain::checkout::contains_card_number(stored.as_bytes()), "{stored}");
-        assert!(stored.contains("pm_card_visa"), "only the gateway token is kept");
-        assert_eq!(h.stock(&sku).await, (9, 1));
+        let kept = h.place(&order_body(&h.email("sec3b-ok"), &[(&sku, 1)], "pm_card_visa")).await;
+        assert_eq!(kept.status, 201, "{}", kept.body);
+        let email = h.email("sec3b");
+        // A card number in every field a client fills, plain, spaced, dashed, and JSON-escaped
+        // (\u0034 is "4": the bytes hold no digit run, the parsed string does).
+        let card = "4242424242424242";
+        let escaped: String = card.chars().map(|c| format!("\\u{:04x}", c as u32)).collect();
+        let mut bodies: Vec<String> = Vec::new();
+        for (field, value) in [
+            ("/notes", json!(format!("my card is {card}"))),
+            ("/notes", json!("4242 4242 4242 4242")),
+            ("/shipping_address/line2", json!("4242-4242-4242-4242")),
+            ("/billing_address/name", json!(card)),
+            ("/payment_method", json!(card)),
+        ] {
+            let mut b = order_body(&email, &[(&sku, 1)], "pm_card_visa");
+            let (parent, key) = field.rsplit_once('/').unwrap();
+            b.pointer_mut(parent).unwrap()[key] = value;
+            bodies.push(b.to_string());
+        }
+        let mut b = order_body(&email, &[(&sku, 1)], "pm_card_visa");
+        b["notes"] = json!("ESCAPED");
+        bodies.push(b.to_string().replace("ESCAPED", &format!("card {escaped}")));
+        for body in &bodies {
+            let r = post_order(&reqwest::Client::new(), h.api(), Some(&h.key()), body.as_bytes()).await;
+            assert_eq!((r.status, r.body["error"]["code"].as_str()), (400, Some("card_number_rejected")), "{body}");
+        }
+        // Nothing of those requests was stored: no order for that customer, and no stored order
+        // anywhere holds a card number in what its client supplied.
+        let sdk = orderflow_shared::aws::sdk_config(&orderflow_local::ports::operator_env(&h.stack.moto_url, Default::default())).await;
+        let items = aws_sdk_dynamodb::Client::new(&sdk).scan().table_name("OrdersTable").send().await.unwrap().items.unwrap_or_default();
+        assert!(!items.is_empty());
+        for item in items {
+            let order: orderflow_shared::domain::order::Order = serde_dynamo::aws_sdk_dynamodb_1::from_item(item).unwrap();
+            assert_ne!(order.customer_email, email, "a refused request left an order");
+            let supplied =
+                serde_json::to_string(&(&order.customer_email, &order.shipping_address, &order.billing_address, &order.notes, &order.payment_method)).unwrap();
+            assert!(!orderflow_shared::domain::checkout::contains_card_number(supplied.as_bytes()), "{supplied}");
+        }
+        assert_eq!(h.stock(&sku).await, (9, 1), "only the order without a card number holds stock");
     });
 }
 

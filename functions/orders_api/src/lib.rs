@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use orderflow_shared::domain::checkout::{contains_card_number, parse_body, validate, Invalid, MAX_BODY_BYTES};
+use orderflow_shared::domain::checkout::{carries_card_number, parse_body, validate, Invalid, MAX_BODY_BYTES};
 use orderflow_shared::domain::order::{is_order_id, new_order_id, now_rfc3339, Order, OrderStatus, TimelineEntry};
 use orderflow_shared::domain::pricing::{quote, PricingError};
 use orderflow_shared::money::Money;
@@ -170,7 +170,7 @@ async fn place_order(State(deps): State<AppState>, headers: HeaderMap, body: Byt
         }
     };
     // Before anything is parsed, logged or stored.
-    if contains_card_number(&body) {
+    if carries_card_number(&body) {
         return error(
             StatusCode::BAD_REQUEST,
             "card_number_rejected",

@@ -202,6 +202,13 @@ pub fn parse_email(raw: &str) -> Option<String> {
 /// SEC-3: find a 13-19 digit Luhn-valid run anywhere in the raw request (digits may be grouped
 /// with single spaces or dashes, as people type them). Such a body is refused before it is parsed,
 /// logged or stored, so no card number ever reaches our records.
+/// A request carries a card number if its bytes do, or its JSON once parsed does: `\u0034\u0032...`
+/// holds no digit in its bytes, but is a card number in the string it decodes to (and would be
+/// stored as one).
+pub fn carries_card_number(body: &[u8]) -> bool {
+    contains_card_number(body) || serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| contains_card_number(v.to_string().as_bytes()))
+}
+
 pub fn contains_card_number(body: &[u8]) -> bool {
     let mut digits: Vec<u8> = Vec::with_capacity(19);
     let mut i = 0;
@@ -240,6 +247,20 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
         sum += v;
     }
     sum.is_multiple_of(10)
+}
+
+#[cfg(test)]
+mod card_tests {
+    use super::*;
+
+    #[test]
+    fn json_escaped_card_numbers_are_found() {
+        let escaped: String = "4242424242424242".chars().map(|c| format!("\\u{:04x}", c as u32)).collect();
+        let body = format!(r#"{{"notes": "card {escaped}"}}"#);
+        assert!(!contains_card_number(body.as_bytes()), "no digits in the bytes");
+        assert!(carries_card_number(body.as_bytes()));
+        assert!(!carries_card_number(br#"{"notes": "order 12345, gate code 0042"}"#));
+    }
 }
 
 #[cfg(test)]
