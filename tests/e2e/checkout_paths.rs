@@ -57,14 +57,27 @@ fn declined_card_releases_stock_sends_no_email_and_says_why() {
         let placed = h.place(&order_body(&h.email("declined"), &[(&sku, 2)], "pm_card_chargeDeclinedInsufficientFunds")).await;
         assert_eq!(placed.status, 402, "{}", placed.body);
         assert_eq!(placed.body["status"], "DECLINED");
-        assert!(placed.body["reason"].as_str().unwrap().contains("insufficient_funds"), "{}", placed.body);
+        // OPS-2: the customer reads what to do, never the gateway's raw decline code
+        let reason = placed.body["reason"].as_str().unwrap();
+        assert!(reason.contains("insufficient funds"), "{}", placed.body);
+        assert!(!reason.contains("insufficient_funds") && !reason.contains("card_declined"), "{}", placed.body);
         assert_eq!(h.stock(&sku).await, (5, 0), "stock must be back");
         h.settle().await;
         assert!(h.stack.edge.emails_for(&placed.order_id()).is_empty());
-        // a generic decline carries its code too
+        // a generic decline says so, without the code; operators see the code
         let generic = h.place(&order_body(&h.email("declined2"), &[(&sku, 1)], "pm_card_chargeDeclined")).await;
         assert_eq!(generic.body["status"], "DECLINED");
-        assert!(generic.body["reason"].as_str().unwrap().contains("card_declined"));
+        assert_eq!(generic.body["reason"], "The card was declined. Use another card or contact the card's bank.");
+        let ops = reqwest::Client::new()
+            .get(format!("{}/ops/orders/{}", h.api(), generic.order_id()))
+            .bearer_auth(&h.stack.ops_token)
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap();
+        assert!(ops["reason"].as_str().unwrap().contains("card_declined"), "{ops}");
         assert_eq!(h.stock(&sku).await, (5, 0));
     });
 }
@@ -76,7 +89,7 @@ fn three_d_secure_required_is_a_clear_decline() {
         let sku = h.new_sku(5000, 5).await;
         let placed = h.place(&order_body(&h.email("3ds"), &[(&sku, 1)], "pm_card_threeDSecure2Required")).await;
         assert_eq!(placed.body["status"], "DECLINED", "{}", placed.body);
-        assert!(placed.body["reason"].as_str().unwrap().contains("authentication_required"));
+        assert!(placed.body["reason"].as_str().unwrap().contains("authentication (3-D Secure)"), "{}", placed.body);
         assert_eq!(h.stock(&sku).await, (5, 0));
     });
 }

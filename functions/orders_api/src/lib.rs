@@ -92,6 +92,7 @@ fn sha256_hex(data: &[u8]) -> String {
 pub fn customer_view(order: &Order) -> Value {
     let reason = match order.status {
         OrderStatus::Rejected => Some("payment_rejected".to_string()),
+        OrderStatus::Declined => Some(decline_message(order.status_reason.as_deref().unwrap_or_default()).to_string()),
         OrderStatus::UnderReview => Some("the order is being reviewed; we will email you".to_string()),
         _ => order.status_reason.clone(),
     };
@@ -136,6 +137,23 @@ pub fn customer_view(order: &Order) -> Value {
             json!(order.stock_shortage.iter().map(|s| json!({"sku": s.sku, "requested": s.requested, "available": s.available})).collect::<Vec<_>>());
     }
     v
+}
+
+/// What a customer reads about a declined card: what to do, never the gateway's decline code or
+/// message (OPS-2; operators see those in GET /ops/orders/{id}). The codes are Stripe's.
+pub fn decline_message(gateway_reason: &str) -> &'static str {
+    let code = |c: &str| gateway_reason.split(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_')).any(|w| w == c);
+    if code("insufficient_funds") {
+        "The card has insufficient funds. Use another card."
+    } else if code("expired_card") {
+        "The card has expired. Use another card."
+    } else if code("incorrect_cvc") || code("invalid_cvc") {
+        "The card's security code is incorrect. Check it and try again."
+    } else if code("authentication_required") {
+        "The card's bank requires authentication (3-D Secure), which this checkout cannot complete. Use another card."
+    } else {
+        "The card was declined. Use another card or contact the card's bank."
+    }
 }
 
 fn decision_status(status: OrderStatus) -> StatusCode {
@@ -412,6 +430,15 @@ mod tests {
         assert_eq!(decision_status(OrderStatus::Confirmed), StatusCode::CREATED);
         assert_eq!(decision_status(OrderStatus::OutOfStock), StatusCode::CONFLICT);
         assert_eq!(decision_status(OrderStatus::Declined), StatusCode::PAYMENT_REQUIRED);
+    }
+
+    #[test]
+    fn decline_messages_never_carry_the_gateway_code() {
+        for reason in ["insufficient_funds (card_declined): Your card has insufficient funds.", "card_declined: Your card was declined.", "expired_card: x", "weird_code: y"] {
+            let m = decline_message(reason);
+            assert!(!m.contains('_'), "{m}");
+        }
+        assert!(decline_message("insufficient_funds (card_declined): no").contains("insufficient funds"));
     }
 
     #[test]
