@@ -61,6 +61,8 @@ fn declined_card_releases_stock_sends_no_email_and_says_why() {
         let reason = placed.body["reason"].as_str().unwrap();
         assert!(reason.contains("insufficient funds"), "{}", placed.body);
         assert!(!reason.contains("insufficient_funds") && !reason.contains("card_declined"), "{}", placed.body);
+        let shown = placed.body.to_string();
+        assert!(!shown.contains("insufficient_funds") && !shown.contains("card_declined"), "nowhere in the view, timeline included: {shown}");
         assert_eq!(h.stock(&sku).await, (5, 0), "stock must be back");
         h.settle().await;
         assert!(h.stack.edge.emails_for(&placed.order_id()).is_empty());

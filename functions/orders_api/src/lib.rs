@@ -100,7 +100,8 @@ pub fn customer_view(order: &Order) -> Value {
     let timeline: Vec<Value> = timeline
         .into_iter()
         .map(|t| {
-            let detail = if t.event == "rejected" { None } else { t.detail.clone() };
+            // Details that carry gateway codes or operators' words stay with operators (OPS-2).
+            let detail = if matches!(t.event.as_str(), "rejected" | "declined" | "cancel_requested" | "review_decided") { None } else { t.detail.clone() };
             json!({"at": t.at, "event": t.event, "detail": detail})
         })
         .collect();
