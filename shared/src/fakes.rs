@@ -4,7 +4,7 @@
 //! Idempotency-Key and replays the first answer for a reused key, as Stripe does.
 
 use crate::domain::fraud::FraudAssessment;
-use crate::domain::order::{Dispatch, Order, OrderStatus, PaymentRecord, Shipment, StockShortage, TimelineEntry};
+use crate::domain::order::{CancelRequest, Dispatch, Order, OrderStatus, PaymentRecord, Shipment, StockShortage, TimelineEntry};
 use crate::money::Money;
 use crate::ports::*;
 use async_trait::async_trait;
@@ -103,11 +103,46 @@ impl OrderRepository for InMemoryOrders {
             Ok(())
         })
     }
-    async fn record_dispatches(&self, order_id: &str, dispatches: &[Dispatch], event: TimelineEntry) -> Result<()> {
+    async fn record_dispatches(&self, order_id: &str, dispatches: &[Dispatch], event: TimelineEntry) -> Result<bool> {
         self.with_order(order_id, |o| {
+            if o.cancel.is_some() {
+                return Ok(false);
+            }
             o.dispatches = dispatches.to_vec();
             o.timeline.push(event);
-            Ok(())
+            Ok(true)
+        })
+    }
+    async fn request_cancel(&self, order_id: &str, cancel: &CancelRequest, event: TimelineEntry) -> Result<Option<Order>> {
+        self.with_order(order_id, |o| {
+            let open = (o.status == OrderStatus::UnderReview && o.review_task_token.is_some())
+                || matches!(o.status, OrderStatus::Confirmed | OrderStatus::PartiallyShipped);
+            if o.cancel.is_some() || o.review_decision.is_some() || !open {
+                return Ok(None);
+            }
+            o.cancel = Some(cancel.clone());
+            o.timeline.push(event);
+            Ok(Some(o.clone()))
+        })
+    }
+    async fn record_review_decision(&self, order_id: &str, decision: &str, event: TimelineEntry) -> Result<bool> {
+        self.with_order(order_id, |o| {
+            if o.status != OrderStatus::UnderReview || o.review_task_token.is_none() || o.review_decision.is_some() || o.cancel.is_some() {
+                return Ok(false);
+            }
+            o.review_decision = Some(decision.to_string());
+            o.timeline.push(event);
+            Ok(true)
+        })
+    }
+    async fn record_dispatch_cancelled(&self, order_id: &str, token_hash: &str, event: TimelineEntry) -> Result<bool> {
+        self.with_order(order_id, |o| {
+            if o.cancel.is_none() || o.answered_tokens.contains_key(token_hash) || !matches!(o.status, OrderStatus::Confirmed | OrderStatus::PartiallyShipped) {
+                return Ok(false);
+            }
+            o.answered_tokens.insert(token_hash.to_string(), "cancelled".into());
+            o.timeline.push(event);
+            Ok(true)
         })
     }
     async fn add_shipment(&self, order_id: &str, shipment: &Shipment, _token_hash: &str) -> Result<AddShipment> {

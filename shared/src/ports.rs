@@ -3,7 +3,7 @@
 
 use crate::domain::fraud::FraudAssessment;
 use crate::domain::fulfillment::{Allocation, Network, Warehouse};
-use crate::domain::order::{Address, Dispatch, Order, OrderStatus, Parcel, PaymentRecord, Shipment, StockShortage, TimelineEntry};
+use crate::domain::order::{Address, CancelRequest, Dispatch, Order, OrderStatus, Parcel, PaymentRecord, Shipment, StockShortage, TimelineEntry};
 use crate::domain::pricing::{CatalogItem, CountryRates, RateTable};
 use crate::error::StepError;
 use crate::money::Money;
@@ -25,7 +25,18 @@ pub trait OrderRepository: Send + Sync {
     async fn record_fraud(&self, order_id: &str, fraud: &FraudAssessment, event: TimelineEntry) -> Result<()>;
     async fn record_shortage(&self, order_id: &str, shortage: &[StockShortage]) -> Result<()>;
     async fn record_review_token(&self, order_id: &str, token: &str) -> Result<()>;
-    async fn record_dispatches(&self, order_id: &str, dispatches: &[Dispatch], event: TimelineEntry) -> Result<()>;
+    /// Record the routing; false (nothing written) when a cancel was asked for first.
+    async fn record_dispatches(&self, order_id: &str, dispatches: &[Dispatch], event: TimelineEntry) -> Result<bool>;
+    /// Record a cancel request, once: only while the order can still be cancelled (under review
+    /// with its review task waiting, confirmed, partly shipped) and no review decision took effect.
+    /// The order as the write left it, or None when refused (re-read to say why).
+    async fn request_cancel(&self, order_id: &str, cancel: &CancelRequest, event: TimelineEntry) -> Result<Option<Order>>;
+    /// Record a reviewer's decision, once: under review, its task waiting, no decision and no
+    /// cancel before it (OPS-1). False when refused.
+    async fn record_review_decision(&self, order_id: &str, decision: &str, event: TimelineEntry) -> Result<bool>;
+    /// A warehouse accepted the cancel of a dispatch: its pick-list token is answered (once, like
+    /// a shipment report). False when the token was answered before or no cancel was asked for.
+    async fn record_dispatch_cancelled(&self, order_id: &str, token_hash: &str, event: TimelineEntry) -> Result<bool>;
     /// Add a reported shipment while the order is CONFIRMED or PARTIALLY_SHIPPED. Never overwrites.
     async fn add_shipment(&self, order_id: &str, shipment: &Shipment, token_hash: &str) -> Result<AddShipment>;
     /// Take back a report that answered nothing (its token was no longer waiting).

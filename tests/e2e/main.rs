@@ -2,6 +2,7 @@
 //! the production gateway client against the sandbox gateway, real DynamoDB conditional writes.
 //! Property ids (IDEM-1, INV-1, ...) refer to shared/docs/properties.md.
 
+mod after_sale;
 mod api_properties;
 mod checkout_paths;
 mod contracts;

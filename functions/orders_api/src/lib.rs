@@ -20,7 +20,7 @@ use orderflow_shared::domain::order::{is_order_id, new_order_id, now_rfc3339, Or
 use orderflow_shared::domain::pricing::{quote, PricingError};
 use orderflow_shared::money::Money;
 use orderflow_shared::ports::Claim;
-use orderflow_shared::ports::{Catalog, IdempotencyStore, OrderRepository, Workflows};
+use orderflow_shared::ports::{Catalog, IdempotencyStore, OrderRepository, Queue, Workflows};
 use orderflow_shared::secrets::SecretSource;
 use orderflow_shared::{ConfigError, Env, StepError};
 use serde_json::{json, Value};
@@ -35,6 +35,9 @@ pub struct Deps {
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub workflows: Arc<dyn Workflows>,
     pub ops_api_token: Arc<SecretSource>,
+    /// Cancel requests go to the warehouses holding an order's pick lists.
+    pub queue: Arc<dyn Queue>,
+    pub warehouse_queue_urls: std::collections::BTreeMap<String, String>,
 }
 
 impl Deps {
@@ -46,11 +49,15 @@ impl Deps {
             idempotency: w.idempotency()?,
             workflows: Arc::new(w.callbacks().starting_checkout(w.env.require("CHECKOUT_STATE_MACHINE_ARN")?)),
             ops_api_token: Arc::new(w.env.secret("OPS_API_TOKEN")?),
+            queue: w.queue(),
+            warehouse_queue_urls: w.env.json("WAREHOUSE_QUEUE_URLS")?,
         })
     }
 }
 
 pub type AppState = Arc<Deps>;
+
+mod cancel;
 
 pub fn router(deps: AppState) -> Router {
     Router::new()
@@ -58,6 +65,8 @@ pub fn router(deps: AppState) -> Router {
         .route("/orders/{id}", get(get_order))
         .route("/ops/orders/{id}", get(ops_get_order))
         .route("/ops/orders/{id}/review", post(ops_review))
+        .route("/orders/{id}/cancel", post(cancel::customer_cancel))
+        .route("/ops/orders/{id}/cancel", post(cancel::ops_cancel))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route", None) })
         .method_not_allowed_fallback(|| async { error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route", None) })
         .with_state(deps)
@@ -83,7 +92,7 @@ fn money_json(m: &Money) -> Value {
     json!(m.minor)
 }
 
-fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
@@ -167,6 +176,8 @@ fn decision_status(status: OrderStatus) -> StatusCode {
         OrderStatus::Declined | OrderStatus::Rejected => StatusCode::PAYMENT_REQUIRED,
         OrderStatus::OutOfStock => StatusCode::CONFLICT,
         OrderStatus::Failed => StatusCode::INTERNAL_SERVER_ERROR,
+        // Only a replay can find an order already cancelled.
+        OrderStatus::Cancelled => StatusCode::OK,
     }
 }
 
@@ -247,7 +258,7 @@ async fn place_order(State(deps): State<AppState>, headers: HeaderMap, body: Byt
     }
 }
 
-fn internal(e: StepError) -> Response {
+pub(crate) fn internal(e: StepError) -> Response {
     orderflow_shared::http::internal(e, " with the same Idempotency-Key")
 }
 
@@ -295,6 +306,8 @@ async fn checkout(deps: &Deps, order_id: &str, body: &[u8]) -> Result<(StatusCod
         dispatches: vec![],
         shipments: Default::default(),
         answered_tokens: Default::default(),
+        cancel: None,
+        review_decision: None,
         timeline: vec![TimelineEntry::now("order_received", None)],
         created_at: now.clone(),
         updated_at: now,
@@ -344,7 +357,7 @@ async fn get_order(State(deps): State<AppState>, Path(id): Path<String>, headers
     }
 }
 
-async fn ops_authorized(deps: &Deps, headers: &HeaderMap) -> Result<(), Response> {
+pub(crate) async fn ops_authorized(deps: &Deps, headers: &HeaderMap) -> Result<(), Response> {
     orderflow_shared::http::ops_authorized(&deps.ops_api_token, headers).await
 }
 
@@ -412,7 +425,13 @@ async fn ops_review(State(deps): State<AppState>, Path(id): Path<String>, header
         return error(StatusCode::CONFLICT, "review_not_ready", "the review task is still being queued; retry in a few seconds", None);
     };
     let note = d.note.unwrap_or_default();
-    let _ = deps.orders.append_timeline(&id, TimelineEntry::now("review_decided", Some(format!("{} {}", d.decision, note).trim().to_string()))).await;
+    // One decision takes effect (OPS-1): the first conditional write wins; a cancel excludes it.
+    let event = TimelineEntry::now("review_decided", Some(format!("{} {}", d.decision, note).trim().to_string()));
+    match deps.orders.record_review_decision(&id, &d.decision, event).await {
+        Ok(true) => {}
+        Ok(false) => return error(StatusCode::CONFLICT, "review_already_decided", "this review was already decided (or the order cancelled)", None),
+        Err(e) => return internal(e),
+    }
     match deps.workflows.send_task_success(token, &json!({"decision": d.decision, "note": note, "orderId": id})).await {
         Ok(()) => (StatusCode::ACCEPTED, axum::Json(json!({"order_id": id, "decision": d.decision}))).into_response(),
         Err(e) => {
@@ -435,7 +454,12 @@ mod tests {
 
     #[test]
     fn decline_messages_never_carry_the_gateway_code() {
-        for reason in ["insufficient_funds (card_declined): Your card has insufficient funds.", "card_declined: Your card was declined.", "expired_card: x", "weird_code: y"] {
+        for reason in [
+            "insufficient_funds (card_declined): Your card has insufficient funds.",
+            "card_declined: Your card was declined.",
+            "expired_card: x",
+            "weird_code: y",
+        ] {
             let m = decline_message(reason);
             assert!(!m.contains('_'), "{m}");
         }

@@ -8,6 +8,8 @@
 //! Webhooks are verified, de-duplicated on the event id, queued and answered at once (WH-4); the
 //! work happens in apply_webhook_events off the queue.
 
+mod cancellations;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -62,6 +64,7 @@ pub fn router(deps: AppState) -> Router {
     Router::new()
         .route("/warehouse/shipments", post(report_shipment))
         .route("/warehouse/receipts", post(receive_stock))
+        .route("/warehouse/cancellations", post(cancellations::answer_cancellation))
         .route("/webhooks/carrier", post(carrier_webhook))
         .route("/webhooks/gateway", post(gateway_webhook))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route", None) })

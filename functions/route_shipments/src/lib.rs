@@ -58,6 +58,12 @@ async fn allocate(deps: &Deps, order: &Order) -> Result<Vec<Allocation>, StepErr
 
 pub async fn handle(deps: &Deps, input: OrderRef) -> Result<Plan, StepError> {
     let order = deps.orders.get(&input.order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {} not found", input.order_id)))?;
+    // Cancelled before a pick list went out: dispatch nothing; the workflow settles the payment,
+    // releases the reservation and records the cancel (CAN-1).
+    if order.cancel.is_some() && order.dispatches.is_empty() {
+        tracing::info!("cancelled before dispatch; nothing routed");
+        return Ok(Plan { dispatches: vec![] });
+    }
     let plan = allocate(deps, &order).await?;
     let dispatches: Vec<Dispatch> = plan
         .iter()
@@ -73,7 +79,12 @@ pub async fn handle(deps: &Deps, input: OrderRef) -> Result<Plan, StepError> {
             .map(|a| format!("{}: {}", a.warehouse, a.lines.iter().map(|(s, q)| format!("{q} x {s}")).collect::<Vec<_>>().join(", ")))
             .collect::<Vec<_>>()
             .join("; ");
-        deps.orders.record_dispatches(&order.order_id, &dispatches, TimelineEntry::now("routed", Some(detail))).await?;
+        if !deps.orders.record_dispatches(&order.order_id, &dispatches, TimelineEntry::now("routed", Some(detail))).await? {
+            // A cancel landed between the read and this write: the cancel saw no dispatch to ask a
+            // warehouse about, so none is sent; the allocation is released after the (empty) Map.
+            tracing::info!("cancelled while routing; nothing dispatched");
+            return Ok(Plan { dispatches: vec![] });
+        }
     }
     let tasks = plan.iter().map(|a| task(&deps.dispatch, &order, &a.warehouse, &a.lines)).collect::<Result<Vec<_>, _>>()?;
     tracing::info!(warehouses = ?plan.iter().map(|a| a.warehouse.as_str()).collect::<Vec<_>>(), "routed");

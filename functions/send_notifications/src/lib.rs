@@ -3,7 +3,7 @@
 //! message is delivered or the confirm step ran (WF-5). Partial batch failures are reported (WF-4).
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use orderflow_shared::domain::order::{Order, TimelineEntry};
+use orderflow_shared::domain::order::{Order, OrderStatus, TimelineEntry};
 use orderflow_shared::ports::OnceClaim;
 use orderflow_shared::ports::{Mailer, OnceLedger, OrderRepository};
 use orderflow_shared::{ConfigError, Env, StepError};
@@ -63,6 +63,15 @@ pub fn render(n: &Notification, order: &Order) -> Option<Email> {
                 id = order.order_id,
             ),
         }),
+        NotificationKind::OrderCancelled if order.status == OrderStatus::Cancelled => Some(Email {
+            subject: format!("Order {} cancelled", order.order_id),
+            text: format!(
+                "Hello {name},\n\nYour order {id} has been cancelled{by}. Nothing has been charged and the payment authorization has been released.\n\n{lines}\nIf you have questions, reply to this email.\n",
+                name = order.shipping_address.name,
+                id = order.order_id,
+                by = if order.cancel.as_ref().is_some_and(|c| c.by == "customer") { " as you asked" } else { " by the store" },
+            ),
+        }),
         NotificationKind::OrderCancelled => Some(Email {
             subject: format!("Order {} cancelled", order.order_id),
             text: format!(
@@ -112,6 +121,33 @@ pub fn render(n: &Notification, order: &Order) -> Option<Email> {
             subject: format!("How was your order {}?", order.order_id),
             text: format!("Hello {},\n\nYour order {} has arrived. We would love to hear how it went: just reply to this email.\n", order.shipping_address.name, order.order_id),
         }),
+        NotificationKind::OrderPartiallyFulfilled if order.cancel.is_some() => {
+            // Exactly what shipped and what the cancel stopped, line by line.
+            let mut shipped: std::collections::BTreeMap<&str, i64> = Default::default();
+            for l in order.shipments.values().flat_map(|s| s.lines.iter()) {
+                *shipped.entry(l.sku.as_str()).or_default() += l.quantity;
+            }
+            let mut sent = String::new();
+            let mut stopped = String::new();
+            for l in &order.lines {
+                let out = shipped.get(l.sku.as_str()).copied().unwrap_or(0).min(l.quantity);
+                if out > 0 {
+                    sent.push_str(&format!("  {out} x {} ({})\n", l.name, l.sku));
+                }
+                if l.quantity > out {
+                    stopped.push_str(&format!("  {} x {} ({})\n", l.quantity - out, l.name, l.sku));
+                }
+            }
+            let charged = order.payment.as_ref().map(|p| orderflow_shared::money::Money::new(p.captured_minor, p.amount_authorized.currency).display()).unwrap_or_default();
+            Some(Email {
+                subject: format!("Your order {} is cancelled; part of it had already shipped", order.order_id),
+                text: format!(
+                    "Hello {name},\n\nYour order {id} is cancelled. These items had already shipped and are on their way:\n{sent}\nThese items are cancelled and will not ship:\n{stopped}\nYou were charged {charged} for what shipped; the rest of the payment authorization has been released.\n",
+                    name = order.shipping_address.name,
+                    id = order.order_id,
+                ),
+            })
+        }
         NotificationKind::OrderPartiallyFulfilled => {
             let shipped: i64 = order.shipments.values().flat_map(|s| s.lines.iter().map(|l| l.quantity)).sum();
             let ordered: i64 = order.lines.iter().map(|l| l.quantity).sum();

@@ -55,6 +55,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Settled, StepError> {
     let now = chrono::Utc::now().timestamp();
     let guard_due = payment.capture_before.is_some_and(|cb| now >= cb - deps.hold_expiry_margin_seconds);
     let reason = match &input.error {
+        None if order.cancel.is_some() && !matches!(order.status, OrderStatus::Shipped | OrderStatus::Delivered) => "cancelled".to_string(),
         None => "fulfilled".to_string(),
         Some(_) if guard_due => "payment_hold_expiring".to_string(),
         Some(e) if e.error == "DispatchTimedOut" || e.error == "States.Timeout" || e.cause.contains("DispatchTimedOut") => "warehouse_no_answer".to_string(),
@@ -66,7 +67,11 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Settled, StepError> {
     let released_by_final_capture = if !settled_before && payment.settled.is_some() { payment.amount_authorized.minor - payment.captured_minor } else { 0 };
     // PARTIALLY_FULFILLED promises "what shipped was charged": only when something was captured.
     // Goods that left without a capture (the hold was gone) end FAILED, with the reason, alarmed.
+    let shipped_everything = matches!(order.status, OrderStatus::Shipped | OrderStatus::Delivered);
     let outcome = match &input.error {
+        // Cancelled (CAN-1, CAN-2): what shipped before the warehouses answered stays charged.
+        None if order.cancel.is_some() && !shipped_everything && payment.captured_minor > 0 => OrderStatus::PartiallyFulfilled,
+        None if order.cancel.is_some() && !shipped_everything && order.shipments.is_empty() => OrderStatus::Cancelled,
         None => order.status,
         Some(_) if payment.captured_minor > 0 => OrderStatus::PartiallyFulfilled,
         Some(_) => OrderStatus::Failed,

@@ -56,12 +56,23 @@ pub struct Warehouses {
     pub api_url: Mutex<String>,
     /// order id -> pick lists received and not yet taken by a test.
     inbox: Mutex<HashMap<String, Vec<PickMessage>>>,
+    /// order id -> cancel requests received and not yet taken by a test.
+    cancels: Mutex<HashMap<String, Vec<Value>>>,
+    /// dispatch id -> the latest pick list received for it (its token answers the dispatch).
+    latest: Mutex<HashMap<String, PickMessage>>,
     http: reqwest::Client,
 }
 
 impl Warehouses {
     pub fn new(auto: bool) -> Warehouses {
-        Warehouses { auto, api_url: Default::default(), inbox: Default::default(), http: reqwest::Client::new() }
+        Warehouses {
+            auto,
+            api_url: Default::default(),
+            inbox: Default::default(),
+            cancels: Default::default(),
+            latest: Default::default(),
+            http: reqwest::Client::new(),
+        }
     }
 
     /// Wait for the next pick list of an order (optionally from one warehouse).
@@ -83,6 +94,27 @@ impl Warehouses {
         }
     }
 
+    /// Wait for a cancel request for an order (manual mode).
+    pub async fn next_cancel_request(&self, order_id: &str, timeout: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(m) = self.cancels.lock().unwrap().get_mut(order_id).and_then(|l| (!l.is_empty()).then(|| l.remove(0))) {
+                return Some(m);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Answer a cancel request for the dispatch of `pick` (its latest pick list): "cancelled" or
+    /// "too_late"; (status, body).
+    pub async fn answer_cancel(&self, pick: &PickMessage, outcome: &str) -> (u16, Value) {
+        let body = json!({"orderId": pick.order_id(), "dispatchId": pick.dispatch_id(), "dispatchToken": pick.token(), "outcome": outcome});
+        self.send_as(pick.warehouse(), "/warehouse/cancellations", &body).await
+    }
+
     /// POST a shipment report as the message's warehouse; (status, body).
     pub async fn send_report(&self, msg: &PickMessage, report: &Value) -> (u16, Value) {
         self.send_as(msg.warehouse(), "/warehouse/shipments", report).await
@@ -100,6 +132,10 @@ impl Warehouses {
     }
 
     async fn take(self: &Arc<Self>, msg: PickMessage) {
+        if msg.body["type"] == "cancel_request" {
+            return self.take_cancel(msg.body).await;
+        }
+        self.latest.lock().unwrap().insert(msg.dispatch_id().to_string(), msg.clone());
         if !self.auto {
             self.inbox.lock().unwrap().entry(msg.order_id().to_string()).or_default().push(msg);
             return;
@@ -110,6 +146,31 @@ impl Warehouses {
         let (st, body) = self.send_report(&msg, &report).await;
         if st >= 300 {
             tracing::warn!(order_id = msg.order_id(), status = st, body = %body, "sandbox warehouse: report refused");
+        }
+    }
+}
+
+impl Warehouses {
+    /// A cancel request: kept for the test (manual mode), or answered as a warehouse that ships at
+    /// once would (auto mode: its parcel is already out, so "too late").
+    async fn take_cancel(self: &Arc<Self>, body: Value) {
+        let order_id = body["orderId"].as_str().unwrap_or_default().to_string();
+        if !self.auto {
+            self.cancels.lock().unwrap().entry(order_id).or_default().push(body);
+            return;
+        }
+        let dispatch = body["dispatchId"].as_str().unwrap_or_default();
+        // A cancel can overtake its pick list on a standard queue: wait for the pick list.
+        for _ in 0..50 {
+            let pick = self.latest.lock().unwrap().get(dispatch).cloned();
+            if let Some(pick) = pick {
+                let (st, resp) = self.answer_cancel(&pick, "too_late").await;
+                if st >= 300 {
+                    tracing::warn!(%order_id, status = st, body = %resp, "sandbox warehouse: cancel answer refused");
+                }
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }

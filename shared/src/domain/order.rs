@@ -9,6 +9,16 @@ pub fn new_order_id() -> String {
     format!("ord_{}", uuid::Uuid::new_v4().simple())
 }
 
+/// A cancel request as the order keeps it. `reason` is the operator's text (operators only) or
+/// "customer_request".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelRequest {
+    pub requested_at: String,
+    /// "customer" or "operator".
+    pub by: String,
+    pub reason: String,
+}
+
 pub fn is_order_id(s: &str) -> bool {
     s.len() == 36 && s.starts_with("ord_") && s[4..].bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
@@ -36,9 +46,12 @@ pub enum OrderStatus {
     Shipped,
     /// Every parcel was delivered.
     Delivered,
-    /// Fulfillment stopped part way (a warehouse never answered, the hold was about to expire): what
-    /// shipped was charged, the rest of the hold released and the rest of the stock returned.
+    /// Fulfillment stopped part way (a warehouse never answered, the hold was about to expire, the
+    /// order was cancelled after some parcels shipped): what shipped was charged, the rest of the
+    /// hold released and the rest of the stock returned.
     PartiallyFulfilled,
+    /// Cancelled (by the customer or the store) before anything shipped: stock released, hold voided.
+    Cancelled,
 }
 
 impl OrderStatus {
@@ -55,6 +68,7 @@ impl OrderStatus {
             OrderStatus::Shipped => "SHIPPED",
             OrderStatus::Delivered => "DELIVERED",
             OrderStatus::PartiallyFulfilled => "PARTIALLY_FULFILLED",
+            OrderStatus::Cancelled => "CANCELLED",
         }
     }
     pub fn parse(s: &str) -> Option<OrderStatus> {
@@ -65,7 +79,7 @@ impl OrderStatus {
     }
     /// The end states a workflow failure path may record (record_outcome).
     pub fn is_recordable_outcome(&self) -> bool {
-        self.is_terminal_failure() || *self == OrderStatus::PartiallyFulfilled
+        self.is_terminal_failure() || matches!(self, OrderStatus::PartiallyFulfilled | OrderStatus::Cancelled)
     }
     /// The statuses an order may move to `self` from. Used as the condition of every status write,
     /// so a replayed or late step can never move an order backwards.
@@ -82,6 +96,7 @@ impl OrderStatus {
             PartiallyShipped => &[Confirmed],
             Shipped => &[Confirmed, PartiallyShipped],
             PartiallyFulfilled => &[Confirmed, PartiallyShipped],
+            Cancelled => &[UnderReview, Confirmed],
             Delivered => &[Shipped, PartiallyFulfilled],
         }
     }
@@ -281,6 +296,14 @@ pub struct Order {
     /// one report per token, whatever the workflow engine does with a reused token.
     #[serde(default)]
     pub answered_tokens: std::collections::BTreeMap<String, String>,
+    /// A cancel asked for (once): by the customer or an operator. It takes effect through the
+    /// workflow (the review wait, routing, or the warehouses' answers), never around it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel: Option<CancelRequest>,
+    /// The one review decision that took effect ("approve" | "reject"); a cancel under review
+    /// excludes it and it excludes a cancel (OPS-1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_decision: Option<String>,
     pub timeline: Vec<TimelineEntry>,
     pub created_at: String,
     pub updated_at: String,

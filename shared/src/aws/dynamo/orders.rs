@@ -4,7 +4,7 @@
 use super::*;
 use crate::domain::fraud::FraudAssessment;
 use crate::domain::fulfillment::{tracking_is_final, tracking_rank};
-use crate::domain::order::{now_rfc3339, Dispatch, Order, OrderStatus, PaymentRecord, Shipment, StockShortage, TimelineEntry};
+use crate::domain::order::{now_rfc3339, CancelRequest, Dispatch, Order, OrderStatus, PaymentRecord, Shipment, StockShortage, TimelineEntry};
 use crate::money::Money;
 use crate::ports::*;
 use async_trait::async_trait;
@@ -23,6 +23,27 @@ impl DynamoOrders {
 }
 
 impl DynamoOrders {
+    /// Send a conditional update (its `:now` and `:ev` values added here): the order as written, or
+    /// None when the condition refused it.
+    async fn conditional(
+        &self,
+        req: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+        event: TimelineEntry,
+        context: &str,
+    ) -> Result<Option<Order>> {
+        let res = req
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .expression_attribute_values(":ev", AttributeValue::L(vec![av(&event)?]))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match res {
+            Ok(out) => Ok(Some(from_item(out.attributes.unwrap_or_default())?)),
+            Err(e) if is_ccf(&e) => Ok(None),
+            Err(e) => Err(StepError::from_sdk(context, e)),
+        }
+    }
+
     async fn update(&self, order_id: &str, sets: Vec<(&str, AttributeValue)>, event: Option<TimelineEntry>) -> Result<()> {
         let mut expr = vec!["updated_at = :now".to_string()];
         let mut req = self
@@ -129,8 +150,71 @@ impl OrderRepository for DynamoOrders {
         self.update(order_id, vec![("review_task_token", s(token))], None).await
     }
 
-    async fn record_dispatches(&self, order_id: &str, dispatches: &[Dispatch], event: TimelineEntry) -> Result<()> {
-        self.update(order_id, vec![("dispatches", av(&dispatches)?)], Some(event)).await
+    async fn record_dispatches(&self, order_id: &str, dispatches: &[Dispatch], event: TimelineEntry) -> Result<bool> {
+        let req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            .update_expression("SET dispatches = :d, updated_at = :now, timeline = list_append(timeline, :ev)")
+            .condition_expression("attribute_exists(order_id) AND attribute_not_exists(#cancel)")
+            .expression_attribute_names("#cancel", "cancel")
+            .expression_attribute_values(":d", av(&dispatches)?);
+        self.conditional(req, event, "orders.record_dispatches").await.map(|o| o.is_some())
+    }
+
+    async fn request_cancel(&self, order_id: &str, cancel: &CancelRequest, event: TimelineEntry) -> Result<Option<Order>> {
+        let req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            .update_expression("SET #cancel = :c, updated_at = :now, timeline = list_append(timeline, :ev)")
+            .condition_expression(
+                "attribute_not_exists(#cancel) AND attribute_not_exists(review_decision) AND \
+                 ((#status = :ur AND attribute_exists(review_task_token)) OR #status IN (:conf, :ps))",
+            )
+            .expression_attribute_names("#cancel", "cancel")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":c", av(cancel)?)
+            .expression_attribute_values(":ur", s(OrderStatus::UnderReview.as_str()))
+            .expression_attribute_values(":conf", s(OrderStatus::Confirmed.as_str()))
+            .expression_attribute_values(":ps", s(OrderStatus::PartiallyShipped.as_str()));
+        self.conditional(req, event, "orders.request_cancel").await
+    }
+
+    async fn record_review_decision(&self, order_id: &str, decision: &str, event: TimelineEntry) -> Result<bool> {
+        let req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            .update_expression("SET review_decision = :d, updated_at = :now, timeline = list_append(timeline, :ev)")
+            .condition_expression(
+                "#status = :ur AND attribute_exists(review_task_token) AND attribute_not_exists(review_decision) AND attribute_not_exists(#cancel)",
+            )
+            .expression_attribute_names("#cancel", "cancel")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":d", s(decision))
+            .expression_attribute_values(":ur", s(OrderStatus::UnderReview.as_str()));
+        self.conditional(req, event, "orders.record_review_decision").await.map(|o| o.is_some())
+    }
+
+    async fn record_dispatch_cancelled(&self, order_id: &str, token_hash: &str, event: TimelineEntry) -> Result<bool> {
+        let req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            .update_expression("SET answered_tokens.#th = :cancelled, updated_at = :now, timeline = list_append(timeline, :ev)")
+            .condition_expression("attribute_exists(#cancel) AND attribute_not_exists(answered_tokens.#th) AND #status IN (:c, :p)")
+            .expression_attribute_names("#cancel", "cancel")
+            .expression_attribute_names("#th", token_hash)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":cancelled", s("cancelled"))
+            .expression_attribute_values(":c", s(OrderStatus::Confirmed.as_str()))
+            .expression_attribute_values(":p", s(OrderStatus::PartiallyShipped.as_str()));
+        self.conditional(req, event, "orders.record_dispatch_cancelled").await.map(|o| o.is_some())
     }
 
     async fn add_shipment(&self, order_id: &str, shipment: &Shipment, token_hash: &str) -> Result<AddShipment> {
