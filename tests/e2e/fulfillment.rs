@@ -80,7 +80,7 @@ fn an_order_goes_from_post_to_delivered_and_captures_exactly_what_shipped() {
         assert_eq!(pi_now["amount_received"].as_i64().unwrap(), total);
         assert_eq!(pi_now["status"], "succeeded");
         assert_eq!(h.stack.gateway.capture_count(&pi), 1);
-        assert_eq!(h.stack.carrier.labels.lock().unwrap().get("P1").copied(), Some(1), "one label for the parcel");
+        assert_eq!(h.stack.carrier.labels_for(&format!("{id}/P1")), Some(1), "one label for the parcel");
 
         // PAY-2: replaying capture and label 5 times changes nothing
         for _ in 0..5 {
@@ -88,7 +88,7 @@ fn an_order_goes_from_post_to_delivered_and_captures_exactly_what_shipped() {
             h.stack.edge.invoke("buy_label", json!({"orderId": id, "shipment": {"shipmentId": "P1"}})).await.unwrap();
         }
         assert_eq!(h.stack.gateway.capture_count(&pi), 1, "PAY-2: one capture");
-        assert_eq!(h.stack.carrier.labels.lock().unwrap().get("P1").copied(), Some(1), "one label");
+        assert_eq!(h.stack.carrier.labels_for(&format!("{id}/P1")), Some(1), "one label");
         assert_eq!(order(h, &id).await.payment.unwrap().captured_minor, total);
 
         // the carrier walks the parcel to delivered

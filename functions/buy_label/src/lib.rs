@@ -49,7 +49,9 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Labelled, StepError> {
         .map(|w| w.address.clone())
         .ok_or_else(|| StepError::Internal(format!("warehouse {} is not in the network", shipment.warehouse)))?;
     let req = LabelRequest {
-        reference: sid.clone(),
+        // The carrier's reference names the order too: a warehouse's parcel id is only unique
+        // within its order, and the store searches the carrier's dashboard by this.
+        reference: format!("{}/{sid}", order.order_id),
         from,
         to: order.shipping_address.clone(),
         parcel: shipment.parcel.clone(),

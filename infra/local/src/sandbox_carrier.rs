@@ -127,6 +127,13 @@ fn public_url(code: &str) -> String {
     format!("https://track.sandbox-carrier.local/{code}")
 }
 
+impl Carrier {
+    /// Labels bought for a reference (`<order>/<shipment>`); the lock is not held past the read.
+    pub fn labels_for(&self, reference: &str) -> Option<u32> {
+        self.labels.lock().unwrap_or_else(|e| e.into_inner()).get(reference).copied()
+    }
+}
+
 pub fn router(c: Arc<Carrier>) -> Router {
     Router::new().route("/v2/shipments", post(create)).route("/v2/shipments/{id}/buy", post(buy)).with_state(c)
 }
