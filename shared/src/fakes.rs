@@ -7,8 +7,9 @@ use crate::domain::fraud::FraudAssessment;
 use crate::domain::order::{CancelRequest, Dispatch, Order, OrderStatus, PaymentRecord, Shipment, StockShortage, TimelineEntry};
 use crate::money::Money;
 use crate::ports::*;
+use crate::StepError;
 use async_trait::async_trait;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 #[derive(Default)]
@@ -133,6 +134,41 @@ impl OrderRepository for InMemoryOrders {
             o.review_decision = Some(decision.to_string());
             o.timeline.push(event);
             Ok(true)
+        })
+    }
+    async fn record_refund(
+        &self,
+        order_id: &str,
+        refund: &crate::domain::refund::Refund,
+        refunded_before: i64,
+        units_before: &BTreeMap<String, i64>,
+    ) -> Result<RecordRefund> {
+        self.with_order(order_id, |o| {
+            if let Some(r) = o.refunds.get(&refund.refund_id) {
+                return Ok(RecordRefund::Exists(Box::new(r.clone())));
+            }
+            let units_same = refund.lines.keys().all(|k| o.refunded_units.get(k).copied().unwrap_or(0) == units_before.get(k).copied().unwrap_or(0));
+            if o.refunded_minor != refunded_before || !units_same {
+                return Ok(RecordRefund::Conflict);
+            }
+            o.refunded_minor += refund.amount_minor;
+            for (k, q) in &refund.lines {
+                *o.refunded_units.entry(k.clone()).or_default() += q;
+            }
+            o.refunds.insert(refund.refund_id.clone(), refund.clone());
+            Ok(RecordRefund::Recorded)
+        })
+    }
+    async fn update_refund(&self, order_id: &str, refund_id: &str, fields: Vec<(&str, serde_json::Value)>, event: Option<TimelineEntry>) -> Result<()> {
+        self.with_order(order_id, |o| {
+            let r = o.refunds.get_mut(refund_id).ok_or_else(|| StepError::InvalidInput(format!("no refund {refund_id}")))?;
+            let mut v = serde_json::to_value(&*r).map_err(|e| StepError::Internal(e.to_string()))?;
+            for (k, val) in fields {
+                v[k] = val;
+            }
+            *r = serde_json::from_value(v).map_err(|e| StepError::Internal(e.to_string()))?;
+            o.timeline.extend(event);
+            Ok(())
         })
     }
     async fn record_dispatch_cancelled(&self, order_id: &str, token_hash: &str, event: TimelineEntry) -> Result<bool> {
@@ -272,6 +308,23 @@ impl PaymentGateway for RecordingGateway {
             Capture { status: if final_capture { "succeeded".into() } else { "requires_capture".into() }, amount_received: *total, amount_capturable: 0 };
         answered.insert(key.to_string(), answer.clone());
         Ok(answer)
+    }
+    async fn refund(
+        &self,
+        intent_id: &str,
+        amount: Money,
+        _reason: &str,
+        _metadata: &[(&str, &str)],
+        key: &str,
+    ) -> std::result::Result<GatewayRefund, GatewayError> {
+        self.requests.lock().unwrap().push(GatewayRequest {
+            operation: "refund",
+            intent_id: intent_id.into(),
+            amount_minor: amount.minor,
+            final_capture: None,
+            idempotency_key: key.into(),
+        });
+        Ok(GatewayRefund { id: format!("re_{}", &key.len()), status: "succeeded".into() })
     }
 }
 

@@ -3,7 +3,7 @@
 //! Every POST carries an order-derived Idempotency-Key, so a replayed step never holds twice (PAY-2).
 
 use crate::money::Money;
-use crate::ports::{Authorization, Capture, GatewayError, PaymentGateway};
+use crate::ports::{Authorization, Capture, GatewayError, GatewayRefund, PaymentGateway};
 use crate::secrets::SecretSource;
 use async_trait::async_trait;
 use serde_json::Value;
@@ -151,4 +151,27 @@ impl PaymentGateway for HttpGateway {
             amount_capturable: pi["amount_capturable"].as_i64().unwrap_or(0),
         })
     }
+
+    async fn refund(
+        &self,
+        intent_id: &str,
+        amount: Money,
+        reason: &str,
+        metadata: &[(&str, &str)],
+        idempotency_key: &str,
+    ) -> Result<GatewayRefund, GatewayError> {
+        let mut form =
+            vec![("payment_intent".to_string(), intent_id.to_string()), ("amount".into(), amount.minor.to_string()), ("reason".into(), reason.to_string())];
+        for (k, v) in metadata {
+            form.push((format!("metadata[{k}]"), v.to_string()));
+        }
+        let form: Vec<(&str, String)> = form.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let re = self.post("/v1/refunds", &form, idempotency_key).await?;
+        Ok(GatewayRefund { id: re["id"].as_str().unwrap_or_default().to_string(), status: re["status"].as_str().unwrap_or("pending").to_string() })
+    }
+}
+
+/// The refund of `refund_id` on an order: one key per refund, so a replay is one refund (RET-4).
+pub fn refund_key(order_id: &str, refund_id: &str) -> String {
+    format!("{order_id}:refund:{refund_id}")
 }

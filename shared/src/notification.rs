@@ -15,6 +15,8 @@ pub enum NotificationKind {
     OrderShipped,
     TrackingUpdate,
     FeedbackRequest,
+    /// One per refund (the refund id rides in `refund_id`).
+    RefundIssued,
 }
 
 impl NotificationKind {
@@ -26,6 +28,7 @@ impl NotificationKind {
             NotificationKind::OrderShipped => "order_shipped",
             NotificationKind::TrackingUpdate => "tracking_update",
             NotificationKind::FeedbackRequest => "feedback_request",
+            NotificationKind::RefundIssued => "refund_issued",
         }
     }
 }
@@ -41,11 +44,14 @@ pub struct Notification {
     /// For tracking_update: the carrier status being told.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// For refund_issued: which refund.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_id: Option<String>,
 }
 
 impl Notification {
     pub fn new(order_id: &str, kind: NotificationKind) -> Notification {
-        Notification { order_id: order_id.to_string(), kind, shipment_id: None, status: None }
+        Notification { order_id: order_id.to_string(), kind, shipment_id: None, status: None, refund_id: None }
     }
 
     /// A parcel's tracking status changed.
@@ -57,10 +63,15 @@ impl Notification {
         }
     }
 
-    /// One email per order, kind, parcel and status, however often the message comes (WF-5).
+    /// A refund went through: one email per refund.
+    pub fn refund(order_id: &str, refund_id: &str) -> Notification {
+        Notification { refund_id: Some(refund_id.to_string()), ..Notification::new(order_id, NotificationKind::RefundIssued) }
+    }
+
+    /// One email per order, kind, parcel, status and refund, however often the message comes (WF-5).
     pub fn marker(&self) -> String {
         let mut m = format!("email:{}:{}", self.order_id, self.kind.as_str());
-        for part in [&self.shipment_id, &self.status].into_iter().flatten() {
+        for part in [&self.shipment_id, &self.status, &self.refund_id].into_iter().flatten() {
             m.push(':');
             m.push_str(part);
         }
@@ -85,6 +96,7 @@ mod tests {
             NotificationKind::OrderShipped,
             NotificationKind::TrackingUpdate,
             NotificationKind::FeedbackRequest,
+            NotificationKind::RefundIssued,
         ] {
             assert_eq!(serde_json::to_value(k).unwrap(), serde_json::json!(k.as_str()));
         }

@@ -36,6 +36,17 @@ pub trait OrderRepository: Send + Sync {
     async fn record_review_decision(&self, order_id: &str, decision: &str, event: TimelineEntry) -> Result<bool>;
     /// A warehouse accepted the cancel of a dispatch: its pick-list token is answered (once, like
     /// a shipment report). False when the token was answered before or no cancel was asked for.
+    /// Add a refund to the ledger, once per refund id, only if the ledger is as it was read
+    /// (`refunded_before`, each SKU's refunded units): two concurrent refunds never both pass.
+    async fn record_refund(
+        &self,
+        order_id: &str,
+        refund: &crate::domain::refund::Refund,
+        refunded_before: i64,
+        units_before: &BTreeMap<String, i64>,
+    ) -> Result<RecordRefund>;
+    /// Set fields of one refund (status, gateway id).
+    async fn update_refund(&self, order_id: &str, refund_id: &str, fields: Vec<(&str, serde_json::Value)>, event: Option<TimelineEntry>) -> Result<()>;
     async fn record_dispatch_cancelled(&self, order_id: &str, token_hash: &str, event: TimelineEntry) -> Result<bool>;
     /// Add a reported shipment while the order is CONFIRMED or PARTIALLY_SHIPPED. Never overwrites.
     async fn add_shipment(&self, order_id: &str, shipment: &Shipment, token_hash: &str) -> Result<AddShipment>;
@@ -49,6 +60,16 @@ pub trait OrderRepository: Send + Sync {
     async fn update_payment(&self, order_id: &str, fields: Vec<(&str, serde_json::Value)>, event: Option<TimelineEntry>) -> Result<()>;
     /// Apply a carrier status to a shipment only if it moves forward (see fulfillment::tracking_advances).
     async fn apply_tracking(&self, order_id: &str, shipment_id: &str, status: &str, updated_at: &str, event: TimelineEntry) -> Result<bool>;
+}
+
+/// What recording a refund came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordRefund {
+    Recorded,
+    /// A refund with this id exists (the same Idempotency-Key): as stored.
+    Exists(Box<crate::domain::refund::Refund>),
+    /// The ledger moved meanwhile (another refund, or a capture): re-plan from a fresh read.
+    Conflict,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -304,6 +325,23 @@ pub trait PaymentGateway: Send + Sync {
     async fn void(&self, intent_id: &str, idempotency_key: &str) -> std::result::Result<String, GatewayError>;
     /// Capture part of a hold. `final_capture` = false keeps the rest held for later shipments.
     async fn capture(&self, intent_id: &str, amount: Money, final_capture: bool, idempotency_key: &str) -> std::result::Result<Capture, GatewayError>;
+    /// Refund part or all of what was captured (Stripe Refunds: reason is one of Stripe's three;
+    /// metadata carries our ids and the operator's note).
+    async fn refund(
+        &self,
+        intent_id: &str,
+        amount: Money,
+        reason: &str,
+        metadata: &[(&str, &str)],
+        idempotency_key: &str,
+    ) -> std::result::Result<GatewayRefund, GatewayError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayRefund {
+    pub id: String,
+    /// pending | succeeded | failed | canceled | requires_action
+    pub status: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -192,3 +192,105 @@ fn can_2_a_warehouse_that_is_too_late_ships_and_the_parcel_is_charged() {
         assert_eq!(h.stock(&sku).await, (3, 0));
     });
 }
+
+async fn refund_as_operator(h: &Harness, id: &str, key: &str, body: Value) -> (u16, Value, bool) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/ops/orders/{id}/refunds", h.api()))
+        .bearer_auth(&h.stack.ops_token)
+        .header("Idempotency-Key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let replayed = r.headers().contains_key("idempotent-replayed");
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null), replayed)
+}
+
+/// An order of 2 units, shipped in one parcel and captured in full; (order id, access token, total).
+async fn shipped(h: &Harness, tag: &str) -> (String, String, i64) {
+    let sku = h.new_sku(2500, 5).await;
+    let placed = h.place(&order_body(&h.email(tag), &[(&sku, 2)], "pm_card_visa")).await;
+    let id = placed.order_id();
+    let total = placed.body["totals"]["total"].as_i64().unwrap();
+    let list = pick(h, &id).await;
+    let (st, body) = h.stack.warehouses.send_report(&list, &list.report("R1", &list.lines())).await;
+    assert_eq!(st, 202, "{body}");
+    for _ in 0..300 {
+        let o = h.stack.deps.orders.get(&id).await.unwrap().unwrap();
+        if o.payment.as_ref().is_some_and(|p| p.captured_minor == total) {
+            return (id, placed.token(), total);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{id}: never captured");
+}
+
+#[test]
+fn ret_4_a_double_clicked_refund_is_one_refund_at_the_gateway_and_one_email() {
+    let h = harness();
+    h.run(async {
+        let (id, token, total) = shipped(h, "refund1").await;
+        let sku = h.stack.deps.orders.get(&id).await.unwrap().unwrap().lines[0].sku.clone();
+        let body = json!({"lines": [{"sku": sku, "quantity": 1}], "reason": "requested_by_customer", "note": "mug arrived chipped, goodwill"});
+        let key = format!("refund-{id}");
+        let (a, b) = tokio::join!(refund_as_operator(h, &id, &key, body.clone()), refund_as_operator(h, &id, &key, body.clone()));
+        assert_eq!((a.0, b.0), (202, 202), "{a:?} {b:?}");
+        assert_eq!(a.1["refund_id"], b.1["refund_id"]);
+        let amount = a.1["amount_minor"].as_i64().unwrap();
+        assert_eq!(amount, total / 2, "one of two identical units: half of what was charged");
+        // the same key with another refund is refused
+        let other = refund_as_operator(h, &id, &key, json!({"amount_minor": 100, "reason": "duplicate"})).await;
+        assert_eq!((other.0, other.1["error"]["code"].as_str()), (422, Some("idempotency_key_reused")));
+        // the customer sees the refund's amount and state, never the note
+        let mut view = Value::Null;
+        for _ in 0..200 {
+            view = get_order(&reqwest::Client::new(), h.api(), &id, &token).await.1;
+            if view["refunds"][0]["status"] == "succeeded" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!((view["refunds"][0]["amount"].as_i64(), view["refunds"][0]["status"].as_str()), (Some(amount), Some("succeeded")), "{view}");
+        assert!(!view.to_string().contains("chipped"), "{view}");
+        // on the wire: one refund, with the order and refund in its key, the note only in metadata
+        let refunds: Vec<_> = h.gateway_requests(&id).into_iter().filter(|q| q.path == "/v1/refunds").collect();
+        assert_eq!(refunds.iter().filter(|q| !q.replayed).count(), 1, "{refunds:?}");
+        let rid = a.1["refund_id"].as_str().unwrap();
+        assert!(refunds.iter().all(|q| q.idempotency_key.as_deref() == Some(format!("{id}:refund:{rid}").as_str())), "{refunds:?}");
+        assert_eq!(h.intents(&id)[0]["amount_refunded"].as_i64(), Some(amount));
+        let emails = emails_settled(h, &id, 3).await;
+        assert_eq!(emails.iter().filter(|e| e.subject.starts_with("Refund")).count(), 1, "{emails:?}");
+        // the same unit again: refused, it was refunded already
+        let again = refund_as_operator(h, &id, "another-key", json!({"lines": [{"sku": sku, "quantity": 2}], "reason": "requested_by_customer"})).await;
+        assert_eq!((again.0, again.1["error"]["code"].as_str()), (409, Some("refund_exceeds_units")), "{:?}", again.1);
+    });
+}
+
+#[test]
+fn pay_4_two_refunds_at_once_never_sum_past_what_was_captured() {
+    let h = harness();
+    h.run(async {
+        let (id, _, total) = shipped(h, "refund2").await;
+        let body = |n: i64| json!({"amount_minor": total - 100 * n, "reason": "requested_by_customer"});
+        let (a, b) = tokio::join!(refund_as_operator(h, &id, "first", body(1)), refund_as_operator(h, &id, "second", body(2)));
+        let mut st = [a.0, b.0];
+        st.sort();
+        assert_eq!(st, [202, 409], "{a:?} {b:?}");
+        let refused = if a.0 == 409 { &a.1 } else { &b.1 };
+        assert_eq!(refused["error"]["code"], "refund_exceeds_captured");
+        let order = h.stack.deps.orders.get(&id).await.unwrap().unwrap();
+        assert_eq!(order.refunds.len(), 1);
+        assert!(order.refunded_minor <= total);
+        // what is left can still be refunded, and nothing more
+        let left = total - order.refunded_minor;
+        assert_eq!(refund_as_operator(h, &id, "rest", json!({"amount_minor": left + 1, "reason": "requested_by_customer"})).await.0, 409);
+        assert_eq!(refund_as_operator(h, &id, "rest", json!({"amount_minor": left, "reason": "requested_by_customer"})).await.0, 202);
+        for _ in 0..200 {
+            if h.intents(&id)[0]["amount_refunded"].as_i64() == Some(total) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(h.intents(&id)[0]["amount_refunded"].as_i64(), Some(total), "refunded exactly what was captured");
+    });
+}

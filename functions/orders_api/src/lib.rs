@@ -38,6 +38,8 @@ pub struct Deps {
     /// Cancel requests go to the warehouses holding an order's pick lists.
     pub queue: Arc<dyn Queue>,
     pub warehouse_queue_urls: std::collections::BTreeMap<String, String>,
+    /// Recorded refunds go to refund_payment through this queue.
+    pub refunds_queue_url: String,
 }
 
 impl Deps {
@@ -51,6 +53,7 @@ impl Deps {
             ops_api_token: Arc::new(w.env.secret("OPS_API_TOKEN")?),
             queue: w.queue(),
             warehouse_queue_urls: w.env.json("WAREHOUSE_QUEUE_URLS")?,
+            refunds_queue_url: w.queue_url("REFUNDS_QUEUE_URL")?,
         })
     }
 }
@@ -58,6 +61,7 @@ impl Deps {
 pub type AppState = Arc<Deps>;
 
 mod cancel;
+mod refunds;
 
 pub fn router(deps: AppState) -> Router {
     Router::new()
@@ -67,6 +71,7 @@ pub fn router(deps: AppState) -> Router {
         .route("/ops/orders/{id}/review", post(ops_review))
         .route("/orders/{id}/cancel", post(cancel::customer_cancel))
         .route("/ops/orders/{id}/cancel", post(cancel::ops_cancel))
+        .route("/ops/orders/{id}/refunds", post(refunds::ops_refund))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route", None) })
         .method_not_allowed_fallback(|| async { error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route", None) })
         .with_state(deps)
@@ -141,6 +146,12 @@ pub fn customer_view(order: &Order) -> Value {
     }
     if let Some(p) = order.payment.as_ref().filter(|p| p.captured_minor > 0) {
         v["charged"] = money_json(&orderflow_shared::money::Money::new(p.captured_minor, p.amount_authorized.currency));
+    }
+    if !order.refunds.is_empty() {
+        // Each refund's amount and state; never the operator's reason or note (OPS-2).
+        v["refunds"] =
+            json!(order.refunds.values().map(|r| json!({"amount": r.amount_minor, "status": r.status, "requested_at": r.requested_at})).collect::<Vec<_>>());
+        v["refunded"] = json!(order.refunded_minor);
     }
     if order.status == OrderStatus::OutOfStock {
         v["out_of_stock"] =
@@ -308,6 +319,9 @@ async fn checkout(deps: &Deps, order_id: &str, body: &[u8]) -> Result<(StatusCod
         answered_tokens: Default::default(),
         cancel: None,
         review_decision: None,
+        refunds: Default::default(),
+        refunded_minor: 0,
+        refunded_units: Default::default(),
         timeline: vec![TimelineEntry::now("order_received", None)],
         created_at: now.clone(),
         updated_at: now,
@@ -380,6 +394,8 @@ async fn ops_get_order(State(deps): State<AppState>, Path(id): Path<String>, hea
             v["shipments"] = json!(order.shipments.values().collect::<Vec<_>>());
             v["timeline"] = json!(order.timeline);
             v["customer_email"] = json!(order.customer_email);
+            v["cancel"] = json!(order.cancel);
+            v["refunds"] = json!(order.refunds);
             (StatusCode::OK, axum::Json(v)).into_response()
         }
         Ok(None) => error(StatusCode::NOT_FOUND, "order_not_found", "no such order", None),

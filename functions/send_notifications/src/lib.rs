@@ -121,6 +121,20 @@ pub fn render(n: &Notification, order: &Order) -> Option<Email> {
             subject: format!("How was your order {}?", order.order_id),
             text: format!("Hello {},\n\nYour order {} has arrived. We would love to hear how it went: just reply to this email.\n", order.shipping_address.name, order.order_id),
         }),
+        NotificationKind::RefundIssued => {
+            let r = order.refunds.get(n.refund_id.as_deref()?)?;
+            let amount = orderflow_shared::money::Money::new(r.amount_minor, order.totals.currency()).display();
+            let items: String = r.lines.iter().map(|(sku, q)| format!("  {q} x {sku}\n")).collect();
+            Some(Email {
+                subject: format!("Refund of {amount} for order {}", order.order_id),
+                text: format!(
+                    "Hello {name},\n\nWe have refunded {amount} for your order {id} to the card you paid with.\n{items}\nRefunds usually reach the card within 5-10 business days, depending on the bank.\n",
+                    name = order.shipping_address.name,
+                    id = order.order_id,
+                    items = if items.is_empty() { String::new() } else { format!("\nFor:\n{items}") },
+                ),
+            })
+        }
         NotificationKind::OrderPartiallyFulfilled if order.cancel.is_some() => {
             // Exactly what shipped and what the cancel stopped, line by line.
             let mut shipped: std::collections::BTreeMap<&str, i64> = Default::default();

@@ -108,6 +108,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/payment_intents/{id}", get(retrieve))
         .route("/v1/payment_intents/{id}/capture", post(capture))
         .route("/v1/payment_intents/{id}/cancel", post(cancel))
+        .route("/v1/refunds", post(refund))
         .with_state(gw)
 }
 
@@ -522,6 +523,81 @@ async fn cancel_inner(gw: Arc<Gateway>, headers: HeaderMap, id: String, body: By
             }
             _ => unexpected(pi, "cancel"),
         }
+    })
+}
+
+/// `POST /v1/refunds` as Stripe answers it: `payment_intent`, `amount` (default: all that is left),
+/// `reason` only one of Stripe's three, never more in total than was captured.
+async fn refund(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(e) = api_version(&headers) {
+        return reply(e, false);
+    }
+    let g = gw.clone();
+    idempotent(&gw, &headers, "/v1/refunds", &body.clone(), move || {
+        let p = form(&body);
+        if let Some(reason) = p.get("reason") {
+            if !["duplicate", "fraudulent", "requested_by_customer"].contains(&reason.as_str()) {
+                return stripe_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "parameter_invalid_string",
+                    "Invalid reason: must be one of duplicate, fraudulent, or requested_by_customer",
+                    json!({"param": "reason"}),
+                );
+            }
+        }
+        let Some(pi_id) = p.get("payment_intent") else {
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "parameter_missing",
+                "Missing required param: payment_intent.",
+                json!({"param": "payment_intent"}),
+            );
+        };
+        let mut intents = g.intents.lock().unwrap();
+        let Some(pi) = intents.get_mut(pi_id) else {
+            return stripe_error(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "resource_missing",
+                &format!("No such payment_intent: '{pi_id}'"),
+                json!({"param": "payment_intent"}),
+            );
+        };
+        let received = pi["amount_received"].as_i64().unwrap_or(0);
+        let refunded = pi["amount_refunded"].as_i64().unwrap_or(0);
+        if received <= 0 {
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "charge_not_captured",
+                "This PaymentIntent has no captured funds to refund.",
+                json!({}),
+            );
+        }
+        if refunded >= received {
+            return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", "charge_already_refunded", "Charge has already been refunded.", json!({}));
+        }
+        let amount = p.get("amount").and_then(|a| a.parse::<i64>().ok()).unwrap_or(received - refunded);
+        if amount <= 0 || refunded + amount > received {
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "amount_too_large",
+                &format!("Refund amount ({amount}) is greater than unrefunded amount on charge ({})", received - refunded),
+                json!({"param": "amount"}),
+            );
+        }
+        pi["amount_refunded"] = json!(refunded + amount);
+        let metadata: serde_json::Map<String, Value> =
+            p.iter().filter_map(|(k, v)| k.strip_prefix("metadata[").and_then(|k| k.strip_suffix(']')).map(|k| (k.to_string(), json!(v)))).collect();
+        let re = json!({
+            "id": format!("re_{}", &uuid::Uuid::new_v4().simple().to_string()[..24]), "object": "refund", "amount": amount,
+            "currency": pi["currency"], "payment_intent": pi_id, "reason": p.get("reason"), "metadata": metadata, "status": "succeeded",
+            "created": chrono::Utc::now().timestamp(),
+        });
+        (200, re)
     })
 }
 

@@ -4,5 +4,6 @@ pub mod fraud;
 pub mod fulfillment;
 pub mod order;
 pub mod pricing;
+pub mod refund;
 pub mod shipping;
 pub mod store_data;

@@ -304,6 +304,15 @@ pub struct Order {
     /// excludes it and it excludes a cancel (OPS-1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review_decision: Option<String>,
+    /// Refunds by id, the money refunded and the units refunded per SKU: the ledger that keeps the
+    /// sum within what was captured (PAY-4) and each unit refunded once. Always written (even
+    /// empty) so a refund's conditional write can address its entries.
+    #[serde(default)]
+    pub refunds: std::collections::BTreeMap<String, super::refund::Refund>,
+    #[serde(default)]
+    pub refunded_minor: i64,
+    #[serde(default)]
+    pub refunded_units: std::collections::BTreeMap<String, i64>,
     pub timeline: Vec<TimelineEntry>,
     pub created_at: String,
     pub updated_at: String,

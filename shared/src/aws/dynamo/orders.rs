@@ -10,6 +10,7 @@ use crate::ports::*;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
+use std::collections::BTreeMap;
 
 pub struct DynamoOrders {
     pub client: Client,
@@ -198,6 +199,62 @@ impl OrderRepository for DynamoOrders {
             .expression_attribute_values(":d", s(decision))
             .expression_attribute_values(":ur", s(OrderStatus::UnderReview.as_str()));
         self.conditional(req, event, "orders.record_review_decision").await.map(|o| o.is_some())
+    }
+
+    async fn record_refund(
+        &self,
+        order_id: &str,
+        refund: &crate::domain::refund::Refund,
+        refunded_before: i64,
+        units_before: &BTreeMap<String, i64>,
+    ) -> Result<RecordRefund> {
+        // Orders written before the ledger existed get its empty maps first (idempotent).
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            .update_expression("SET refunds = if_not_exists(refunds, :m), refunded_units = if_not_exists(refunded_units, :m), refunded_minor = if_not_exists(refunded_minor, :z)")
+            .condition_expression("attribute_exists(order_id)")
+            .expression_attribute_values(":m", AttributeValue::M(Default::default()))
+            .expression_attribute_values(":z", n(0))
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("orders.record_refund", e))?;
+        let mut set = vec!["refunds.#rid = :r".to_string(), "refunded_minor = :total".to_string()];
+        let mut cond = vec!["attribute_not_exists(refunds.#rid)".to_string(), "refunded_minor = :before".to_string()];
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            .expression_attribute_names("#rid", &refund.refund_id)
+            .expression_attribute_values(":r", av(refund)?)
+            .expression_attribute_values(":total", n(refunded_before + refund.amount_minor))
+            .expression_attribute_values(":before", n(refunded_before));
+        for (i, (sku, q)) in refund.lines.iter().enumerate() {
+            let was = units_before.get(sku).copied().unwrap_or(0);
+            set.push(format!("refunded_units.#s{i} = :u{i}"));
+            cond.push(if was == 0 { format!("attribute_not_exists(refunded_units.#s{i})") } else { format!("refunded_units.#s{i} = :w{i}") });
+            req = req.expression_attribute_names(format!("#s{i}"), sku).expression_attribute_values(format!(":u{i}"), n(was + q));
+            if was != 0 {
+                req = req.expression_attribute_values(format!(":w{i}"), n(was));
+            }
+        }
+        set.extend(["updated_at = :now".to_string(), "timeline = list_append(timeline, :ev)".to_string()]);
+        let ev = TimelineEntry::now("refund_requested", Some(format!("{} ({})", refund.amount_minor, refund.refund_id)));
+        let req = req.update_expression(format!("SET {}", set.join(", "))).condition_expression(cond.join(" AND "));
+        if self.conditional(req, ev, "orders.record_refund").await?.is_some() {
+            return Ok(RecordRefund::Recorded);
+        }
+        let order = self.get(order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {order_id} not found")))?;
+        Ok(match order.refunds.get(&refund.refund_id) {
+            Some(r) => RecordRefund::Exists(Box::new(r.clone())),
+            None => RecordRefund::Conflict,
+        })
+    }
+
+    async fn update_refund(&self, order_id: &str, refund_id: &str, fields: Vec<(&str, serde_json::Value)>, event: Option<TimelineEntry>) -> Result<()> {
+        self.nested_update(order_id, "refunds", Some(refund_id), fields, event).await
     }
 
     async fn record_dispatch_cancelled(&self, order_id: &str, token_hash: &str, event: TimelineEntry) -> Result<bool> {
