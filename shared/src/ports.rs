@@ -221,6 +221,9 @@ pub trait Lookups: Send + Sync {
 pub struct IdempotencyRecord {
     pub request_hash: String,
     pub order_id: String,
+    /// The access token the order was given (its hash is on the order): a retry that answers about
+    /// the order after the first answer was lost can hand it out again.
+    pub access_token: Option<String>,
     /// Set once the first request finished: the response to replay.
     pub response: Option<(u16, String)>,
 }
@@ -233,7 +236,7 @@ pub enum Claim {
 
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    async fn claim(&self, key: &str, request_hash: &str, order_id: &str) -> Result<Claim>;
+    async fn claim(&self, key: &str, request_hash: &str, order_id: &str, access_token: &str) -> Result<Claim>;
     async fn complete(&self, key: &str, status: u16, body: &str) -> Result<()>;
     /// Forget a claim whose request failed on our side, so the client's retry can run.
     async fn abandon(&self, key: &str) -> Result<()>;

@@ -279,3 +279,41 @@ fn sec_4_limits_and_bad_input_get_clear_4xx_errors() {
         assert_eq!(h.stock(&sku).await, (10, 0), "nothing reserved by any of it");
     });
 }
+
+/// IDEM-4: once an order exists for a key, a retry after a later failure answers about that order.
+/// Here the checkout cannot start (orders_api's StartSyncExecution denied, as a throttle or an
+/// outage would): the first answer is a 5xx; the retry with the same key, once the outage is over,
+/// answers about the same order (FAILED: checkout never ran) instead of making a second order.
+#[test]
+fn idem_4_a_retry_after_checkout_failed_to_start_answers_about_the_same_order() {
+    let h = harness();
+    h.run_alone(async {
+        let sku = h.new_sku(1500, 5).await;
+        let email = h.email("idem4");
+        let body = order_body(&email, &[(&sku, 1)], "pm_card_visa").to_string();
+        let key = h.key();
+        let machine = orderflow_local::provision::machine_arn("orderflow-checkout");
+        let removed = h.stack.edge.iam.revoke("orders_api", "states:StartSyncExecution", &machine);
+        assert!(!removed.is_empty(), "the template grants orders_api StartSyncExecution on the checkout machine");
+        let first = post_order(&reqwest::Client::new(), h.api(), Some(&key), body.as_bytes()).await;
+        h.stack.edge.iam.restore("orders_api", removed);
+        assert!(first.status >= 500, "{}: {}", first.status, first.body);
+        let retry = post_order(&reqwest::Client::new(), h.api(), Some(&key), body.as_bytes()).await;
+        assert!(retry.replayed, "{}", retry.body);
+        assert_eq!(retry.body["status"], "FAILED", "{}", retry.body);
+        let id = retry.order_id();
+        // the access token handed out again is the order's own
+        let (st, view) = get_order(&reqwest::Client::new(), h.api(), &id, &retry.token()).await;
+        assert_eq!((st, view["order_id"].as_str()), (200, Some(id.as_str())));
+        // one order for this customer, no hold, nothing reserved
+        let sdk = orderflow_shared::aws::sdk_config(&orderflow_local::ports::operator_env(&h.stack.moto_url, Default::default())).await;
+        let items = aws_sdk_dynamodb::Client::new(&sdk).scan().table_name("OrdersTable").send().await.unwrap().items.unwrap_or_default();
+        let mine = items.iter().filter(|i| i.get("customer_email").and_then(|v| v.as_s().ok()) == Some(&email)).count();
+        assert_eq!(mine, 1, "one order for one key");
+        assert!(h.intents(&id).is_empty());
+        assert_eq!(h.stock(&sku).await, (5, 0));
+        // and a third try is the same answer
+        let third = post_order(&reqwest::Client::new(), h.api(), Some(&key), body.as_bytes()).await;
+        assert_eq!((third.status, third.body["order_id"].as_str()), (retry.status, Some(id.as_str())));
+    });
+}

@@ -84,8 +84,42 @@ impl Harness {
         post_order(&reqwest::Client::new(), self.api(), Some(&self.key()), body.to_string().as_bytes()).await
     }
 
-    /// Give queues time to drain so "exactly one" email counts are final.
+    /// The settle window: before "exactly N" or "none" is asserted, wait until every queue the
+    /// functions consume (notifications, webhook events, refunds, review tasks) is empty with
+    /// nothing in flight, then hold a window long enough for a late duplicate to show. Absence is
+    /// never asserted after a fixed sleep alone.
     pub async fn settle(&self) {
+        use aws_sdk_sqs::types::QueueAttributeName::{ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible};
+        let consumed: Vec<&String> = self
+            .stack
+            .queue_urls
+            .iter()
+            .filter(|(logical, _)| !logical.contains("DeadLetter") && !logical.starts_with("Warehouse") && !logical.starts_with("Supplier"))
+            .map(|(_, url)| url)
+            .collect();
+        let started = std::time::Instant::now();
+        loop {
+            let mut busy = 0;
+            for url in &consumed {
+                let attrs = self
+                    .stack
+                    .moto_sqs
+                    .get_queue_attributes()
+                    .queue_url(*url)
+                    .attribute_names(ApproximateNumberOfMessages)
+                    .attribute_names(ApproximateNumberOfMessagesNotVisible)
+                    .send()
+                    .await
+                    .ok()
+                    .and_then(|o| o.attributes)
+                    .unwrap_or_default();
+                busy += attrs.values().filter_map(|v| v.parse::<i64>().ok()).sum::<i64>();
+            }
+            if busy == 0 || started.elapsed() > Duration::from_secs(30) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
 

@@ -221,7 +221,8 @@ async fn place_order(State(deps): State<AppState>, headers: HeaderMap, body: Byt
     }
     let request_hash = sha256_hex(&body);
     let order_id = new_order_id();
-    let claim = match deps.idempotency.claim(&key, &request_hash, &order_id).await {
+    let access_token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let claim = match deps.idempotency.claim(&key, &request_hash, &order_id, &access_token).await {
         Ok(c) => c,
         Err(e) => return internal(e),
     };
@@ -236,24 +237,29 @@ async fn place_order(State(deps): State<AppState>, headers: HeaderMap, body: Byt
         }
         Claim::Existing(rec) => {
             return match rec.response {
-                Some((status, body)) => {
-                    let mut r = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), [("content-type", "application/json")], body).into_response();
-                    r.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-                    r
-                }
-                None => error(
-                    StatusCode::CONFLICT,
-                    "idempotency_key_in_use",
-                    "a request with this Idempotency-Key is still being processed; retry shortly",
-                    Some("Idempotency-Key"),
-                ),
+                Some((status, body)) => replayed((StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body)),
+                // The first request has not answered. If its order is already decided (its answer
+                // was lost: a timeout, a killed function), answer about that order (IDEM-4).
+                None => match decided(&deps, &rec.order_id, rec.access_token.as_deref()).await {
+                    Some((status, view)) => {
+                        let text = view.to_string();
+                        let _ = deps.idempotency.complete(&key, status.as_u16(), &text).await;
+                        replayed((status, text))
+                    }
+                    None => error(
+                        StatusCode::CONFLICT,
+                        "idempotency_key_in_use",
+                        "a request with this Idempotency-Key is still being processed; retry shortly",
+                        Some("Idempotency-Key"),
+                    ),
+                },
             };
         }
         Claim::Won => {}
     }
     // Every log line of this order's checkout carries its id.
     let span = tracing::info_span!("place_order", order_id = %order_id);
-    match tracing::Instrument::instrument(checkout(&deps, &order_id, &body), span).await {
+    match tracing::Instrument::instrument(checkout(&deps, &order_id, &access_token, &body), span).await {
         Ok((status, value)) => {
             let text = value.to_string();
             if let Err(e) = deps.idempotency.complete(&key, status.as_u16(), &text).await {
@@ -262,18 +268,46 @@ async fn place_order(State(deps): State<AppState>, headers: HeaderMap, body: Byt
             (status, [("content-type", "application/json")], text).into_response()
         }
         Err(e) => {
-            // Our failure, not the client's: forget the key so the client's retry can run.
-            let _ = deps.idempotency.abandon(&key).await;
+            // Forget the key only if no order was made under it: once an order id exists for the
+            // key, every retry answers about that order, never a second order with a second hold.
+            match deps.orders.get(&order_id).await {
+                Ok(None) => {
+                    let _ = deps.idempotency.abandon(&key).await;
+                }
+                Ok(Some(_)) | Err(_) => tracing::warn!(order_id = %order_id, "checkout failed after the order was made; the key stays with it"),
+            }
             internal(e)
         }
     }
+}
+
+fn replayed((status, body): (StatusCode, String)) -> Response {
+    let mut r = (status, [("content-type", "application/json")], body).into_response();
+    r.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    r
+}
+
+/// The answer about an order made under a key whose first request never answered: only once the
+/// checkout decided it (PENDING means a checkout is still running, or was killed mid-way and is
+/// the sweeper's to finish).
+async fn decided(deps: &Deps, order_id: &str, access_token: Option<&str>) -> Option<(StatusCode, Value)> {
+    let order = deps.orders.get(order_id).await.ok()??;
+    if order.status == OrderStatus::Pending {
+        return None;
+    }
+    let mut view = customer_view(&order);
+    if let Some(t) = access_token {
+        view["access_token"] = json!(t);
+    }
+    view["links"] = json!({"self": format!("/orders/{order_id}")});
+    Some((decision_status(order.status), view))
 }
 
 pub(crate) fn internal(e: StepError) -> Response {
     orderflow_shared::http::internal(e, " with the same Idempotency-Key")
 }
 
-async fn checkout(deps: &Deps, order_id: &str, body: &[u8]) -> Result<(StatusCode, Value), StepError> {
+async fn checkout(deps: &Deps, order_id: &str, access_token: &str, body: &[u8]) -> Result<(StatusCode, Value), StepError> {
     let valid = match parse_body(body).and_then(validate) {
         Ok(v) => v,
         Err(i) => return Ok(invalid(i)),
@@ -294,7 +328,6 @@ async fn checkout(deps: &Deps, order_id: &str, body: &[u8]) -> Result<(StatusCod
             return Ok(invalid(Invalid { code, field, message: e.to_string() }));
         }
     };
-    let access_token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
     let now = now_rfc3339();
     let order = Order {
         order_id: order_id.to_string(),

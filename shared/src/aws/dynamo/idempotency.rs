@@ -25,7 +25,7 @@ fn idem_key(key: &str) -> String {
 
 #[async_trait]
 impl IdempotencyStore for DynamoIdempotency {
-    async fn claim(&self, key: &str, request_hash: &str, order_id: &str) -> Result<Claim> {
+    async fn claim(&self, key: &str, request_hash: &str, order_id: &str, access_token: &str) -> Result<Claim> {
         let put = self
             .client
             .put_item()
@@ -33,6 +33,7 @@ impl IdempotencyStore for DynamoIdempotency {
             .item("pk", s(idem_key(key)))
             .item("request_hash", s(request_hash))
             .item("order_id", s(order_id))
+            .item("access_token", s(access_token))
             .item("state", s("IN_PROGRESS"))
             .item("expires_at", n(epoch_now() + self.ttl_seconds))
             .condition_expression("attribute_not_exists(pk)")
@@ -61,6 +62,7 @@ impl IdempotencyStore for DynamoIdempotency {
         Ok(Claim::Existing(IdempotencyRecord {
             request_hash: get("request_hash").unwrap_or_default(),
             order_id: get("order_id").unwrap_or_default(),
+            access_token: get("access_token"),
             response,
         }))
     }
