@@ -224,6 +224,8 @@ pub struct IdempotencyRecord {
     /// The access token the order was given (its hash is on the order): a retry that answers about
     /// the order after the first answer was lost can hand it out again.
     pub access_token: Option<String>,
+    /// When the claim was made or last taken over (epoch seconds).
+    pub claimed_at: i64,
     /// Set once the first request finished: the response to replay.
     pub response: Option<(u16, String)>,
 }
@@ -240,6 +242,9 @@ pub trait IdempotencyStore: Send + Sync {
     async fn complete(&self, key: &str, status: u16, body: &str) -> Result<()>;
     /// Forget a claim whose request failed on our side, so the client's retry can run.
     async fn abandon(&self, key: &str) -> Result<()>;
+    /// Take over an unanswered claim whose lease ran out (its function was killed): true for the
+    /// one retry that wins it (the claim as seen must be unchanged).
+    async fn take_over(&self, key: &str, claimed_at_seen: i64) -> Result<bool>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -317,3 +317,57 @@ fn idem_4_a_retry_after_checkout_failed_to_start_answers_about_the_same_order() 
         assert_eq!((third.status, third.body["order_id"].as_str()), (retry.status, Some(id.as_str())));
     });
 }
+
+/// IDEM-4, the other half: a claim left unanswered by a function that was killed is taken over by
+/// a retry once its lease has run out, and the retry continues the same order (the claim's order id
+/// and access token); while the lease runs, a retry is told the key is in use.
+#[test]
+fn idem_4_a_claim_left_by_a_killed_function_is_taken_over_after_its_lease() {
+    use aws_sdk_dynamodb::types::AttributeValue::{N, S};
+    let h = harness();
+    h.run(async {
+        let sku = h.new_sku(1500, 5).await;
+        let body = order_body(&h.email("idem4b"), &[(&sku, 1)], "pm_card_visa").to_string();
+        let sdk = orderflow_shared::aws::sdk_config(&orderflow_local::ports::operator_env(&h.stack.moto_url, Default::default())).await;
+        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+        let claim = |key: String, order_id: String, claimed_at: i64| {
+            let ddb = ddb.clone();
+            let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes()));
+            async move {
+                ddb.put_item()
+                    .table_name("IdempotencyTable")
+                    .item("pk", S(format!("orders-post#{key}")))
+                    .item("request_hash", S(hash))
+                    .item("order_id", S(order_id))
+                    .item("access_token", S("tok-of-the-killed-request".into()))
+                    .item("claimed_at", N(claimed_at.to_string()))
+                    .item("state", S("IN_PROGRESS".into()))
+                    .item("expires_at", N((chrono::Utc::now().timestamp() + 86400).to_string()))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        };
+        let now = chrono::Utc::now().timestamp();
+        // A fresh claim: its request may still be running.
+        let (fresh_key, fresh_id) = (h.key(), orderflow_shared::domain::order::new_order_id());
+        claim(fresh_key.clone(), fresh_id, now).await;
+        let r = post_order(&reqwest::Client::new(), h.api(), Some(&fresh_key), body.as_bytes()).await;
+        assert_eq!((r.status, r.body["error"]["code"].as_str()), (409, Some("idempotency_key_in_use")));
+        // A claim whose lease ran out, its function killed before the order was written.
+        let (key, id) = (h.key(), orderflow_shared::domain::order::new_order_id());
+        claim(key.clone(), id.clone(), now - 400).await;
+        let http = reqwest::Client::new();
+        let (a, b) = tokio::join!(post_order(&http, h.api(), Some(&key), body.as_bytes()), post_order(&http, h.api(), Some(&key), body.as_bytes()));
+        let (won, lost) = if a.status == 201 { (a, b) } else { (b, a) };
+        assert_eq!(won.status, 201, "{}", won.body);
+        assert_eq!(won.body["order_id"].as_str(), Some(id.as_str()), "the same order continues");
+        assert_eq!(won.body["access_token"], "tok-of-the-killed-request");
+        assert!(lost.status == 409 || lost.body["order_id"].as_str() == Some(id.as_str()), "{}: {}", lost.status, lost.body);
+        assert_eq!(h.intents(&id).len(), 1, "one hold");
+        assert_eq!(h.stock(&sku).await, (4, 1));
+        // and the answer is now the key's
+        let again = post_order(&reqwest::Client::new(), h.api(), Some(&key), body.as_bytes()).await;
+        assert!(again.replayed && again.body["order_id"].as_str() == Some(id.as_str()));
+    });
+}

@@ -246,6 +246,7 @@ async fn place_order(State(deps): State<AppState>, headers: HeaderMap, body: Byt
                         let _ = deps.idempotency.complete(&key, status.as_u16(), &text).await;
                         replayed((status, text))
                     }
+                    None if lease_expired(rec.claimed_at) => take_over(&deps, &key, &rec, &body).await,
                     None => error(
                         StatusCode::CONFLICT,
                         "idempotency_key_in_use",
@@ -259,20 +260,73 @@ async fn place_order(State(deps): State<AppState>, headers: HeaderMap, body: Byt
     }
     // Every log line of this order's checkout carries its id.
     let span = tracing::info_span!("place_order", order_id = %order_id);
-    match tracing::Instrument::instrument(checkout(&deps, &order_id, &access_token, &body), span).await {
+    let result = tracing::Instrument::instrument(checkout(&deps, &order_id, &access_token, &body), span).await;
+    finish(&deps, &key, &order_id, result).await
+}
+
+/// How long a claim's first request may take before a retry may take it over: the Express
+/// checkout's maximum (its TimeoutSeconds, 300 s) plus the API's own budget, so a takeover never
+/// races a checkout that is still alive (IDEM-4).
+pub const CLAIM_LEASE_SECONDS: i64 = 300 + 30;
+/// The API answers before API Gateway's 30 s integration timeout and its own 29 s Lambda timeout:
+/// a checkout still running then is answered 202 PENDING and the claim stays open for the retry.
+pub const CHECKOUT_BUDGET: std::time::Duration = std::time::Duration::from_secs(25);
+
+fn lease_expired(claimed_at: i64) -> bool {
+    chrono::Utc::now().timestamp() - claimed_at > CLAIM_LEASE_SECONDS
+}
+
+/// A retry finds the key's first request never answered and its lease gone (the function was
+/// killed): continue the same order, under the same id and access token. Exactly one retry wins
+/// the takeover; the others are told the key is in use.
+async fn take_over(deps: &Deps, key: &str, rec: &orderflow_shared::ports::IdempotencyRecord, body: &[u8]) -> Response {
+    match deps.idempotency.take_over(key, rec.claimed_at).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return error(
+                StatusCode::CONFLICT,
+                "idempotency_key_in_use",
+                "a request with this Idempotency-Key is still being processed; retry shortly",
+                Some("Idempotency-Key"),
+            )
+        }
+        Err(e) => return internal(e),
+    }
+    let order_id = rec.order_id.clone();
+    let token = rec.access_token.clone().unwrap_or_default();
+    tracing::warn!(order_id = %order_id, "taking over a claim whose first request never answered");
+    let span = tracing::info_span!("place_order", order_id = %order_id);
+    let result = match deps.orders.get(&order_id).await {
+        // Killed before the order was written: run the whole checkout under the claim's id.
+        Ok(None) => tracing::Instrument::instrument(checkout(deps, &order_id, &token, body), span).await,
+        // Killed while the checkout ran: run it again (every step is idempotent per order).
+        Ok(Some(_)) => tracing::Instrument::instrument(run_and_answer(deps, &order_id, &token), span).await,
+        Err(e) => Err(e),
+    };
+    finish(deps, key, &order_id, result).await
+}
+
+/// Record the answer on the claim (unless the checkout is still running) and send it; on an error,
+/// forget the key only if no order was made under it.
+async fn finish(deps: &Deps, key: &str, order_id: &str, result: Result<(StatusCode, Value), StepError>) -> Response {
+    match result {
         Ok((status, value)) => {
             let text = value.to_string();
-            if let Err(e) = deps.idempotency.complete(&key, status.as_u16(), &text).await {
-                tracing::error!(order_id = %order_id, error = %e, "could not record the idempotent response");
+            // A checkout still running past the budget is answered 202 PENDING; the claim stays
+            // open so a retry answers the decided order.
+            if value["status"] != "PENDING" {
+                if let Err(e) = deps.idempotency.complete(key, status.as_u16(), &text).await {
+                    tracing::error!(order_id = %order_id, error = %e, "could not record the idempotent response");
+                }
             }
             (status, [("content-type", "application/json")], text).into_response()
         }
         Err(e) => {
             // Forget the key only if no order was made under it: once an order id exists for the
             // key, every retry answers about that order, never a second order with a second hold.
-            match deps.orders.get(&order_id).await {
+            match deps.orders.get(order_id).await {
                 Ok(None) => {
-                    let _ = deps.idempotency.abandon(&key).await;
+                    let _ = deps.idempotency.abandon(key).await;
                 }
                 Ok(Some(_)) | Err(_) => tracing::warn!(order_id = %order_id, "checkout failed after the order was made; the key stays with it"),
             }
@@ -361,8 +415,22 @@ async fn checkout(deps: &Deps, order_id: &str, access_token: &str, body: &[u8]) 
     };
     deps.orders.create(&order).await?;
     tracing::info!(order_id, total_minor = order.totals.total.minor, "order received; running checkout");
-    match deps.workflows.run_checkout(order_id, &json!({"orderId": order_id})).await {
-        Ok(exec) if exec.status != "SUCCEEDED" => {
+    run_and_answer(deps, order_id, access_token).await
+}
+
+/// Run the order's checkout workflow (within the API's budget) and answer with the order as it
+/// stands.
+async fn run_and_answer(deps: &Deps, order_id: &str, access_token: &str) -> Result<(StatusCode, Value), StepError> {
+    let run = tokio::time::timeout(CHECKOUT_BUDGET, deps.workflows.run_checkout(order_id, &json!({"orderId": order_id}))).await;
+    let run = match run {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!(order_id, "checkout still running at the API's budget; answering 202 PENDING");
+            Ok(orderflow_shared::ports::SyncExecution { status: "RUNNING".into(), error: None, cause: None, output: None })
+        }
+    };
+    match run {
+        Ok(exec) if exec.status != "SUCCEEDED" && exec.status != "RUNNING" => {
             // The workflow compensates and records its own failures; a failed execution here means
             // a compensation itself failed (alarmed). Report the order as it stands.
             tracing::error!(order_id, status = %exec.status, error = ?exec.error, cause = ?exec.cause, "checkout execution did not succeed");

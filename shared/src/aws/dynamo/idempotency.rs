@@ -34,6 +34,7 @@ impl IdempotencyStore for DynamoIdempotency {
             .item("request_hash", s(request_hash))
             .item("order_id", s(order_id))
             .item("access_token", s(access_token))
+            .item("claimed_at", n(epoch_now()))
             .item("state", s("IN_PROGRESS"))
             .item("expires_at", n(epoch_now() + self.ttl_seconds))
             .condition_expression("attribute_not_exists(pk)")
@@ -63,6 +64,7 @@ impl IdempotencyStore for DynamoIdempotency {
             request_hash: get("request_hash").unwrap_or_default(),
             order_id: get("order_id").unwrap_or_default(),
             access_token: get("access_token"),
+            claimed_at: item.get("claimed_at").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0),
             response,
         }))
     }
@@ -81,6 +83,27 @@ impl IdempotencyStore for DynamoIdempotency {
             .await
             .map_err(|e| StepError::from_sdk("idempotency.complete", e))?;
         Ok(())
+    }
+
+    async fn take_over(&self, key: &str, claimed_at_seen: i64) -> Result<bool> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(idem_key(key)))
+            .update_expression("SET claimed_at = :now")
+            .condition_expression("#state = :ip AND claimed_at = :seen")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":ip", s("IN_PROGRESS"))
+            .expression_attribute_values(":seen", n(claimed_at_seen))
+            .expression_attribute_values(":now", n(epoch_now()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if is_ccf(&e) => Ok(false),
+            Err(e) => Err(StepError::from_sdk("idempotency.take_over", e)),
+        }
     }
 
     async fn abandon(&self, key: &str) -> Result<()> {
