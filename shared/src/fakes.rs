@@ -385,18 +385,22 @@ impl Queue for RecordingQueue {
     }
 }
 
-/// Emails sent: (to, subject, text).
+/// Emails sent: (to, subject, text); addresses in `suppressed` are skipped as SES's list would.
 #[derive(Default)]
 pub struct RecordingMailer {
     pub sent: Mutex<Vec<(String, String, String)>>,
+    pub suppressed: Mutex<HashMap<String, String>>,
 }
 
 #[async_trait]
 impl Mailer for RecordingMailer {
-    async fn send(&self, to: &str, subject: &str, text: &str) -> Result<String> {
+    async fn send(&self, to: &str, subject: &str, text: &str) -> Result<Delivery> {
+        if let Some(reason) = self.suppressed.lock().unwrap().get(to) {
+            return Ok(Delivery::Suppressed(reason.clone()));
+        }
         let mut sent = self.sent.lock().unwrap();
         sent.push((to.to_string(), subject.to_string(), text.to_string()));
-        Ok(format!("msg-{}", sent.len()))
+        Ok(Delivery::Sent(format!("msg-{}", sent.len())))
     }
 }
 

@@ -281,7 +281,17 @@ pub trait Queue: Send + Sync {
 
 #[async_trait]
 pub trait Mailer: Send + Sync {
-    async fn send(&self, to: &str, subject: &str, text: &str) -> Result<String>;
+    /// Send one email, unless the address is on the account's suppression list (it bounced or
+    /// complained before): sending to it again would only hurt the sender's reputation.
+    async fn send(&self, to: &str, subject: &str, text: &str) -> Result<Delivery>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Accepted by SES: its message id.
+    Sent(String),
+    /// Not sent: the address is suppressed (BOUNCE or COMPLAINT).
+    Suppressed(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -52,7 +52,7 @@ impl Wiring {
 
     #[cfg(feature = "ses")]
     pub fn mailer(&self) -> Result<Arc<dyn Mailer>, ConfigError> {
-        Ok(Arc::new(crate::aws::mailer::SesMailer::new(&self.sdk, self.env.require("SENDER_EMAIL")?)))
+        Ok(Arc::new(crate::aws::mailer::SesMailer::new(&self.sdk, self.env.require("SENDER_EMAIL")?, self.env.require("SES_CONFIGURATION_SET")?)))
     }
 
     /// Step Functions for callbacks (SendTaskSuccess) only.

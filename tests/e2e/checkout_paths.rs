@@ -208,3 +208,41 @@ fn review_then_reject_voids_releases_and_tells_the_customer() {
         assert!(emails[0].subject.contains("cancelled"), "{:?}", emails[0].subject);
     });
 }
+
+/// Email that goes out (deploy day): an address on SES's suppression list (it bounced or complained
+/// before, through the configuration set) is skipped and the skip is on the order, instead of
+/// sending to it again and hurting the sender's reputation. Other customers' emails go out.
+#[test]
+fn an_address_that_bounced_before_is_skipped_not_mailed_again() {
+    let h = harness();
+    h.run(async {
+        let sku = h.new_sku(1000, 10).await;
+        let bounced = h.email("bounced");
+        // what SES does when the address hard-bounces through the configuration set
+        h.stack.edge.suppressed.lock().unwrap().insert(bounced.to_lowercase(), "BOUNCE".into());
+        let placed = h.place(&order_body(&bounced, &[(&sku, 1)], "pm_card_visa")).await;
+        assert_eq!(placed.status, 201, "{}", placed.body);
+        let id = placed.order_id();
+        let mut skipped = false;
+        for _ in 0..100 {
+            let o = h.stack.deps.orders.get(&id).await.unwrap().unwrap();
+            if o.timeline.iter().any(|t| t.event == "email_skipped" && t.detail.as_deref().is_some_and(|d| d.contains("BOUNCE"))) {
+                skipped = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(skipped, "the skip is recorded on the order");
+        h.settle().await;
+        assert!(h.stack.edge.emails_for(&id).is_empty(), "nothing sent to a suppressed address");
+        // the check went over the wire as SES's API, with the function's own permission
+        let calls = h.stack.edge.calls_for(&id);
+        assert!(!calls.iter().any(|c| c.operation.contains("AccessDenied")), "{calls:?}");
+        // the customer's view does not show why
+        let (_, view) = get_order(&reqwest::Client::new(), h.api(), &id, &placed.token()).await;
+        assert!(!view.to_string().contains("BOUNCE"), "{view}");
+        // another customer is mailed as usual
+        let fine = h.place(&order_body(&h.email("fine"), &[(&sku, 1)], "pm_card_visa")).await;
+        assert_eq!(wait_for_emails(&h.stack, &fine.order_id(), 1, Duration::from_secs(20)).await.len(), 1);
+    });
+}

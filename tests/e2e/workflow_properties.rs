@@ -2,6 +2,7 @@
 //! failures and dead-lettering, one email per order.
 
 use orderflow_e2e::*;
+use orderflow_shared::ports::Workflows;
 use serde_json::json;
 use std::time::Duration;
 
@@ -93,9 +94,22 @@ fn wf_1_one_execution_per_order_named_by_the_order() {
             .await
             .unwrap();
         assert_eq!(list.executions().iter().filter(|e| e.name() == id).count(), 1);
-        // and the checkout itself cannot run twice for one order
-        let second = h.stack.deps.workflows.run_checkout(&id, &json!({"orderId": id})).await;
-        assert!(second.is_err(), "{second:?}");
+        // A second checkout for the order: AWS runs it (synchronous Express executions are not
+        // de-duplicated by name, and the local engine does not either); the project's own guard
+        // ends it at once: no second reservation, hold or email, the order untouched.
+        let before = h.stack.deps.orders.get(&id).await.unwrap().unwrap();
+        let env = orderflow_local::ports::operator_env(&h.stack.edge_url, Default::default());
+        let sdk = orderflow_shared::aws::sdk_config(&env).await;
+        let starter =
+            orderflow_shared::aws::workflows::SfnWorkflows::new(&sdk, &env).starting_checkout(orderflow_local::provision::machine_arn("orderflow-checkout"));
+        let second = starter.run_checkout(&id, &json!({"orderId": id})).await.expect("the engine runs a second start with the same name, as AWS does");
+        assert_eq!(second.status, "SUCCEEDED", "{second:?}");
+        assert_eq!(h.gateway_requests(&id).iter().filter(|q| q.path == "/v1/payment_intents").count(), 1, "one authorization on the wire");
+        assert_eq!(h.stock(&sku).await, (9, 1));
+        let after = h.stack.deps.orders.get(&id).await.unwrap().unwrap();
+        assert_eq!((after.status, after.timeline.len(), after.payment), (before.status, before.timeline.len(), before.payment));
+        h.settle().await;
+        assert_eq!(h.stack.edge.emails_for(&id).iter().filter(|e| e.subject.contains("confirmed")).count(), 1);
     });
 }
 
@@ -111,8 +125,8 @@ fn wf_5_confirmation_email_once_even_when_confirm_runs_five_times() {
         }
         wait_for_emails(&h.stack, &id, 1, Duration::from_secs(10)).await;
         h.settle().await;
-        h.settle().await;
-        assert_eq!(h.stack.edge.emails_for(&id).len(), 1);
+        let emails = h.stack.edge.emails_for(&id);
+        assert_eq!(emails.len(), 1, "{emails:?}");
         let sends = h.stack.report(&id).await.calls.iter().filter(|c| c.operation == "SendMessage").count();
         // six notification messages (checkout + five replays) and the warehouse's pick list
         assert_eq!(sends, 7, "the message was queued six times; the email still went once");

@@ -40,6 +40,10 @@ pub struct Deps {
     pub warehouse_queue_urls: std::collections::BTreeMap<String, String>,
     /// Recorded refunds go to refund_payment through this queue.
     pub refunds_queue_url: String,
+    /// The API answers before API Gateway's 30 s integration timeout and its own 29 s Lambda
+    /// timeout (`CHECKOUT_BUDGET_SECONDS`, 25): a checkout still running then is answered 202
+    /// PENDING and the claim stays open for the retry.
+    pub checkout_budget: std::time::Duration,
 }
 
 impl Deps {
@@ -54,6 +58,7 @@ impl Deps {
             queue: w.queue(),
             warehouse_queue_urls: w.env.json("WAREHOUSE_QUEUE_URLS")?,
             refunds_queue_url: w.queue_url("REFUNDS_QUEUE_URL")?,
+            checkout_budget: std::time::Duration::from_secs(w.env.parse("CHECKOUT_BUDGET_SECONDS")?),
         })
     }
 }
@@ -115,7 +120,11 @@ pub fn customer_view(order: &Order) -> Value {
         .into_iter()
         .map(|t| {
             // Details that carry gateway codes or operators' words stay with operators (OPS-2).
-            let detail = if matches!(t.event.as_str(), "rejected" | "declined" | "cancel_requested" | "review_decided") { None } else { t.detail.clone() };
+            let detail = if matches!(t.event.as_str(), "rejected" | "declined" | "cancel_requested" | "review_decided" | "email_skipped") {
+                None
+            } else {
+                t.detail.clone()
+            };
             json!({"at": t.at, "event": t.event, "detail": detail})
         })
         .collect();
@@ -268,9 +277,6 @@ async fn place_order(State(deps): State<AppState>, headers: HeaderMap, body: Byt
 /// checkout's maximum (its TimeoutSeconds, 300 s) plus the API's own budget, so a takeover never
 /// races a checkout that is still alive (IDEM-4).
 pub const CLAIM_LEASE_SECONDS: i64 = 300 + 30;
-/// The API answers before API Gateway's 30 s integration timeout and its own 29 s Lambda timeout:
-/// a checkout still running then is answered 202 PENDING and the claim stays open for the retry.
-pub const CHECKOUT_BUDGET: std::time::Duration = std::time::Duration::from_secs(25);
 
 fn lease_expired(claimed_at: i64) -> bool {
     chrono::Utc::now().timestamp() - claimed_at > CLAIM_LEASE_SECONDS
@@ -421,7 +427,7 @@ async fn checkout(deps: &Deps, order_id: &str, access_token: &str, body: &[u8]) 
 /// Run the order's checkout workflow (within the API's budget) and answer with the order as it
 /// stands.
 async fn run_and_answer(deps: &Deps, order_id: &str, access_token: &str) -> Result<(StatusCode, Value), StepError> {
-    let run = tokio::time::timeout(CHECKOUT_BUDGET, deps.workflows.run_checkout(order_id, &json!({"orderId": order_id}))).await;
+    let run = tokio::time::timeout(deps.checkout_budget, deps.workflows.run_checkout(order_id, &json!({"orderId": order_id}))).await;
     let run = match run {
         Ok(r) => r,
         Err(_) => {

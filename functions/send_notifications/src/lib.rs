@@ -4,7 +4,7 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use orderflow_shared::domain::order::{Order, OrderStatus, TimelineEntry};
-use orderflow_shared::ports::OnceClaim;
+use orderflow_shared::ports::{Delivery, OnceClaim};
 use orderflow_shared::ports::{Mailer, OnceLedger, OrderRepository};
 use orderflow_shared::{ConfigError, Env, StepError};
 use std::sync::Arc;
@@ -191,21 +191,39 @@ async fn one(deps: &Deps, body: &str) -> Result<(), StepError> {
         OnceClaim::InProgress => return Err(StepError::Retryable("another delivery is sending this email".into())),
         OnceClaim::Go => {}
     }
-    let result = async {
+    let delivery = async {
         let order = deps.orders.get(&n.order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {} not found", n.order_id)))?;
         let email = render(&n, &order).ok_or_else(|| StepError::InvalidInput(format!("nothing to tell for {} on order {}", n.kind.as_str(), n.order_id)))?;
-        let message_id = deps.mailer.send(&order.customer_email, &email.subject, &email.text).await?;
-        deps.once.finish(&marker).await?;
-        deps.orders.append_timeline(&n.order_id, TimelineEntry::now("email_sent", Some(n.kind.as_str().to_string()))).await?;
-        tracing::info!(%message_id, "email sent");
-        Ok::<(), StepError>(())
+        deps.mailer.send(&order.customer_email, &email.subject, &email.text).await
     }
     .await;
-    if result.is_err() {
-        // Let the next delivery try again rather than waiting for the stale-claim window.
-        let _ = deps.once.forget(&marker).await;
+    let delivery = match delivery {
+        Ok(d) => d,
+        Err(e) => {
+            // Nothing went out: let the next delivery try again rather than waiting for the
+            // stale-claim window.
+            let _ = deps.once.forget(&marker).await;
+            return Err(e);
+        }
+    };
+    // Sent (or skipped): from here the marker is never forgotten, so no retry can send it again.
+    deps.once.finish(&marker).await?;
+    let event = match &delivery {
+        Delivery::Sent(message_id) => {
+            tracing::info!(%message_id, "email sent");
+            TimelineEntry::now("email_sent", Some(n.kind.as_str().to_string()))
+        }
+        Delivery::Suppressed(reason) => {
+            // The address bounced or complained before: skipping it protects the sender's
+            // reputation. Operators see it on the order; the customer's view does not.
+            tracing::warn!(%reason, "email skipped: the address is on the suppression list");
+            TimelineEntry::now("email_skipped", Some(format!("{}: address suppressed ({reason})", n.kind.as_str())))
+        }
+    };
+    if let Err(e) = deps.orders.append_timeline(&n.order_id, event).await {
+        tracing::warn!(error = %e, "the email's outcome could not be put on the timeline");
     }
-    result
+    Ok(())
 }
 
 pub async fn handle(deps: &Deps, event: SqsEvent) -> Result<SqsBatchResponse, StepError> {

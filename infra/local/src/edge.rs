@@ -13,7 +13,7 @@ use axum::routing::post;
 use axum::Router;
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,8 @@ pub struct Edge {
     pub moto_sfn: aws_sdk_sfn::Client,
     pub calls: Mutex<Vec<Call>>,
     pub emails: Mutex<Vec<SentEmail>>,
+    /// The SES account suppression list (address -> BOUNCE | COMPLAINT); moto has none.
+    pub suppressed: Mutex<HashMap<String, String>>,
     /// moto 5.2.5 rolls back a failed TransactWriteItems by restoring a copy of each table taken
     /// when the transaction started, which erases writes other requests committed meanwhile (seen
     /// as oversells and double releases under 100-way contention). The edge therefore sends
@@ -140,6 +142,16 @@ fn classify(headers: &HeaderMap, method: &Method, uri: &Uri) -> (String, String)
     if path.starts_with("/v2/email/outbound-emails") {
         return ("sesv2".into(), "SendEmail".into());
     }
+    if path.starts_with("/v2/email/suppression/addresses") {
+        let op = if method == Method::GET {
+            "GetSuppressedDestination"
+        } else if method == Method::PUT {
+            "PutSuppressedDestination"
+        } else {
+            "DeleteSuppressedDestination"
+        };
+        return ("sesv2".into(), op.into());
+    }
     if path.starts_with("/v2/email") {
         return ("sesv2".into(), format!("{method} {path}"));
     }
@@ -158,6 +170,9 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
     edge.record(&service, &operation, order.clone(), None);
     if service == "states" && operation == "StartSyncExecution" {
         return start_sync_execution(&edge, &body).await;
+    }
+    if service == "sesv2" && operation.ends_with("SuppressedDestination") {
+        return suppression_list(&edge, &operation, uri.path(), &body);
     }
     if service == "sesv2" && operation == "SendEmail" {
         if let Ok(v) = serde_json::from_slice::<Value>(&body) {
@@ -241,6 +256,71 @@ fn needs_serializing(edge: &Edge, operation: &str, body: &[u8]) -> bool {
     }
 }
 
+/// moto has no SESv2 suppression list: the account-level list, as SES keeps it (an address put on it
+/// by a bounce or complaint through the configuration set, or by an operator).
+fn suppression_list(edge: &Edge, operation: &str, path: &str, body: &[u8]) -> Response {
+    let json = |status: StatusCode, v: Value| (status, [("content-type", "application/json")], v.to_string()).into_response();
+    let email = path.trim_start_matches("/v2/email/suppression/addresses").trim_start_matches('/');
+    let email = percent_decode(email);
+    match operation {
+        "GetSuppressedDestination" => match edge.suppressed.lock().unwrap().get(&email.to_lowercase()) {
+            Some(reason) => json(
+                StatusCode::OK,
+                json!({"SuppressedDestination": {"EmailAddress": email, "Reason": reason, "LastUpdateTime": chrono::Utc::now().timestamp()}}),
+            ),
+            None => json(StatusCode::NOT_FOUND, json!({"message": format!("Email address {email} does not exist on your suppression list.")}))
+                .into_response_with_type("NotFoundException"),
+        },
+        "PutSuppressedDestination" => {
+            let v: Value = serde_json::from_slice(body).unwrap_or_default();
+            let (Some(addr), Some(reason)) = (v["EmailAddress"].as_str(), v["Reason"].as_str()) else {
+                return json(StatusCode::BAD_REQUEST, json!({"message": "EmailAddress and Reason are required"}))
+                    .into_response_with_type("BadRequestException");
+            };
+            edge.suppressed.lock().unwrap().insert(addr.to_lowercase(), reason.to_string());
+            json(StatusCode::OK, json!({}))
+        }
+        _ => {
+            edge.suppressed.lock().unwrap().remove(&email.to_lowercase());
+            json(StatusCode::OK, json!({}))
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// REST services name their error in the `x-amzn-ErrorType` header.
+trait WithErrorType {
+    fn into_response_with_type(self, error_type: &str) -> Response;
+}
+
+impl WithErrorType for Response {
+    fn into_response_with_type(mut self, error_type: &str) -> Response {
+        if let Ok(v) = axum::http::HeaderValue::from_str(error_type) {
+            self.headers_mut().insert("x-amzn-errortype", v);
+        }
+        self
+    }
+}
+
 /// moto has no StartSyncExecution: start the execution (moto runs the definition), wait for it to
 /// stop, and answer in the sync API's shape.
 async fn start_sync_execution(edge: &Edge, body: &[u8]) -> Response {
@@ -251,12 +331,21 @@ async fn start_sync_execution(edge: &Edge, body: &[u8]) -> Response {
     let arn = req["stateMachineArn"].as_str().unwrap_or_default().to_string();
     let name = req["name"].as_str().map(String::from).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let input = req["input"].as_str().unwrap_or("{}").to_string();
-    let started = match edge.moto_sfn.start_execution().state_machine_arn(&arn).name(&name).input(&input).send().await {
-        Ok(o) => o,
-        Err(e) => {
-            let se = e.into_service_error();
-            let code = if se.is_execution_already_exists() { "ExecutionAlreadyExists" } else { "StatesException" };
-            return err(code, format!("{se}"));
+    // AWS does not de-duplicate synchronous Express executions by name: a second start with the
+    // same name runs again. moto refuses the name, so later runs get a suffix of their own.
+    let mut attempt = 0;
+    let started = loop {
+        let run_name = if attempt == 0 { name.clone() } else { format!("{name}~{attempt}") };
+        match edge.moto_sfn.start_execution().state_machine_arn(&arn).name(&run_name).input(&input).send().await {
+            Ok(o) => break o,
+            Err(e) => {
+                let se = e.into_service_error();
+                if se.is_execution_already_exists() && attempt < 50 {
+                    attempt += 1;
+                    continue;
+                }
+                return err("StatesException", format!("{se}"));
+            }
         }
     };
     let t0 = Instant::now();

@@ -279,6 +279,8 @@ pub fn needs(service: &str, operation: &str, body: &[u8], path: &str) -> Vec<Nee
             }
             out
         }
+        // The suppression-list actions have no resource type: IAM evaluates them on "*".
+        "sesv2" => vec![need(format!("ses:{operation}"), "*".into())],
         "secretsmanager" => vec![need(format!("secretsmanager:{operation}"), v["SecretId"].as_str().unwrap_or("*").to_string())],
         "lambda" => vec![need("lambda:InvokeFunction".into(), function_arn(path))],
         _ => vec![need(format!("{service}:{operation}"), "*".into())],

@@ -201,6 +201,8 @@ impl Stack {
             // moto runs a hundred concurrent executions ~10x slower than AWS on 2 cores (its engine
             // threads compete for one Python process); give each Lambda task room there.
             ("LambdaTaskTimeoutSeconds".to_string(), "120".to_string()),
+            // The same emulator slowness for the API's wait on the synchronous checkout.
+            ("CheckoutBudgetSeconds".to_string(), "280".to_string()),
             ("CarrierBaseUrl".to_string(), carrier_url.clone()),
             ("WarehouseTimeoutSeconds".to_string(), opts.warehouse_timeout_seconds.to_string()),
             ("FeedbackDelaySeconds".to_string(), "1".to_string()),
@@ -238,6 +240,7 @@ impl Stack {
             moto_sfn: moto_sfn.clone(),
             calls: Mutex::new(Vec::new()),
             emails: Mutex::new(Vec::new()),
+            suppressed: Mutex::new(Default::default()),
             ddb_writes: tokio::sync::Mutex::new(()),
             transactional_tables: Mutex::new(Default::default()),
         });

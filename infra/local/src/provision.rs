@@ -88,7 +88,20 @@ pub async fn provision(sdk: &aws_config::SdkConfig, repo: &Path, params: BTreeMa
         t.queue_urls.insert(q.name.clone(), out.queue_url.unwrap_or_default());
     }
 
-    // As on AWS, SES only sends from a verified identity.
+    // The configuration set every email goes through (its suppression options), then, as on AWS,
+    // the verified identity SES sends from.
+    let ses = aws_sdk_sesv2::Client::new(sdk);
+    for (name, reasons) in t.configuration_sets() {
+        let options = aws_sdk_sesv2::types::SuppressionOptions::builder()
+            .set_suppressed_reasons(Some(reasons.iter().map(|r| aws_sdk_sesv2::types::SuppressionListReason::from(r.as_str())).collect()))
+            .build();
+        ses.create_configuration_set()
+            .configuration_set_name(&name)
+            .suppression_options(options)
+            .send()
+            .await
+            .map_err(|e| format!("ses configuration set {name}: {e:?}"))?;
+    }
     if let Some(sender) = t.sender_identity()? {
         aws_sdk_sesv2::Client::new(sdk).create_email_identity().email_identity(&sender).send().await.map_err(|e| format!("ses identity: {e:?}"))?;
     }

@@ -117,7 +117,7 @@ impl Template {
             return Ok(p);
         }
         match self.resource_type(id).as_deref() {
-            Some("AWS::DynamoDB::Table") => Ok(id.to_string()),
+            Some("AWS::DynamoDB::Table") | Some("AWS::SES::ConfigurationSet") => Ok(id.to_string()),
             Some("AWS::SQS::Queue") => self.queue_urls.get(id).cloned().ok_or_else(|| format!("queue {id} not created yet")),
             Some("AWS::Serverless::Function") => self.function_binary(id).ok_or_else(|| format!("function {id} has no Binary")),
             Some("AWS::Serverless::StateMachine") => {
@@ -262,6 +262,20 @@ impl Template {
                         .and_then(|e| tag_of(&e["Properties"]["Queue"]).map(|(_, q)| s(q).trim_end_matches(".Arn").to_string()))
                 });
                 Function { binary: self.function_binary(&id).unwrap_or_default(), logical_id: id, sqs_source }
+            })
+            .collect()
+    }
+
+    /// SES configuration sets: (name, the reasons its suppression options suppress).
+    pub fn configuration_sets(&self) -> Vec<(String, Vec<String>)> {
+        self.of_type("AWS::SES::ConfigurationSet")
+            .into_iter()
+            .map(|(id, r)| {
+                let reasons = r["Properties"]["SuppressionOptions"]["SuppressedReasons"]
+                    .as_sequence()
+                    .map(|seq| seq.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                    .unwrap_or_default();
+                (id, reasons)
             })
             .collect()
     }
