@@ -294,3 +294,39 @@ fn pay_4_two_refunds_at_once_never_sum_past_what_was_captured() {
         assert_eq!(h.intents(&id)[0]["amount_refunded"].as_i64(), Some(total), "refunded exactly what was captured");
     });
 }
+
+#[test]
+fn ops_1_six_reviewers_deciding_at_once_make_one_decision() {
+    let h = harness();
+    h.run(async {
+        let sku = h.new_sku(2000, 10).await;
+        let placed = h.place(&order_body(&h.email("ops1"), &[(&sku, 1)], "pm_card_riskLevelElevated")).await;
+        assert_eq!(placed.body["status"], "UNDER_REVIEW", "{}", placed.body);
+        let id = placed.order_id();
+        let _ = wait_for_review_token(h, &id).await;
+        let http = reqwest::Client::new();
+        let decide = |decision: &'static str| {
+            let http = http.clone();
+            let id = id.clone();
+            async move {
+                let r = http
+                    .post(format!("{}/ops/orders/{id}/review", h.api()))
+                    .bearer_auth(&h.stack.ops_token)
+                    .json(&json!({"decision": decision}))
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+            }
+        };
+        let answers = futures::future::join_all(["approve", "reject", "approve", "reject", "approve", "reject"].map(decide)).await;
+        let won: Vec<_> = answers.iter().filter(|(st, _)| *st == 202).collect();
+        assert_eq!(won.len(), 1, "{answers:?}");
+        assert!(answers.iter().filter(|(st, _)| *st != 202).all(|(st, b)| *st == 409 && b["error"]["code"] == "review_already_decided"), "{answers:?}");
+        let want = if won[0].1["decision"] == "approve" { "CONFIRMED" } else { "REJECTED" };
+        let view = wait_for_status(&http, h.api(), &id, &placed.token(), want, WAIT).await;
+        assert_eq!(view["status"], want);
+        let order = h.stack.deps.orders.get(&id).await.unwrap().unwrap();
+        assert_eq!(order.timeline.iter().filter(|t| t.event == "review_decided").count(), 1, "the timeline shows one decision");
+    });
+}

@@ -541,6 +541,9 @@ async fn ops_review(State(deps): State<AppState>, Path(id): Path<String>, header
         Ok(None) => return error(StatusCode::NOT_FOUND, "order_not_found", "no such order", None),
         Err(e) => return internal(e),
     };
+    if order.review_decision.is_some() {
+        return error(StatusCode::CONFLICT, "review_already_decided", "this review was already decided", None);
+    }
     if order.status != OrderStatus::UnderReview {
         return error(StatusCode::CONFLICT, "review_not_pending", &format!("order is {}, not under review", order.status.as_str()), None);
     }
