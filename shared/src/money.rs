@@ -82,6 +82,14 @@ impl Money {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lower_codes_and_major_strings_are_what_the_gateway_and_the_api_show() {
+        let usd = super::Currency::parse("usd").unwrap();
+        assert_eq!(usd.lower(), "usd");
+        assert_eq!(super::Money::new(1234, usd).major_string(), "12.34");
+        assert_eq!(super::Money::new(5, usd).major_string(), "0.05");
+    }
+
     use super::*;
     use proptest::prelude::*;
     use rust_decimal_macros::dec;

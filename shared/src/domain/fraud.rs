@@ -124,6 +124,19 @@ mod tests {
         }
     }
 
+    /// Killed mutants (cargo-mutants): the velocity limit is "more than", and comment lines of the
+    /// disposable-domain list are not domains.
+    #[test]
+    fn velocity_at_the_limit_is_not_a_signal_and_list_comments_are_not_domains() {
+        let p = Policy::default();
+        let at = assess(&Signals { orders_by_email_24h: p.max_orders_per_email_24h, ..clean() }, &p);
+        assert!(at.reasons.iter().all(|r| r.rule != "email_velocity"), "{at:?}");
+        let over = assess(&Signals { orders_by_email_24h: p.max_orders_per_email_24h + 1, ..clean() }, &p);
+        assert!(over.reasons.iter().any(|r| r.rule == "email_velocity"));
+        let comment = DISPOSABLE_DOMAINS.lines().find(|l| l.starts_with('#')).expect("the list has a comment line");
+        assert!(!is_disposable_domain(comment));
+    }
+
     #[test]
     fn a_clean_order_is_approved_with_no_reasons() {
         let a = assess(&clean(), &Policy::default());

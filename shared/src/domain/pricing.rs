@@ -142,6 +142,13 @@ pub fn quote(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_catalog_item_without_an_active_flag_is_active() {
+        let item: super::CatalogItem =
+            serde_json::from_value(serde_json::json!({"sku": "A", "name": "A", "unit_price_minor": 100, "weight_grams": 10})).unwrap();
+        assert!(item.active);
+    }
+
     use super::*;
     use proptest::prelude::*;
     use rust_decimal_macros::dec;

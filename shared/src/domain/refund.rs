@@ -177,6 +177,39 @@ mod tests {
     }
 
     #[test]
+    fn one_key_is_one_refund_id_and_notes_and_lines_are_bounded() {
+        let a = refund_id("ord_1", "key-1");
+        assert_eq!(a, refund_id("ord_1", "key-1"));
+        assert_ne!(a, refund_id("ord_1", "key-2"));
+        assert_ne!(a, refund_id("ord_2", "key-1"));
+        assert!(a.starts_with("rf_") && a.len() == 23, "{a}");
+        let o = order();
+        let ok = req(json!({"amount_minor": 100, "reason": "duplicate", "note": "n".repeat(500)}));
+        assert!(plan(&o, &ok).is_ok());
+        let long = req(json!({"amount_minor": 100, "reason": "duplicate", "note": "n".repeat(501)}));
+        assert_eq!(plan(&o, &long).unwrap_err().field.as_deref(), Some("note"));
+        assert_eq!(plan(&o, &req(json!({"lines": [], "reason": "duplicate"}))).unwrap_err().code, "invalid_request");
+    }
+
+    #[test]
+    fn two_lines_of_one_sku_are_valued_together() {
+        // 3 x A split over two lines is worth what one line of 3 x A is.
+        let mut o = order();
+        let one = plan(&o, &req(json!({"lines": [{"sku": "A", "quantity": 3}], "reason": "duplicate"}))).unwrap().0;
+        // A's lines (30.00) plus their share of shipping and tax (5.00 x 30/50): what was charged for them
+        assert_eq!(one, 3300);
+        let currency = crate::money::Currency::parse("USD").unwrap();
+        let usd = |m: i64| serde_json::to_value(crate::money::Money::new(m, currency)).unwrap();
+        o.lines = serde_json::from_value(json!([
+            {"sku": "A", "name": "A", "quantity": 1, "unit_price": usd(1000), "line_total": usd(1000)},
+            {"sku": "A", "name": "A", "quantity": 2, "unit_price": usd(1000), "line_total": usd(2000)},
+            {"sku": "B", "name": "B", "quantity": 1, "unit_price": usd(2000), "line_total": usd(2000)}
+        ]))
+        .unwrap();
+        assert_eq!(plan(&o, &req(json!({"lines": [{"sku": "A", "quantity": 3}], "reason": "duplicate"}))).unwrap().0, one);
+    }
+
+    #[test]
     fn amounts_never_exceed_what_is_left_and_reasons_are_stripes() {
         let mut o = order();
         o.refunded_minor = 5000;
