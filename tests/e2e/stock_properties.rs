@@ -110,6 +110,9 @@ fn inv_2_stock_is_conserved_through_reserve_route_ship_release_and_restock() {
         };
         let mut tally: i64 = 4; // what new_sku received
         let mut ran = [0u32; 7];
+        let mut receipts: Vec<(String, i64, String)> = vec![];
+        let mut reserved: Vec<(String, i64)> = vec![];
+        let mut replays = 0u32;
         let mut orders: Vec<String> = vec![];
         let mut shipments: Vec<(String, String, String, BTreeMap<String, i64>)> = vec![];
         let zero = |_: &BTreeMap<String, i64>| 0i64;
@@ -117,10 +120,18 @@ fn inv_2_stock_is_conserved_through_reserve_route_ship_release_and_restock() {
             let op = next(7);
             match op {
                 0 => {
-                    let wh = &whs[next(whs.len() as u64) as usize];
-                    let q = 1 + next(4) as i64;
-                    if stock.receive(&sku, wh, q, &format!("inv2-{sku}-{step}")).await.unwrap() {
+                    // a delivery, or a replay of an earlier one (a warehouse system retrying)
+                    let (wh, q, key) = if !receipts.is_empty() && next(3) == 0 {
+                        receipts[next(receipts.len() as u64) as usize].clone()
+                    } else {
+                        let r = (whs[next(whs.len() as u64) as usize].clone(), 1 + next(4) as i64, format!("inv2-{sku}-{step}"));
+                        receipts.push(r.clone());
+                        r
+                    };
+                    if stock.receive(&sku, &wh, q, &key).await.unwrap() {
                         tally += q;
+                    } else {
+                        replays += 1;
                     }
                 }
                 6 => {
@@ -143,10 +154,22 @@ fn inv_2_stock_is_conserved_through_reserve_route_ship_release_and_restock() {
                         }
                     }
                 }
+                1 if !orders.is_empty() && next(3) == 0 => {
+                    // a replayed reserve of an earlier order: never takes stock again (INV-5)
+                    let (id, q) = reserved[next(reserved.len() as u64) as usize].clone();
+                    match stock.reserve(&id, &[(sku.clone(), q)]).await {
+                        Ok(Reservation::Reserved { fresh }) => assert!(!fresh, "seed {seed}: a replayed reserve is not fresh"),
+                        Ok(other) => panic!("seed {seed}: replayed reserve answered {other:?}"),
+                        Err(e) => assert_eq!(e.error_type(), "InvalidState", "seed {seed}: {e}"),
+                    }
+                    replays += 1;
+                }
                 1 => {
                     let id = format!("ord_{}", uuid::Uuid::new_v4().simple());
-                    if let Reservation::Reserved { .. } = stock.reserve(&id, &[(sku.clone(), 1 + next(3) as i64)]).await.unwrap() {
-                        orders.push(id);
+                    let q = 1 + next(3) as i64;
+                    if let Reservation::Reserved { .. } = stock.reserve(&id, &[(sku.clone(), q)]).await.unwrap() {
+                        orders.push(id.clone());
+                        reserved.push((id, q));
                     }
                 }
                 2 if !orders.is_empty() => {
@@ -201,6 +224,7 @@ fn inv_2_stock_is_conserved_through_reserve_route_ship_release_and_restock() {
             assert_eq!(on_hand, l.available + l.reserved, "step {step} op {op}: warehouses hold what the network counts");
         }
         assert!(!shipments.is_empty(), "the sequence shipped something");
+        assert!(replays > 0, "seed {seed}: receipts and reserves were replayed");
         assert!(
             ran.iter().all(|n| *n > 0),
             "seed {seed}: every kind of operation ran (receive, reserve, route, ship, release, replayed ship, adjust): {ran:?}"
