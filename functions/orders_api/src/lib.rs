@@ -355,12 +355,18 @@ async fn decided(deps: &Deps, order_id: &str, access_token: Option<&str>) -> Opt
     if order.status == OrderStatus::Pending {
         return None;
     }
-    let mut view = customer_view(&order);
+    Some(checkout_answer(&order, access_token))
+}
+
+/// The answer to POST /orders about an order: its customer view, the access token and its link,
+/// with the status code of its decision.
+fn checkout_answer(order: &Order, access_token: Option<&str>) -> (StatusCode, Value) {
+    let mut view = customer_view(order);
     if let Some(t) = access_token {
         view["access_token"] = json!(t);
     }
-    view["links"] = json!({"self": format!("/orders/{order_id}")});
-    Some((decision_status(order.status), view))
+    view["links"] = json!({"self": format!("/orders/{}", order.order_id)});
+    (decision_status(order.status), view)
 }
 
 pub(crate) fn internal(e: StepError) -> Response {
@@ -457,10 +463,7 @@ async fn run_and_answer(deps: &Deps, order_id: &str, access_token: &str) -> Resu
         }
     }
     let stored = deps.orders.get(order_id).await?.ok_or_else(|| StepError::Internal("order vanished".into()))?;
-    let mut view = customer_view(&stored);
-    view["access_token"] = json!(access_token);
-    view["links"] = json!({"self": format!("/orders/{order_id}")});
-    Ok((decision_status(stored.status), view))
+    Ok(checkout_answer(&stored, Some(access_token)))
 }
 
 async fn get_order(State(deps): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
