@@ -14,7 +14,7 @@ fn machines() -> Vec<(String, Value)> {
     let repo = orderflow_local::Options::default().repo;
     let mut template = Template::load(&repo.join("infra/template.yaml")).unwrap();
     for q in template.queues().unwrap() {
-        template.queue_urls.insert(q.name.clone(), format!("https://sqs.us-east-1.amazonaws.com/123456789012/{}", q.name));
+        template.queue_urls.insert(q.logical_id.clone(), format!("https://sqs.us-east-1.amazonaws.com/123456789012/{}", q.name));
     }
     let mut out = vec![];
     for m in template.state_machines().unwrap() {

@@ -44,7 +44,8 @@ fn api_event_with_a_card_number_is_refused_before_any_aws_call() {
             ("IDEMPOTENCY_TABLE", "i"),
             ("CHECKOUT_STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:orderflow-checkout"),
             ("OPS_API_TOKEN_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:orderflow/ops-api-token-AbCdEf"),
-            ("WAREHOUSE_QUEUE_URLS", r#"{"wh-east": "https://sqs.us-east-1.amazonaws.com/123456789012/wh-east"}"#),
+            ("WAREHOUSES", "wh-east"),
+            ("PICK_LIST_QUEUE_URL_PREFIX", "https://sqs.us-east-1.amazonaws.com/123456789012/orderflow-pick-lists-"),
             ("REFUNDS_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/refunds"),
             ("CHECKOUT_BUDGET_SECONDS", "25"),
         ]

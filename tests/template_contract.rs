@@ -16,7 +16,7 @@ fn template() -> Template {
         t.params.insert(name, arn);
     }
     for q in t.queues().unwrap() {
-        t.queue_urls.insert(q.name.clone(), format!("https://sqs.example/{}", q.name));
+        t.queue_urls.insert(q.logical_id.clone(), format!("https://sqs.example/{}", q.name));
     }
     t
 }
@@ -153,18 +153,18 @@ fn queues_have_dead_letter_queues_and_a_long_enough_visibility() {
     let queues = t.queues().unwrap();
     let dlqs: BTreeSet<String> = queues.iter().filter_map(|q| q.redrive.as_ref().map(|r| r.0.clone())).collect();
     for q in &queues {
-        if dlqs.contains(&q.name) {
+        if dlqs.contains(&q.logical_id) {
             continue;
         }
         assert!(q.redrive.is_some(), "{} has no dead-letter queue", q.name);
-        let dlq = queues.iter().find(|d| d.name == q.redrive.as_ref().unwrap().0).unwrap();
+        let dlq = queues.iter().find(|d| d.logical_id == q.redrive.as_ref().unwrap().0).unwrap();
         assert!(dlq.retention.unwrap_or(345_600) > q.retention.unwrap_or(345_600), "{}: DLQ retention must be longer", q.name);
     }
     // visibility >= 6 x the consumer's timeout (AWS's guidance for SQS event sources)
     for f in t.functions() {
         if let Some(q) = f.sqs_source {
             let timeout = t.doc["Resources"][&f.logical_id]["Properties"]["Timeout"].as_i64().unwrap();
-            let vis = queues.iter().find(|x| x.name == q).unwrap().visibility_timeout.unwrap();
+            let vis = queues.iter().find(|x| x.logical_id == q).unwrap().visibility_timeout.unwrap();
             assert!(vis >= 6 * timeout, "{q}: visibility {vis}s < 6 x {timeout}s");
         }
     }
@@ -188,6 +188,8 @@ fn alarms_reach_a_topic_cloudwatch_can_publish_to() {
     let policy = format!("{:?}", t.doc["Resources"]["AlarmTopicKey"]["Properties"]["KeyPolicy"]);
     assert!(policy.contains("cloudwatch.amazonaws.com") && policy.contains("kms:GenerateDataKey*") && policy.contains("kms:Decrypt"), "{policy}");
 }
+
+const PICK_LISTS: &str = ":${AWS::StackName}-pick-lists-*";
 
 #[test]
 fn iam_policies_name_no_wildcards() {
@@ -213,7 +215,10 @@ fn iam_policies_name_no_wildcards() {
                 let actions: Vec<String> =
                     m.get("Action").and_then(|x| x.as_sequence()).map(|s| s.iter().filter_map(|a| a.as_str().map(String::from)).collect()).unwrap_or_default();
                 let callbacks_only = !actions.is_empty() && actions.iter().all(|a| no_resource_type(a));
-                if action.contains('*') || (resource.contains('*') && !callbacks_only) {
+                // The one prefix that names every warehouse's pick-list queue and nothing else (checked
+                // by adding_a_warehouse_is_one_parameter_and_reaches_every_place).
+                let pick_lists = resource.contains(PICK_LISTS) && resource.matches('*').count() == 1;
+                if action.contains('*') || (resource.contains('*') && !callbacks_only && !pick_lists) {
                     out.push(path.to_string());
                 }
                 for (k, x) in m {
@@ -280,10 +285,13 @@ fn the_log_line_the_outcome_filter_counts_is_the_one_the_steps_write() {
 
 #[test]
 fn each_partner_role_reads_only_its_own_queue_and_needs_the_external_id() {
-    let t = template();
-    for (role, queue) in
-        [("WarehouseEastPartnerRole", "WarehouseEastQueue"), ("WarehouseWestPartnerRole", "WarehouseWestQueue"), ("SupplierPartnerRole", "SupplierQueue")]
-    {
+    let mut t = template();
+    t.set_param("WarehousePartnerAccounts", "wh-east:111122223333,wh-west:444455556666").unwrap();
+    for (role, queue) in [
+        ("WarehousePartnerRolewheast111122223333", "WarehouseQueuewheast"),
+        ("WarehousePartnerRolewhwest444455556666", "WarehouseQueuewhwest"),
+        ("SupplierPartnerRole", "SupplierQueue"),
+    ] {
         let p = &t.doc["Resources"][role]["Properties"];
         let trust = format!("{:?}", p["AssumeRolePolicyDocument"]);
         assert!(trust.contains("sts:ExternalId") && trust.contains("PartnerExternalId"), "{role}: no external id: {trust}");
@@ -292,6 +300,63 @@ fn each_partner_role_reads_only_its_own_queue_and_needs_the_external_id() {
         let actions: Vec<&str> = statements[0]["Action"].as_sequence().unwrap().iter().filter_map(|a| a.as_str()).collect();
         assert_eq!(actions, ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"], "{role}");
         assert_eq!(t.resolve(&statements[0]["Resource"]).unwrap(), t.get_att(&format!("{queue}.Arn")).unwrap(), "{role}: only its own queue");
-        assert!(t.doc["Outputs"][format!("{queue}Url")].is_mapping(), "{queue}: its URL is a stack output");
+        let output = if queue == "SupplierQueue" { "SupplierQueueUrl".to_string() } else { queue.replace("WarehouseQueue", "WarehouseQueueUrl") };
+        assert!(t.doc["Outputs"][output].is_mapping(), "{queue}: its URL is a stack output");
+    }
+    let trust = format!("{:?}", t.doc["Resources"]["WarehousePartnerRolewhwest444455556666"]["Properties"]["AssumeRolePolicyDocument"]);
+    let principal =
+        t.resolve(&t.doc["Resources"]["WarehousePartnerRolewhwest444455556666"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["AWS"]);
+    assert_eq!(principal.unwrap(), "arn:aws:iam::444455556666:root", "{trust}");
+}
+
+/// Deploy day: a store adds a warehouse by adding its id to the `Warehouses` parameter, and every
+/// place that must know it does: its queue, dead-letter queue and alarm, its URL output, the
+/// functions that route to it, and the grants that send to it.
+#[test]
+fn adding_a_warehouse_is_one_parameter_and_reaches_every_place() {
+    let mut t = template();
+    t.set_param("Warehouses", "wh-east,wh-west,wh-north").unwrap();
+    for q in t.queues().unwrap() {
+        t.queue_urls.insert(q.logical_id.clone(), format!("https://sqs.example/{}", q.name));
+    }
+    let queues = t.queues().unwrap();
+    let north = queues.iter().find(|q| q.logical_id == "WarehouseQueuewhnorth").expect("wh-north's pick-list queue");
+    assert_eq!(north.name, "orderflow-pick-lists-wh-north");
+    let (dlq, max) = north.redrive.clone().expect("a dead-letter queue");
+    assert_eq!((dlq.as_str(), max), ("WarehouseDeadLetterQueuewhnorth", 5));
+    let alarm = &t.doc["Resources"]["WarehouseDeadLetterAlarmwhnorth"]["Properties"];
+    assert_eq!(t.resolve(&alarm["Dimensions"][0]["Value"]).unwrap(), "orderflow-dead-pick-lists-wh-north");
+    assert_eq!(t.resolve(&t.doc["Outputs"]["WarehouseQueueUrlwhnorth"]["Value"]).unwrap(), "https://sqs.example/orderflow-pick-lists-wh-north");
+    // Every function that reads the warehouses routes to wh-north's queue by its real name, and its
+    // role may send there; no other queue of the stack matches the grant.
+    let north_arn = t.get_att("WarehouseQueuewhnorth.Arn").unwrap();
+    let mut readers = 0;
+    for f in t.functions() {
+        let env = t.function_environment(&f.logical_id).unwrap();
+        if !env.contains_key("WAREHOUSES") {
+            continue;
+        }
+        readers += 1;
+        let urls = orderflow_shared::env::Env::from_map(env).warehouse_queue_urls().unwrap();
+        assert_eq!(urls.keys().collect::<Vec<_>>(), ["wh-east", "wh-north", "wh-west"], "{}", f.logical_id);
+        assert_eq!(urls["wh-north"].rsplit('/').next(), Some(north.name.as_str()), "{}", f.logical_id);
+    }
+    assert_eq!(readers, 4, "orders_api, store_data_api, route_shipments and ship_stock read the warehouses");
+    let senders: Vec<String> = ["OrdersApiFunction", "LifecycleStateMachine"]
+        .into_iter()
+        .filter(|id| {
+            t.policy(id)
+                .unwrap()
+                .iter()
+                .any(|s| s.actions.iter().any(|a| a == "sqs:SendMessage") && s.resources.iter().any(|r| orderflow_local::iam::wildcard(r, &north_arn)))
+        })
+        .map(String::from)
+        .collect();
+    assert_eq!(senders, ["OrdersApiFunction", "LifecycleStateMachine"], "cancel requests and pick lists can reach wh-north");
+    for q in &queues {
+        let arn = t.get_att(&format!("{}.Arn", q.logical_id)).unwrap();
+        let granted =
+            orderflow_local::iam::wildcard(&format!("arn:aws:sqs:us-east-1:123456789012:orderflow{}", &PICK_LISTS[":${AWS::StackName}".len()..]), &arn);
+        assert_eq!(granted, q.logical_id.starts_with("WarehouseQueue"), "{}: the pick-list grant covers pick-list queues only", q.logical_id);
     }
 }

@@ -44,7 +44,7 @@ pub fn dispatch_id(order_id: &str, warehouse: &str) -> String {
 /// environment.
 #[derive(Debug, Clone)]
 pub struct DispatchSettings {
-    /// Warehouse id -> its pick-list queue URL (`WAREHOUSE_QUEUE_URLS`, a JSON object).
+    /// Warehouse id -> its pick-list queue URL (`Env::warehouse_queue_urls`).
     pub warehouse_queue_urls: BTreeMap<String, String>,
     /// The hold guard acts this long before a payment hold expires (PAY-5).
     pub hold_expiry_margin_seconds: i64,
@@ -55,7 +55,7 @@ pub struct DispatchSettings {
 impl DispatchSettings {
     pub fn from_env(env: &Env) -> Result<DispatchSettings, ConfigError> {
         Ok(DispatchSettings {
-            warehouse_queue_urls: env.json("WAREHOUSE_QUEUE_URLS")?,
+            warehouse_queue_urls: env.warehouse_queue_urls()?,
             hold_expiry_margin_seconds: env.parse("HOLD_EXPIRY_MARGIN_SECONDS")?,
             warehouse_timeout_seconds: env.parse("WAREHOUSE_TIMEOUT_SECONDS")?,
         })

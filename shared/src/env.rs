@@ -70,10 +70,22 @@ impl Env {
         raw.parse().map_err(|e: T::Err| ConfigError::Invalid { name: name.to_string(), reason: e.to_string() })
     }
 
-    /// A required JSON value (for example warehouse id -> queue URL).
+    /// A required JSON value.
     pub fn json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, ConfigError> {
         let raw = self.require(name)?;
         serde_json::from_str(&raw).map_err(|e| ConfigError::Invalid { name: name.to_string(), reason: e.to_string() })
+    }
+
+    /// Warehouse id -> its pick-list queue URL: the ids from `WAREHOUSES` (the template's
+    /// `Warehouses` list), each queue named by `PICK_LIST_QUEUE_URL_PREFIX` + id, as the template
+    /// names them, so a warehouse added to the list is known to every function without more wiring.
+    pub fn warehouse_queue_urls(&self) -> Result<BTreeMap<String, String>, ConfigError> {
+        let prefix = self.require("PICK_LIST_QUEUE_URL_PREFIX")?;
+        let ids: Vec<String> = self.require("WAREHOUSES")?.split(',').map(|w| w.trim().to_string()).filter(|w| !w.is_empty()).collect();
+        if ids.is_empty() {
+            return Err(ConfigError::Invalid { name: "WAREHOUSES".into(), reason: "no warehouse".into() });
+        }
+        Ok(ids.into_iter().map(|w| (w.clone(), format!("{prefix}{w}"))).collect())
     }
 
     /// A secret the function reads on first use (see `secrets::SecretSource`).

@@ -456,3 +456,57 @@ impl Workflows for RecordingWorkflows {
         Ok(())
     }
 }
+
+/// A stock ledger for handlers that must never touch stock: any call fails the test with its name
+/// (the webhook intake, for one, verifies, records and queues, and leaves the work to the consumer).
+pub struct UntouchedStock;
+
+fn untouched(what: &str) -> ! {
+    panic!("StockLedger::{what} called by a handler that must not touch stock")
+}
+
+#[async_trait]
+impl StockLedger for UntouchedStock {
+    async fn reserve(&self, _: &str, _: &[(String, i64)]) -> Result<Reservation> {
+        untouched("reserve")
+    }
+    async fn release(&self, _: &str) -> Result<bool> {
+        untouched("release")
+    }
+    async fn level(&self, _: &str) -> Result<Option<StockLevel>> {
+        untouched("level")
+    }
+    async fn receive(&self, _: &str, _: &str, _: i64, _: &str) -> Result<bool> {
+        untouched("receive")
+    }
+    async fn set_reorder(&self, _: &str, _: &str, _: i64, _: i64) -> Result<()> {
+        untouched("set_reorder")
+    }
+    async fn adjust(&self, _: &crate::domain::store_data::Adjustment) -> Result<AdjustOutcome> {
+        untouched("adjust")
+    }
+    async fn adjustments(&self, _: &str) -> Result<Vec<crate::domain::store_data::Adjustment>> {
+        untouched("adjustments")
+    }
+    async fn warehouse_stock(&self, _: &[String], _: &[String]) -> Result<HashMap<String, HashMap<String, WarehouseStock>>> {
+        untouched("warehouse_stock")
+    }
+    async fn allocate(&self, _: &str, _: &[crate::domain::fulfillment::Allocation]) -> Result<AllocateOutcome> {
+        untouched("allocate")
+    }
+    async fn reservation(&self, _: &str) -> Result<Option<ReservationState>> {
+        untouched("reservation")
+    }
+    async fn ship(&self, _: &str, _: &str, _: &str, _: &BTreeMap<String, i64>, _: Charge<'_>) -> Result<ShipOutcome> {
+        untouched("ship")
+    }
+    async fn open_purchase_order(&self, _: &str, _: &str, _: i64) -> Result<Option<(String, i64)>> {
+        untouched("open_purchase_order")
+    }
+    async fn mark_purchase_order_sent(&self, _: &str, _: &str, _: &str) -> Result<()> {
+        untouched("mark_purchase_order_sent")
+    }
+    async fn receive_purchase_order(&self, _: &str, _: &str, _: &str, _: i64) -> Result<ReceiveOutcome> {
+        untouched("receive_purchase_order")
+    }
+}

@@ -39,7 +39,8 @@ fn the_local_stack_provisions_exactly_the_templates_resources() {
                 .await
                 .unwrap();
             let rp = attrs.attributes().unwrap().get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy).unwrap().clone();
-            assert!(rp.contains(dlq.as_str()), "{queue}: {rp}");
+            let dlq_arn = t.get_att(&format!("{dlq}.Arn")).unwrap();
+            assert!(rp.contains(&format!("\"{dlq_arn}\"")), "{queue}: {rp} is not {dlq_arn}");
         }
     });
 }

@@ -353,6 +353,18 @@ fn a_hold_near_expiry_is_settled_for_what_shipped_never_left_to_lapse() {
         assert_eq!((l.available, l.reserved, l.shipped), (4, 0, 1), "the unshipped unit is back");
         conserved(h, &sku).await;
         assert_eq!(o.status_reason.as_deref(), Some("payment_hold_expiring"));
+        // The guard, not the warehouse timeout, ended the wait: the hold was let go within the
+        // hold's tail after the parcel (15 s here), long before the stack's warehouse timeout (60 s).
+        let at = |event: &str| {
+            let e = o.timeline.iter().find(|e| e.event == event).unwrap_or_else(|| panic!("no {event} in {:?}", o.timeline));
+            chrono::DateTime::parse_from_rfc3339(&e.at).unwrap()
+        };
+        let waited = (at("payment_hold_released") - at("shipment_reported")).num_seconds();
+        let warehouse_timeout = orderflow_local::Options::default().warehouse_timeout_seconds as i64;
+        assert!(
+            waited < orderflow_local::sandbox_gateway::HOLD_TAIL_SECONDS + 20 && waited < warehouse_timeout / 2,
+            "the hold was released {waited} s after the parcel: the wait was not capped by the hold guard"
+        );
         let mails = wait_for_emails(&h.stack, &id, 3, WAIT).await;
         assert!(mails.iter().any(|m| m.subject.contains("could not be shipped")));
         assert_eq!(lifecycle_status(h, &id).await, "FAILED", "alarmed: the execution fails");

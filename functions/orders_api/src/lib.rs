@@ -56,7 +56,7 @@ impl Deps {
             workflows: Arc::new(w.callbacks().starting_checkout(w.env.require("CHECKOUT_STATE_MACHINE_ARN")?)),
             ops_api_token: Arc::new(w.env.secret("OPS_API_TOKEN")?),
             queue: w.queue(),
-            warehouse_queue_urls: w.env.json("WAREHOUSE_QUEUE_URLS")?,
+            warehouse_queue_urls: w.env.warehouse_queue_urls()?,
             refunds_queue_url: w.queue_url("REFUNDS_QUEUE_URL")?,
             checkout_budget: std::time::Duration::from_secs(w.env.parse("CHECKOUT_BUDGET_SECONDS")?),
         })

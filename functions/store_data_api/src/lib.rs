@@ -51,7 +51,7 @@ impl Deps {
             catalog: w.catalog()?,
             stock: w.stock()?,
             ops_api_token: Arc::new(w.env.secret("OPS_API_TOKEN")?),
-            warehouse_queue_urls: w.env.json("WAREHOUSE_QUEUE_URLS")?,
+            warehouse_queue_urls: w.env.warehouse_queue_urls()?,
         })
     }
 }

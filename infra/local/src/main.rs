@@ -18,7 +18,7 @@ fn render_asl(dir: &str) -> Result<(), String> {
     let repo = Options::default().repo;
     let mut t = orderflow_local::template::Template::load(&repo.join("infra/template.yaml"))?;
     for q in t.queues()? {
-        t.queue_urls.insert(q.name.clone(), format!("https://sqs.us-east-1.amazonaws.com/123456789012/{}", q.name));
+        t.queue_urls.insert(q.logical_id.clone(), format!("https://sqs.us-east-1.amazonaws.com/123456789012/{}", q.name));
     }
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     for m in t.state_machines()? {

@@ -82,10 +82,10 @@ pub async fn provision(sdk: &aws_config::SdkConfig, repo: &Path, params: BTreeMa
         if let Some((dlq, max)) = &q.redrive {
             let arn = t.get_att(&format!("{dlq}.Arn"))?;
             req = req.attributes(QueueAttributeName::RedrivePolicy, serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": max}).to_string());
-            dead_letter.insert(q.name.clone(), dlq.clone());
+            dead_letter.insert(q.logical_id.clone(), dlq.clone());
         }
         let out = req.send().await.map_err(|e| format!("create queue {}: {e:?}", q.name))?;
-        t.queue_urls.insert(q.name.clone(), out.queue_url.unwrap_or_default());
+        t.queue_urls.insert(q.logical_id.clone(), out.queue_url.unwrap_or_default());
     }
 
     // The configuration set every email goes through (its suppression options), then, as on AWS,

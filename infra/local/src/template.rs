@@ -1,7 +1,8 @@
 //! infra/template.yaml, read by the local stack: the one source of truth for tables (keys, TTL),
 //! queues (visibility, retention, redrive), state machines (definition files, substitutions), the
 //! SES identity, SQS event sources and the functions' environment. Intrinsics (!Ref, !GetAtt, !Sub)
-//! are resolved to the local resources.
+//! are resolved to the local resources. `Fn::ForEach` loops (AWS::LanguageExtensions) are expanded
+//! first, over the parameters' values, as CloudFormation expands them before it creates anything.
 
 use serde_yaml::Value;
 use std::collections::BTreeMap;
@@ -24,6 +25,8 @@ pub struct Table {
 
 #[derive(Debug, Clone)]
 pub struct Queue {
+    pub logical_id: String,
+    /// `QueueName` when the template names the queue, else the logical id.
     pub name: String,
     pub visibility_timeout: Option<i64>,
     pub retention: Option<i64>,
@@ -50,7 +53,9 @@ pub struct Function {
 
 pub struct Template {
     pub dir: PathBuf,
+    /// The template with its `Fn::ForEach` loops expanded (see [`Template::expand`]).
     pub doc: Value,
+    raw: Value,
     /// Parameter overrides (the local stack's gateway URL, review timeout, ...).
     pub params: BTreeMap<String, String>,
     /// Queue logical id -> local URL, known once queues exist.
@@ -77,7 +82,55 @@ impl Template {
     pub fn load(path: &Path) -> Result<Template, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let doc: Value = serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(Template { dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(), doc, params: BTreeMap::new(), queue_urls: BTreeMap::new() })
+        let mut t = Template {
+            dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            doc: doc.clone(),
+            raw: doc,
+            params: BTreeMap::new(),
+            queue_urls: BTreeMap::new(),
+        };
+        t.expand()?;
+        Ok(t)
+    }
+
+    /// Set a parameter and expand the loops again (a loop's collection may be that parameter).
+    pub fn set_param(&mut self, name: &str, value: &str) -> Result<(), String> {
+        self.params.insert(name.to_string(), value.to_string());
+        self.expand()
+    }
+
+    /// Expand every `Fn::ForEach::<Loop>: [Identifier, Collection, {OutputKey: OutputValue}]` of the
+    /// Resources, Conditions and Outputs sections: one entry per item, `${Identifier}` in keys and
+    /// `!Sub` strings replaced by the item, `&{Identifier}` by the item without its non-alphanumeric
+    /// characters (for logical ids), `!Ref Identifier` by the item.
+    pub fn expand(&mut self) -> Result<(), String> {
+        let mut doc = self.raw.clone();
+        for section in ["Resources", "Conditions", "Outputs"] {
+            let Some(m) = self.raw[section].as_mapping() else { continue };
+            let mut out = serde_yaml::Mapping::new();
+            for (k, v) in m {
+                let key = s(k);
+                if !key.starts_with("Fn::ForEach::") {
+                    out.insert(k.clone(), v.clone());
+                    continue;
+                }
+                let parts = v.as_sequence().filter(|p| p.len() == 3).ok_or_else(|| format!("{key}: expected [Identifier, Collection, Fragment]"))?;
+                let ident = s(&parts[0]);
+                let items: Vec<String> = match &parts[1] {
+                    Value::Sequence(items) => items.iter().map(s).collect(),
+                    other => self.resolve(other)?.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect(),
+                };
+                let fragment = parts[2].as_mapping().ok_or_else(|| format!("{key}: the fragment must be a mapping"))?;
+                for item in &items {
+                    for (fk, fv) in fragment {
+                        out.insert(Value::String(replace_identifier(&s(fk), &ident, item)), substitute_identifier(fv, &ident, item));
+                    }
+                }
+            }
+            doc[section] = Value::Mapping(out);
+        }
+        self.doc = doc;
+        Ok(())
     }
 
     pub fn resources(&self) -> Vec<(String, &Value)> {
@@ -128,13 +181,21 @@ impl Template {
         }
     }
 
+    /// A queue's name: its `QueueName` when the template gives one, else (as locally named) its logical id.
+    fn queue_name(&self, id: &str) -> Result<String, String> {
+        match &self.doc["Resources"][id]["Properties"]["QueueName"] {
+            Value::Null => Ok(id.to_string()),
+            name => self.resolve(name),
+        }
+    }
+
     /// What `!GetAtt X.Attr` means locally.
     pub fn get_att(&self, spec: &str) -> Result<String, String> {
         let (id, attr) = spec.split_once('.').ok_or_else(|| format!("!GetAtt {spec}: expected Resource.Attribute"))?;
         match (self.resource_type(id).as_deref(), attr) {
             (Some("AWS::Serverless::Function"), "Arn") => Ok(crate::functions::function_arn(&self.reference(id)?)),
-            (Some("AWS::SQS::Queue"), "Arn") => Ok(format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{id}")),
-            (Some("AWS::SQS::Queue"), "QueueName") => Ok(id.to_string()),
+            (Some("AWS::SQS::Queue"), "Arn") => Ok(format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{}", self.queue_name(id)?)),
+            (Some("AWS::SQS::Queue"), "QueueName") => self.queue_name(id),
             (Some("AWS::DynamoDB::Table"), "Arn") => Ok(format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{id}")),
             (Some(t), a) => Ok(format!("arn:local:{t}:{id}:{a}")),
             (None, _) => Err(format!("!GetAtt {spec}: no such resource")),
@@ -159,8 +220,20 @@ impl Template {
         if let Some((tag, inner)) = tag_of(v) {
             return match tag.as_str() {
                 "!Ref" => self.reference(&s(inner)),
-                "!GetAtt" => self.get_att(&s(inner)),
-                "!Sub" => self.sub(&s(inner)),
+                "!GetAtt" => self.get_att(&self.get_att_spec(inner)?),
+                "!Sub" => match inner {
+                    Value::Sequence(parts) => self.sub_with(&s(&parts[0]), parts.get(1)),
+                    _ => self.sub(&s(inner)),
+                },
+                "!Join" => {
+                    let parts = inner.as_sequence().filter(|p| p.len() == 2).ok_or("!Join: expected [separator, list]")?;
+                    Ok(self.list(&parts[1])?.join(&s(&parts[0])))
+                }
+                "!Select" => {
+                    let parts = inner.as_sequence().filter(|p| p.len() == 2).ok_or("!Select: expected [index, list]")?;
+                    let i: usize = self.resolve(&parts[0])?.parse().map_err(|_| "!Select: index".to_string())?;
+                    self.list(&parts[1])?.get(i).cloned().ok_or_else(|| format!("!Select: no item {i}"))
+                }
                 other => Err(format!("unsupported intrinsic {other}")),
             };
         }
@@ -176,6 +249,37 @@ impl Template {
             }
         }
         Ok(s(v))
+    }
+
+    /// `!GetAtt` as `X.Attr` or `[X or !Sub X, Attr]`.
+    fn get_att_spec(&self, v: &Value) -> Result<String, String> {
+        match v {
+            Value::Sequence(parts) if parts.len() == 2 => Ok(format!("{}.{}", self.resolve(&parts[0])?, s(&parts[1]))),
+            other => Ok(s(other)),
+        }
+    }
+
+    /// A list: a sequence, `!Split [sep, text]`, or a CommaDelimitedList parameter.
+    fn list(&self, v: &Value) -> Result<Vec<String>, String> {
+        if let Value::Sequence(items) = v {
+            return items.iter().map(|x| self.resolve(x)).collect();
+        }
+        if let Some((tag, inner)) = tag_of(v) {
+            if tag == "!Split" {
+                let parts = inner.as_sequence().filter(|p| p.len() == 2).ok_or("!Split: expected [separator, text]")?;
+                return Ok(self.resolve(&parts[1])?.split(s(&parts[0]).as_str()).map(String::from).collect());
+            }
+        }
+        Ok(self.resolve(v)?.split(',').map(String::from).collect())
+    }
+
+    /// `!Sub [text, {Var: value}]`: the variables first, then as `!Sub text`.
+    fn sub_with(&self, text: &str, vars: Option<&Value>) -> Result<String, String> {
+        let mut text = text.to_string();
+        for (k, v) in vars.and_then(|v| v.as_mapping()).into_iter().flatten() {
+            text = text.replace(&format!("${{{}}}", s(k)), &self.resolve(v)?);
+        }
+        self.sub(&text)
     }
 
     pub fn tables(&self) -> Result<Vec<Table>, String> {
@@ -217,13 +321,19 @@ impl Template {
                 Value::Null => None,
                 rp => {
                     let target = match tag_of(&rp["deadLetterTargetArn"]) {
-                        Some((t, inner)) if t == "!GetAtt" => s(inner).trim_end_matches(".Arn").to_string(),
+                        Some((t, inner)) if t == "!GetAtt" => self.get_att_spec(inner)?.trim_end_matches(".Arn").to_string(),
                         _ => return Err(format!("{id}: deadLetterTargetArn must be !GetAtt <Queue>.Arn")),
                     };
                     Some((target, rp["maxReceiveCount"].as_i64().unwrap_or(5)))
                 }
             };
-            qs.push(Queue { name: id, visibility_timeout: p["VisibilityTimeout"].as_i64(), retention: p["MessageRetentionPeriod"].as_i64(), redrive });
+            qs.push(Queue {
+                name: self.queue_name(&id)?,
+                logical_id: id,
+                visibility_timeout: p["VisibilityTimeout"].as_i64(),
+                retention: p["MessageRetentionPeriod"].as_i64(),
+                redrive,
+            });
         }
         qs.sort_by_key(|q| q.redrive.is_some());
         Ok(qs)
@@ -325,6 +435,24 @@ impl Template {
             }
         }
         Ok(out)
+    }
+}
+
+/// `${Identifier}` -> the item, `&{Identifier}` -> the item's alphanumeric characters.
+fn replace_identifier(text: &str, ident: &str, item: &str) -> String {
+    let alnum: String = item.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    text.replace(&format!("${{{ident}}}"), item).replace(&format!("&{{{ident}}}"), &alnum)
+}
+
+/// A loop's fragment for one item: identifiers in every string, `!Ref Identifier` -> the item.
+fn substitute_identifier(v: &Value, ident: &str, item: &str) -> Value {
+    match v {
+        Value::String(x) => Value::String(replace_identifier(x, ident, item)),
+        Value::Sequence(items) => Value::Sequence(items.iter().map(|x| substitute_identifier(x, ident, item)).collect()),
+        Value::Mapping(m) => Value::Mapping(m.iter().map(|(k, x)| (substitute_identifier(k, ident, item), substitute_identifier(x, ident, item))).collect()),
+        Value::Tagged(t) if t.tag == "!Ref" && s(&t.value) == ident => Value::String(item.to_string()),
+        Value::Tagged(t) => Value::Tagged(Box::new(serde_yaml::value::TaggedValue { tag: t.tag.clone(), value: substitute_identifier(&t.value, ident, item) })),
+        other => other.clone(),
     }
 }
 
