@@ -347,6 +347,97 @@ mod tests {
         assert!(!contains_card_number(body().to_string().as_bytes()));
     }
 
+    fn with(path: &[&str], value: serde_json::Value) -> Result<ValidOrder, Invalid> {
+        let mut b = body();
+        let mut target = &mut b;
+        for p in &path[..path.len() - 1] {
+            target = match p.parse::<usize>() {
+                Ok(i) => &mut target[i],
+                Err(_) => &mut target[*p],
+            };
+        }
+        target[path[path.len() - 1]] = value;
+        check(b)
+    }
+
+    fn code(r: Result<ValidOrder, Invalid>) -> Option<&'static str> {
+        r.err().map(|e| e.code)
+    }
+
+    #[test]
+    fn the_body_limit_is_the_documented_64_kib() {
+        assert_eq!(MAX_BODY_BYTES, 65_536, "infra/openapi.yaml and the README say 64 KiB");
+    }
+
+    #[test]
+    fn skus_are_1_to_64_letters_digits_dashes_or_underscores() {
+        let sku = |s: String| with(&["lines", "0", "sku"], serde_json::json!(s));
+        for ok in ["a-b_C9".to_string(), "_".to_string(), "x".repeat(64)] {
+            assert!(sku(ok.clone()).is_ok(), "{ok}");
+        }
+        for bad in ["".to_string(), "   ".to_string(), "x".repeat(65), "A.B".to_string(), "A B".to_string()] {
+            assert_eq!(code(sku(bad.clone())), Some("invalid_sku"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn payment_method_tokens_need_more_than_the_prefix() {
+        let pm = |s: &str| code(with(&["payment_method"], serde_json::json!(s)));
+        assert_eq!(pm("pm_"), Some("invalid_payment_method"));
+        assert_eq!(pm("pm_1"), None);
+        assert_eq!(pm(&format!("pm_{}", "a".repeat(125))), None, "128 characters");
+        assert_eq!(pm(&format!("pm_{}", "a".repeat(126))), Some("invalid_payment_method"));
+        assert_eq!(pm("pm_card-visa"), Some("invalid_payment_method"));
+    }
+
+    #[test]
+    fn notes_are_at_most_1000_characters_and_blank_notes_are_none() {
+        let notes = |s: String| with(&["notes"], serde_json::json!(s));
+        assert!(notes("é".repeat(999)).is_ok());
+        assert!(notes("é".repeat(1000)).is_ok(), "characters, not bytes");
+        assert_eq!(code(notes("é".repeat(1001))), Some("notes_too_long"));
+        assert_eq!(notes("   ".into()).unwrap().notes, None);
+        assert_eq!(notes(" leave at the door ".into()).unwrap().notes.as_deref(), Some("leave at the door"));
+    }
+
+    #[test]
+    fn address_fields_are_required_bounded_and_optional_ones_dropped_when_blank() {
+        let field = |name: &str, v: String| with(&["shipping_address", name], serde_json::json!(v));
+        assert!(field("name", "n".repeat(200)).is_ok());
+        for bad in ["".to_string(), "  ".to_string(), "n".repeat(201)] {
+            let e = field("name", bad.clone()).unwrap_err();
+            assert_eq!((e.code, e.field.as_deref()), ("invalid_address", Some("shipping_address.name")), "{bad:?}");
+        }
+        assert!(field("line2", "l".repeat(200)).is_ok());
+        assert_eq!(code(field("line2", "l".repeat(201))), Some("invalid_address"));
+        assert_eq!(field("line2", "  ".into()).unwrap().shipping_address.line2, None);
+        assert_eq!(field("line2", " Apt 4 ".into()).unwrap().shipping_address.line2.as_deref(), Some("Apt 4"));
+        for bad in ["USA", "U1", "1A", "U"] {
+            assert_eq!(code(field("country", bad.into())), Some("invalid_address"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn email_addresses_are_checked_at_their_limits() {
+        let local = "l".repeat(64);
+        let domain = format!("{}.com", "d".repeat(254 - 65 - 4));
+        assert_eq!(format!("{local}@{domain}").len(), 254);
+        assert!(parse_email(&format!("{local}@{domain}")).is_some(), "254 characters");
+        assert!(parse_email(&format!("{local}@d{domain}")).is_none(), "255 characters");
+        assert!(parse_email(&format!("l{local}@x.com")).is_none(), "a 65-character local part");
+        for bad in ["a b@x.com", "a\u{7}b@x.com", "@x.com", "a@b@x.com", "a@localhost", "a@x..com", "a@-x.com", "a@x-.com", "a@.x.com"] {
+            assert!(parse_email(bad).is_none(), "{bad:?}");
+        }
+        assert_eq!(parse_email("Ada@Mail.Example.CO.UK").as_deref(), Some("Ada@mail.example.co.uk"));
+    }
+
+    #[test]
+    fn only_single_spaces_or_dashes_between_digits_join_a_card_number() {
+        assert!(contains_card_number(b"4242 4242 4242 4242"));
+        assert!(!contains_card_number(b"42424242  42424242"), "two spaces end the run");
+        assert!(!contains_card_number(b"42424242 -42424242"), "a space then a dash end the run");
+    }
+
     proptest! {
         #[test]
         fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {

@@ -354,6 +354,66 @@ mod tests {
     }
 
     #[test]
+    fn a_warehouse_is_found_by_its_id() {
+        let n = network();
+        assert_eq!(n.get("west").map(|w| w.id.as_str()), Some("west"));
+        assert_eq!(n.get("east").map(|w| w.id.as_str()), Some("east"));
+        assert!(n.get("north").is_none());
+    }
+
+    #[test]
+    fn free_lines_take_shipping_and_tax_whole() {
+        // Nothing to weigh by (a free item): the first SKU carries all of shipping and tax.
+        let lines: BTreeMap<String, (i64, i64)> = [("A".to_string(), (1, 0)), ("B".to_string(), (1, 0))].into();
+        let v = sku_values(&lines, &totals(0, 500, 40));
+        assert_eq!(v, [("A".to_string(), 540), ("B".to_string(), 0)].into());
+    }
+
+    #[test]
+    fn tracking_statuses_rank_as_easypost_walks_them() {
+        let ranks: Vec<(&str, Option<u8>)> = ["unknown", "pre_transit", "in_transit", "available_for_pickup", "out_for_delivery", "failure", "cancelled", "error", "return_to_sender", "delivered", "made_up"]
+            .into_iter()
+            .map(|s| (s, tracking_rank(s)))
+            .collect();
+        assert_eq!(
+            ranks,
+            [
+                ("unknown", Some(0)),
+                ("pre_transit", Some(1)),
+                ("in_transit", Some(2)),
+                ("available_for_pickup", Some(3)),
+                ("out_for_delivery", Some(3)),
+                ("failure", Some(4)),
+                ("cancelled", Some(4)),
+                ("error", Some(4)),
+                ("return_to_sender", Some(5)),
+                ("delivered", Some(6)),
+                ("made_up", None)
+            ]
+        );
+        assert!(tracking_is_final("delivered") && tracking_is_final("return_to_sender") && !tracking_is_final("failure"));
+        // Nothing replaces a final status, not even a higher rank.
+        assert!(!tracking_advances(Some(("return_to_sender", "2026-01-01T00:00:00Z")), "delivered", "2026-01-02T00:00:00Z"));
+        // Equal rank: another status replaces it only when newer.
+        let pickup = Some(("available_for_pickup", "2026-01-01T10:00:00Z"));
+        assert!(tracking_advances(pickup, "out_for_delivery", "2026-01-01T11:00:00Z"));
+        assert!(!tracking_advances(pickup, "out_for_delivery", "2026-01-01T09:00:00Z"));
+        assert!(!tracking_advances(pickup, "out_for_delivery", "2026-01-01T10:00:00Z"), "same instant: the first stands");
+        assert!(!tracking_advances(pickup, "available_for_pickup", "2026-01-01T11:00:00Z"), "the same status again is no change");
+        assert!(tracking_advances(None, "unknown", "2026-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn the_customer_hears_about_the_statuses_that_need_them() {
+        for s in ["out_for_delivery", "delivered", "failure", "return_to_sender", "available_for_pickup"] {
+            assert!(tracking_notifies(s), "{s}");
+        }
+        for s in ["unknown", "pre_transit", "in_transit", "cancelled"] {
+            assert!(!tracking_notifies(s), "{s}");
+        }
+    }
+
+    #[test]
     fn tracking_never_goes_backwards() {
         assert!(tracking_advances(None, "in_transit", "t1"));
         assert!(tracking_advances(Some(("in_transit", "t1")), "out_for_delivery", "t0"));
