@@ -159,16 +159,31 @@ impl OrderRepository for InMemoryOrders {
             Ok(RecordRefund::Recorded)
         })
     }
-    async fn update_refund(&self, order_id: &str, refund_id: &str, fields: Vec<(&str, serde_json::Value)>, event: Option<TimelineEntry>) -> Result<()> {
+    async fn settle_refund(
+        &self,
+        order_id: &str,
+        refund: &crate::domain::refund::Refund,
+        to: &str,
+        gateway_refund_id: Option<&str>,
+        event: TimelineEntry,
+    ) -> Result<bool> {
         self.with_order(order_id, |o| {
-            let r = o.refunds.get_mut(refund_id).ok_or_else(|| StepError::InvalidInput(format!("no refund {refund_id}")))?;
-            let mut v = serde_json::to_value(&*r).map_err(|e| StepError::Internal(e.to_string()))?;
-            for (k, val) in fields {
-                v[k] = val;
+            let r = o.refunds.get_mut(&refund.refund_id).ok_or_else(|| StepError::InvalidInput(format!("no refund {}", refund.refund_id)))?;
+            if r.status != refund.status {
+                return Ok(false);
             }
-            *r = serde_json::from_value(v).map_err(|e| StepError::Internal(e.to_string()))?;
-            o.timeline.extend(event);
-            Ok(())
+            r.status = to.to_string();
+            if let Some(id) = gateway_refund_id {
+                r.gateway_refund_id = Some(id.to_string());
+            }
+            if crate::domain::refund::gives_back(to) {
+                o.refunded_minor -= refund.amount_minor;
+                for (k, q) in &refund.lines {
+                    *o.refunded_units.entry(k.clone()).or_default() -= q;
+                }
+            }
+            o.timeline.push(event);
+            Ok(true)
         })
     }
     async fn record_dispatch_cancelled(&self, order_id: &str, token_hash: &str, event: TimelineEntry) -> Result<bool> {
@@ -508,5 +523,22 @@ impl StockLedger for UntouchedStock {
     }
     async fn receive_purchase_order(&self, _: &str, _: &str, _: &str, _: i64) -> Result<ReceiveOutcome> {
         untouched("receive_purchase_order")
+    }
+}
+
+/// Lookup entries (tracking number -> parcel, ...), as the idempotency table keeps them.
+#[derive(Default)]
+pub struct InMemoryLookups {
+    pub entries: Mutex<HashMap<String, serde_json::Value>>,
+}
+
+#[async_trait]
+impl Lookups for InMemoryLookups {
+    async fn put_lookup(&self, key: &str, value: &serde_json::Value) -> Result<()> {
+        self.entries.lock().unwrap().insert(key.to_string(), value.clone());
+        Ok(())
+    }
+    async fn get_lookup(&self, key: &str) -> Result<Option<serde_json::Value>> {
+        Ok(self.entries.lock().unwrap().get(key).cloned())
     }
 }

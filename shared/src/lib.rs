@@ -16,6 +16,7 @@ pub mod lambda;
 pub mod money;
 pub mod notification;
 pub mod ports;
+pub mod refunds;
 pub mod secrets;
 pub mod telemetry;
 pub mod webhooks;

@@ -45,8 +45,18 @@ pub trait OrderRepository: Send + Sync {
         refunded_before: i64,
         units_before: &BTreeMap<String, i64>,
     ) -> Result<RecordRefund>;
-    /// Set fields of one refund (status, gateway id).
-    async fn update_refund(&self, order_id: &str, refund_id: &str, fields: Vec<(&str, serde_json::Value)>, event: Option<TimelineEntry>) -> Result<()>;
+    /// Move one refund to `to`, compare-and-set on the status it was read with (`refund.status`),
+    /// with the gateway's refund id when known. When `to` gives back (failed, canceled) the
+    /// refund's amount and units leave `refunded_minor` / `refunded_units` in the same write, so
+    /// they can be refunded again. false = the refund's status was no longer the one read.
+    async fn settle_refund(
+        &self,
+        order_id: &str,
+        refund: &crate::domain::refund::Refund,
+        to: &str,
+        gateway_refund_id: Option<&str>,
+        event: TimelineEntry,
+    ) -> Result<bool>;
     async fn record_dispatch_cancelled(&self, order_id: &str, token_hash: &str, event: TimelineEntry) -> Result<bool>;
     /// Add a reported shipment while the order is CONFIRMED or PARTIALLY_SHIPPED. Never overwrites.
     async fn add_shipment(&self, order_id: &str, shipment: &Shipment, token_hash: &str) -> Result<AddShipment>;

@@ -208,8 +208,12 @@ async fn refund_as_operator(h: &Harness, id: &str, key: &str, body: Value) -> (u
 
 /// An order of 2 units, shipped in one parcel and captured in full; (order id, access token, total).
 async fn shipped(h: &Harness, tag: &str) -> (String, String, i64) {
+    shipped_with(h, tag, "pm_card_visa").await
+}
+
+async fn shipped_with(h: &Harness, tag: &str, payment_method: &str) -> (String, String, i64) {
     let sku = h.new_sku(2500, 5).await;
-    let placed = h.place(&order_body(&h.email(tag), &[(&sku, 2)], "pm_card_visa")).await;
+    let placed = h.place(&order_body(&h.email(tag), &[(&sku, 2)], payment_method)).await;
     let id = placed.order_id();
     let total = placed.body["totals"]["total"].as_i64().unwrap();
     let list = pick(h, &id).await;
@@ -263,6 +267,53 @@ fn ret_4_a_double_clicked_refund_is_one_refund_at_the_gateway_and_one_email() {
         // the same unit again: refused, it was refunded already
         let again = refund_as_operator(h, &id, "another-key", json!({"lines": [{"sku": sku, "quantity": 2}], "reason": "requested_by_customer"})).await;
         assert_eq!((again.0, again.1["error"]["code"].as_str()), (409, Some("refund_exceeds_units")), "{:?}", again.1);
+    });
+}
+
+/// Stripe's `pm_card_refundFail`: the refund is created `succeeded`, then fails; the gateway sends
+/// refund.created, charge.refunded, refund.updated and refund.failed, each on its own, in any order.
+#[test]
+fn a_refund_that_fails_at_the_gateway_is_given_back_once_and_alarmed() {
+    let h = harness();
+    h.run(async {
+        let (id, token, total) = shipped_with(h, "refundfail", orderflow_local::sandbox_gateway::PM_REFUND_FAILS).await;
+        let sku = h.stack.deps.orders.get(&id).await.unwrap().unwrap().lines[0].sku.clone();
+        let one_unit = json!({"lines": [{"sku": sku, "quantity": 1}], "reason": "requested_by_customer", "note": "card closed? call them"});
+        let (st, first, _) = refund_as_operator(h, &id, "fails", one_unit.clone()).await;
+        assert_eq!(st, 202, "{first}");
+        let rid = first["refund_id"].as_str().unwrap().to_string();
+        for _ in 0..200 {
+            if h.stack.deps.orders.get(&id).await.unwrap().unwrap().refunds[&rid].status == "failed" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Let every event of the refund arrive (they come in any order), then look.
+        h.settle().await;
+        let order = h.stack.deps.orders.get(&id).await.unwrap().unwrap();
+        assert_eq!(order.refunds[&rid].status, "failed", "a late refund.created (succeeded) does not undo the failure: {:?}", order.refunds);
+        assert!(order.refunds[&rid].gateway_refund_id.as_deref().is_some_and(|g| g.starts_with("re_")));
+        assert_eq!((order.refunded_minor, order.refunded_units.get(&sku).copied()), (0, Some(0)), "given back once, not twice (two failed events)");
+        let failed: Vec<_> = order.timeline.iter().filter(|e| e.event == "refund_failed").collect();
+        assert_eq!(failed.len(), 1, "{:?}", order.timeline);
+        assert!(failed[0].detail.as_deref().unwrap_or("").contains("expired_or_canceled_card"), "{failed:?}");
+        assert_eq!(h.intents(&id)[0]["amount_refunded"].as_i64(), Some(0), "the gateway gave the amount back to the charge");
+        // the customer sees the refund as failed, never the operator's note
+        let view = get_order(&reqwest::Client::new(), h.api(), &id, &token).await.1;
+        assert_eq!(view["refunds"][0]["status"], "failed", "{view}");
+        assert!(!view.to_string().contains("call them"), "{view}");
+        // operators are told: the line the RefundsFailedAlarm's filter counts, with the order's id
+        let log = std::fs::read_to_string(orderflow_local::Options::default().repo.join("target/local/e2e/functions.log")).unwrap();
+        let alarmed = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["fields"]["message"] == "refund failed" && v.to_string().contains(&id))
+            .count();
+        assert_eq!(alarmed, 1, "one `refund failed` line for the order");
+        // the unit can be refunded again (a new request, a new key)
+        let (st, again, _) = refund_as_operator(h, &id, "retry", one_unit).await;
+        assert_eq!(st, 202, "{again}");
+        assert_eq!(again["amount_minor"].as_i64(), Some(total / 2));
     });
 }
 

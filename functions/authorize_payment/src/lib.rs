@@ -37,6 +37,7 @@ pub async fn handle(deps: &Deps, input: OrderRef) -> Result<Authorized, StepErro
                 settled: None,
                 gateway_status: None,
                 gateway_received_minor: None,
+                gateway_refunded_minor: None,
                 gateway_event_created: None,
                 multicapture: Some(auth.multicapture),
             };

@@ -54,15 +54,20 @@ pub async fn ops_cancel(State(deps): State<AppState>, Path(id): Path<String>, he
 
 async fn cancel(deps: &Deps, order_id: &str, by: &str, reason: &str) -> Response {
     let span = tracing::info_span!("cancel", order_id = %order_id);
-    let _g = span.enter();
-    let request = CancelRequest { requested_at: now_rfc3339(), by: by.to_string(), reason: reason.to_string() };
-    // The operator's words stay in `cancel.reason` (operators' view); the timeline says who.
-    let event = TimelineEntry::now("cancel_requested", Some(format!("by the {by}")));
-    match deps.orders.request_cancel(order_id, &request, event).await {
-        Ok(Some(order)) => take_effect(deps, &order).await,
-        Ok(None) => refusal(deps, order_id).await,
-        Err(e) => internal(e),
-    }
+    tracing::Instrument::instrument(
+        async move {
+            let request = CancelRequest { requested_at: now_rfc3339(), by: by.to_string(), reason: reason.to_string() };
+            // The operator's words stay in `cancel.reason` (operators' view); the timeline says who.
+            let event = TimelineEntry::now("cancel_requested", Some(format!("by the {by}")));
+            match deps.orders.request_cancel(order_id, &request, event).await {
+                Ok(Some(order)) => take_effect(deps, &order).await,
+                Ok(None) => refusal(deps, order_id).await,
+                Err(e) => internal(e),
+            }
+        },
+        span,
+    )
+    .await
 }
 
 /// Why the cancel was not recorded, read after the refused write.

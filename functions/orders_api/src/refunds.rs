@@ -40,59 +40,64 @@ pub async fn ops_refund(State(deps): State<AppState>, Path(id): Path<String>, he
         return error(StatusCode::NOT_FOUND, "order_not_found", "no such order", None);
     }
     let span = tracing::info_span!("refund", order_id = %id);
-    let _g = span.enter();
-    let rid = refund_id(&id, &key);
-    let request_hash = sha256_hex(&body);
-    for _ in 0..5 {
-        let order = match deps.orders.get(&id).await {
-            Ok(Some(o)) => o,
-            Ok(None) => return error(StatusCode::NOT_FOUND, "order_not_found", "no such order", None),
-            Err(e) => return internal(e),
-        };
-        if let Some(existing) = order.refunds.get(&rid) {
-            if existing.request_hash == request_hash && existing.status == "requested" {
-                // Recorded but perhaps never queued (the first answer was a 5xx): queue it again.
+    tracing::Instrument::instrument(
+        async move {
+            let rid = refund_id(&id, &key);
+            let request_hash = sha256_hex(&body);
+            for _ in 0..5 {
+                let order = match deps.orders.get(&id).await {
+                    Ok(Some(o)) => o,
+                    Ok(None) => return error(StatusCode::NOT_FOUND, "order_not_found", "no such order", None),
+                    Err(e) => return internal(e),
+                };
+                if let Some(existing) = order.refunds.get(&rid) {
+                    if existing.request_hash == request_hash && existing.status == "requested" {
+                        // Recorded but perhaps never queued (the first answer was a 5xx): queue it again.
+                        if let Err(e) = deps.queue.send(&deps.refunds_queue_url, &json!({"orderId": id, "refundId": rid})).await {
+                            return internal(e);
+                        }
+                    }
+                    return replay(existing, &request_hash);
+                }
+                let (amount, lines) = match plan(&order, &req) {
+                    Ok(p) => p,
+                    Err(i) => {
+                        let status = if i.code.starts_with("refund_exceeds") { StatusCode::CONFLICT } else { StatusCode::BAD_REQUEST };
+                        return error(status, i.code, &i.message, i.field.as_deref());
+                    }
+                };
+                let refund = Refund {
+                    refund_id: rid.clone(),
+                    amount_minor: amount,
+                    lines,
+                    reason: req.reason.clone(),
+                    note: req.note.clone().filter(|n| !n.trim().is_empty()),
+                    status: "requested".into(),
+                    gateway_refund_id: None,
+                    requested_at: now_rfc3339(),
+                    request_hash: request_hash.clone(),
+                };
+                let units_before = refund.lines.keys().map(|k| (k.clone(), order.refunded_units.get(k).copied().unwrap_or(0))).collect();
+                match deps.orders.record_refund(&id, &refund, order.refunded_minor, &units_before).await {
+                    Ok(RecordRefund::Recorded) => {}
+                    Ok(RecordRefund::Exists(existing)) => return replay(&existing, &request_hash),
+                    // Another refund (or a capture) moved the ledger: plan again from a fresh read.
+                    Ok(RecordRefund::Conflict) => continue,
+                    Err(e) => return internal(e),
+                }
+                // Recorded: hand it to refund_payment. If queueing fails, the operator's retry with the
+                // same key finds the refund recorded and queues it again (the gateway key keeps it one).
                 if let Err(e) = deps.queue.send(&deps.refunds_queue_url, &json!({"orderId": id, "refundId": rid})).await {
                     return internal(e);
                 }
+                tracing::info!(refund_id = %rid, amount_minor = amount, "refund recorded and queued");
+                return (StatusCode::ACCEPTED, axum::Json(view(&refund))).into_response();
             }
-            return replay(existing, &request_hash);
-        }
-        let (amount, lines) = match plan(&order, &req) {
-            Ok(p) => p,
-            Err(i) => {
-                let status = if i.code.starts_with("refund_exceeds") { StatusCode::CONFLICT } else { StatusCode::BAD_REQUEST };
-                return error(status, i.code, &i.message, i.field.as_deref());
-            }
-        };
-        let refund = Refund {
-            refund_id: rid.clone(),
-            amount_minor: amount,
-            lines,
-            reason: req.reason.clone(),
-            note: req.note.clone().filter(|n| !n.trim().is_empty()),
-            status: "requested".into(),
-            gateway_refund_id: None,
-            requested_at: now_rfc3339(),
-            request_hash: request_hash.clone(),
-        };
-        let units_before = refund.lines.keys().map(|k| (k.clone(), order.refunded_units.get(k).copied().unwrap_or(0))).collect();
-        match deps.orders.record_refund(&id, &refund, order.refunded_minor, &units_before).await {
-            Ok(RecordRefund::Recorded) => {}
-            Ok(RecordRefund::Exists(existing)) => return replay(&existing, &request_hash),
-            // Another refund (or a capture) moved the ledger: plan again from a fresh read.
-            Ok(RecordRefund::Conflict) => continue,
-            Err(e) => return internal(e),
-        }
-        // Recorded: hand it to refund_payment. If queueing fails, the operator's retry with the
-        // same key finds the refund recorded and queues it again (the gateway key keeps it one).
-        if let Err(e) = deps.queue.send(&deps.refunds_queue_url, &json!({"orderId": id, "refundId": rid})).await {
-            return internal(e);
-        }
-        tracing::info!(refund_id = %rid, amount_minor = amount, "refund recorded and queued");
-        return (StatusCode::ACCEPTED, axum::Json(view(&refund))).into_response();
-    }
-    error(StatusCode::CONFLICT, "refund_conflict", "the order's refunds kept changing; retry with the same Idempotency-Key", None)
+            error(StatusCode::CONFLICT, "refund_conflict", "the order's refunds kept changing; retry with the same Idempotency-Key", None)
+        },
+        span,
+    )
+    .await
 }
 
 fn replay(existing: &Refund, request_hash: &str) -> Response {

@@ -58,37 +58,42 @@ pub async fn answer_cancellation(State(deps): State<AppState>, headers: HeaderMa
         return error(StatusCode::CONFLICT, "no_cancel_requested", "no cancel was requested for this order", None);
     }
     let span = tracing::info_span!("cancellation", order_id = %a.order_id, %warehouse);
-    let _g = span.enter();
-    if a.outcome == "too_late" {
-        let event = TimelineEntry::now("cancel_too_late", Some(format!("{warehouse} had already packed or shipped its lines")));
-        if let Err(e) = deps.orders.append_timeline(&a.order_id, event).await {
-            return internal(e);
-        }
-        tracing::info!("warehouse answered too late; its parcels ship and are charged as usual");
-        return (StatusCode::OK, axum::Json(json!({"order_id": a.order_id, "outcome": "too_late"}))).into_response();
-    }
-    let token_hash = hex_sha256(a.dispatch_token.as_bytes());
-    let event = TimelineEntry::now("dispatch_cancelled", Some(format!("{warehouse} cancelled its open lines")));
-    match deps.orders.record_dispatch_cancelled(&a.order_id, &token_hash, event).await {
-        Ok(true) => {}
-        Ok(false) => {
-            let again = order.answered_tokens.get(&token_hash).is_some_and(|v| v == "cancelled");
-            if !again {
-                return error(
-                    StatusCode::CONFLICT,
-                    "dispatch_not_awaiting",
-                    "this pick list's token was already answered (a parcel was reported against it)",
-                    Some("dispatchToken"),
-                );
+    tracing::Instrument::instrument(
+        async move {
+            if a.outcome == "too_late" {
+                let event = TimelineEntry::now("cancel_too_late", Some(format!("{warehouse} had already packed or shipped its lines")));
+                if let Err(e) = deps.orders.append_timeline(&a.order_id, event).await {
+                    return internal(e);
+                }
+                tracing::info!("warehouse answered too late; its parcels ship and are charged as usual");
+                return (StatusCode::OK, axum::Json(json!({"order_id": a.order_id, "outcome": "too_late"}))).into_response();
             }
-            // A retry of an answer whose first response was lost: wake the workflow again below.
-        }
-        Err(e) => return internal(e),
-    }
-    match deps.workflows.send_task_success(&a.dispatch_token, &json!({"cancelled": true, "warehouse": warehouse})).await {
-        Ok(()) | Err(StepError::InvalidState(_)) => {}
-        Err(e) => return internal(e),
-    }
-    tracing::info!("dispatch cancelled by the warehouse");
-    (StatusCode::ACCEPTED, axum::Json(json!({"order_id": a.order_id, "outcome": "cancelled"}))).into_response()
+            let token_hash = hex_sha256(a.dispatch_token.as_bytes());
+            let event = TimelineEntry::now("dispatch_cancelled", Some(format!("{warehouse} cancelled its open lines")));
+            match deps.orders.record_dispatch_cancelled(&a.order_id, &token_hash, event).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let again = order.answered_tokens.get(&token_hash).is_some_and(|v| v == "cancelled");
+                    if !again {
+                        return error(
+                            StatusCode::CONFLICT,
+                            "dispatch_not_awaiting",
+                            "this pick list's token was already answered (a parcel was reported against it)",
+                            Some("dispatchToken"),
+                        );
+                    }
+                    // A retry of an answer whose first response was lost: wake the workflow again below.
+                }
+                Err(e) => return internal(e),
+            }
+            match deps.workflows.send_task_success(&a.dispatch_token, &json!({"cancelled": true, "warehouse": warehouse})).await {
+                Ok(()) | Err(StepError::InvalidState(_)) => {}
+                Err(e) => return internal(e),
+            }
+            tracing::info!("dispatch cancelled by the warehouse");
+            (StatusCode::ACCEPTED, axum::Json(json!({"order_id": a.order_id, "outcome": "cancelled"}))).into_response()
+        },
+        span,
+    )
+    .await
 }

@@ -31,11 +31,16 @@ struct ReviewTask {
 async fn one(deps: &Deps, body: &str) -> Result<(), StepError> {
     let task: ReviewTask = serde_json::from_str(body).map_err(|e| StepError::InvalidInput(format!("review message: {e}")))?;
     let span = tracing::info_span!("review_task", order_id = %task.order_id);
-    let _g = span.enter();
-    deps.orders.record_review_token(&task.order_id, &task.task_token).await?;
-    deps.orders.append_timeline(&task.order_id, TimelineEntry::now("awaiting_review", None)).await?;
-    tracing::info!("review task recorded");
-    Ok(())
+    tracing::Instrument::instrument(
+        async move {
+            deps.orders.record_review_token(&task.order_id, &task.task_token).await?;
+            deps.orders.append_timeline(&task.order_id, TimelineEntry::now("awaiting_review", None)).await?;
+            tracing::info!("review task recorded");
+            Ok::<(), StepError>(())
+        },
+        span,
+    )
+    .await
 }
 
 /// Reports partial batch failures: only the messages that failed come back.

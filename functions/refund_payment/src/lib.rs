@@ -3,18 +3,20 @@
 //! conditional write that keeps the sum within what was captured and each unit refunded once), then
 //! queued `{"orderId", "refundId"}`; this consumer sends it to the gateway under the key
 //! `<order>:refund:<refund id>` (a replay, however often, is one refund at Stripe), records the
-//! gateway's refund id and status, and queues one email per refund. A refund the gateway refuses
-//! is recorded `failed` with the reason for operators and alarmed through the step's error.
+//! gateway's refund id and status (forward only, as the webhooks apply it: `orderflow_shared::refunds`),
+//! and queues one email per refund. A refund the gateway refuses is recorded `failed` with the reason,
+//! its amount and units go back to the ledger, and the `refund failed` log line raises
+//! RefundsFailedAlarm; it is not retried (a refusal stays a refusal).
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use orderflow_shared::domain::order::TimelineEntry;
+use orderflow_shared::domain::refund::gives_back;
 use orderflow_shared::gateway::refund_key;
 use orderflow_shared::money::Money;
 use orderflow_shared::notification::Notification;
 use orderflow_shared::ports::{GatewayError, OrderRepository, PaymentGateway, Queue};
+use orderflow_shared::refunds::{settle_refund, RefundSettled};
 use orderflow_shared::{ConfigError, Env, StepError};
 use serde::Deserialize;
-use serde_json::json;
 use std::sync::Arc;
 
 /// What this function uses, built from its environment at cold start.
@@ -52,22 +54,25 @@ pub async fn refund(deps: &Deps, m: &RefundMessage) -> Result<String, StepError>
     let metadata = [("order_id", order.order_id.as_str()), ("refund_id", r.refund_id.as_str()), ("note", note.as_str())];
     match deps.gateway.refund(&payment.intent_id, amount, &r.reason, &metadata, &refund_key(&order.order_id, &r.refund_id)).await {
         Ok(done) => {
-            let event = TimelineEntry::now("refund_sent", Some(format!("{} ({})", amount.display(), done.status)));
-            deps.orders
-                .update_refund(&order.order_id, &r.refund_id, vec![("status", json!(done.status)), ("gateway_refund_id", json!(done.id))], Some(event))
-                .await?;
-            if done.status != "failed" && done.status != "canceled" {
+            // Forward-only, as the webhooks apply it: a refund.failed that got here first stands.
+            let now = match settle_refund(deps.orders.as_ref(), &order.order_id, &r.refund_id, &done.status, Some(&done.id), "sent").await? {
+                RefundSettled::Applied { .. } => done.status.clone(),
+                RefundSettled::Unchanged { status } => status,
+                RefundSettled::UnknownRefund => return Err(StepError::Internal(format!("refund {} vanished from order {}", r.refund_id, order.order_id))),
+            };
+            if !gives_back(&now) {
                 deps.queue.send(&deps.notifications_queue_url, &Notification::refund(&order.order_id, &r.refund_id).to_json()).await?;
             }
-            tracing::info!(refund_id = %r.refund_id, gateway_refund_id = %done.id, status = %done.status, amount_minor = r.amount_minor, "refund sent");
-            Ok(done.status)
+            tracing::info!(refund_id = %r.refund_id, gateway_refund_id = %done.id, status = %now, amount_minor = r.amount_minor, "refund sent");
+            Ok(now)
         }
         Err(GatewayError::Retryable(msg)) => Err(StepError::Retryable(msg)),
         Err(other) => {
-            // Refused for good (e.g. the charge was disputed): operators see it, the alarm fires.
-            let event = TimelineEntry::now("refund_failed", Some(other.to_string()));
-            deps.orders.update_refund(&order.order_id, &r.refund_id, vec![("status", json!("failed"))], Some(event)).await?;
-            Err(StepError::Internal(format!("refund {} refused by the gateway: {other}", r.refund_id)))
+            // Refused for good (e.g. the charge was disputed): the ledger gets the amount back,
+            // operators see it on the order and the RefundsFailedAlarm fires.
+            settle_refund(deps.orders.as_ref(), &order.order_id, &r.refund_id, "failed", None, &other.to_string()).await?;
+            tracing::error!(refund_id = %r.refund_id, failure_reason = %other, "refund failed");
+            Ok("failed".into())
         }
     }
 }

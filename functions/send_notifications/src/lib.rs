@@ -181,49 +181,55 @@ pub fn render(n: &Notification, order: &Order) -> Option<Email> {
 async fn one(deps: &Deps, body: &str) -> Result<(), StepError> {
     let n: Notification = serde_json::from_str(body).map_err(|e| StepError::InvalidInput(format!("notification message: {e}")))?;
     let span = tracing::info_span!("notification", order_id = %n.order_id, kind = n.kind.as_str());
-    let _g = span.enter();
-    let marker = n.marker();
-    match deps.once.begin(&marker).await? {
-        OnceClaim::AlreadyDone => {
-            tracing::info!("already sent; skipping duplicate");
-            return Ok(());
-        }
-        OnceClaim::InProgress => return Err(StepError::Retryable("another delivery is sending this email".into())),
-        OnceClaim::Go => {}
-    }
-    let delivery = async {
-        let order = deps.orders.get(&n.order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {} not found", n.order_id)))?;
-        let email = render(&n, &order).ok_or_else(|| StepError::InvalidInput(format!("nothing to tell for {} on order {}", n.kind.as_str(), n.order_id)))?;
-        deps.mailer.send(&order.customer_email, &email.subject, &email.text).await
-    }
-    .await;
-    let delivery = match delivery {
-        Ok(d) => d,
-        Err(e) => {
-            // Nothing went out: let the next delivery try again rather than waiting for the
-            // stale-claim window.
-            let _ = deps.once.forget(&marker).await;
-            return Err(e);
-        }
-    };
-    // Sent (or skipped): from here the marker is never forgotten, so no retry can send it again.
-    deps.once.finish(&marker).await?;
-    let event = match &delivery {
-        Delivery::Sent(message_id) => {
-            tracing::info!(%message_id, "email sent");
-            TimelineEntry::now("email_sent", Some(n.kind.as_str().to_string()))
-        }
-        Delivery::Suppressed(reason) => {
-            // The address bounced or complained before: skipping it protects the sender's
-            // reputation. Operators see it on the order; the customer's view does not.
-            tracing::warn!(%reason, "email skipped: the address is on the suppression list");
-            TimelineEntry::now("email_skipped", Some(format!("{}: address suppressed ({reason})", n.kind.as_str())))
-        }
-    };
-    if let Err(e) = deps.orders.append_timeline(&n.order_id, event).await {
-        tracing::warn!(error = %e, "the email's outcome could not be put on the timeline");
-    }
-    Ok(())
+    tracing::Instrument::instrument(
+        async move {
+            let marker = n.marker();
+            match deps.once.begin(&marker).await? {
+                OnceClaim::AlreadyDone => {
+                    tracing::info!("already sent; skipping duplicate");
+                    return Ok(());
+                }
+                OnceClaim::InProgress => return Err(StepError::Retryable("another delivery is sending this email".into())),
+                OnceClaim::Go => {}
+            }
+            let delivery = async {
+                let order = deps.orders.get(&n.order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {} not found", n.order_id)))?;
+                let email =
+                    render(&n, &order).ok_or_else(|| StepError::InvalidInput(format!("nothing to tell for {} on order {}", n.kind.as_str(), n.order_id)))?;
+                deps.mailer.send(&order.customer_email, &email.subject, &email.text).await
+            }
+            .await;
+            let delivery = match delivery {
+                Ok(d) => d,
+                Err(e) => {
+                    // Nothing went out: let the next delivery try again rather than waiting for the
+                    // stale-claim window.
+                    let _ = deps.once.forget(&marker).await;
+                    return Err(e);
+                }
+            };
+            // Sent (or skipped): from here the marker is never forgotten, so no retry can send it again.
+            deps.once.finish(&marker).await?;
+            let event = match &delivery {
+                Delivery::Sent(message_id) => {
+                    tracing::info!(%message_id, "email sent");
+                    TimelineEntry::now("email_sent", Some(n.kind.as_str().to_string()))
+                }
+                Delivery::Suppressed(reason) => {
+                    // The address bounced or complained before: skipping it protects the sender's
+                    // reputation. Operators see it on the order; the customer's view does not.
+                    tracing::warn!(%reason, "email skipped: the address is on the suppression list");
+                    TimelineEntry::now("email_skipped", Some(format!("{}: address suppressed ({reason})", n.kind.as_str())))
+                }
+            };
+            if let Err(e) = deps.orders.append_timeline(&n.order_id, event).await {
+                tracing::warn!(error = %e, "the email's outcome could not be put on the timeline");
+            }
+            Ok::<(), StepError>(())
+        },
+        span,
+    )
+    .await
 }
 
 pub async fn handle(deps: &Deps, event: SqsEvent) -> Result<SqsBatchResponse, StepError> {

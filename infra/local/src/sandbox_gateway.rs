@@ -19,6 +19,8 @@ pub const SANDBOX_WEBHOOK_SECRET: &str = "whsec_gateway_local";
 /// from now, so the hold guard (default margin one day) fires within seconds.
 pub const PM_HOLD_EXPIRES_SOON: &str = "pm_card_visa_holdExpiresSoon";
 pub const HOLD_TAIL_SECONDS: i64 = 15;
+/// Stripe's test method whose refunds fail after they were created (card 4000 0000 0000 5126).
+pub const PM_REFUND_FAILS: &str = "pm_card_refundFail";
 
 /// Per Idempotency-Key: the request's fingerprint and, once answered, (status, body).
 type IdempotencyRecord = (String, Option<(u16, String)>);
@@ -42,18 +44,23 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Send `payment_intent.<kind>` for the intent's current state, signed like Stripe, in the
-    /// background (as Stripe does: after the API call answered, at least once).
+    /// Send `payment_intent.<kind>` for the intent's current state.
     fn emit(&self, kind: &str, intent_id: &str) {
-        let url = self.webhook_url.lock().unwrap().clone();
         let Some(pi) = self.intents.lock().unwrap().get(intent_id).cloned() else { return };
+        self.emit_event(&format!("payment_intent.{kind}"), pi);
+    }
+
+    /// Send one event about `object`, signed like Stripe, in the background (as Stripe does: after
+    /// the API call answered, at least once, each event on its own, in no guaranteed order).
+    fn emit_event(&self, ty: &str, object: Value) {
+        let url = self.webhook_url.lock().unwrap().clone();
         if url.is_empty() {
             return;
         }
         let event = json!({
             "id": format!("evt_{}", &uuid::Uuid::new_v4().simple().to_string()[..24]), "object": "event",
-            "type": format!("payment_intent.{kind}"), "created": chrono::Utc::now().timestamp(),
-            "data": {"object": pi}, "livemode": false,
+            "type": ty, "created": chrono::Utc::now().timestamp(),
+            "data": {"object": object}, "livemode": false,
         })
         .to_string();
         let http = self.http.clone();
@@ -233,6 +240,7 @@ fn behaviour(pm: &str) -> Option<Behaviour> {
     let decline = |code, last4, risk| Some(Behaviour { outcome: Err(("card_declined", code)), risk, last4, brand: "visa" });
     match pm {
         "pm_card_visa" | PM_HOLD_EXPIRES_SOON => ok("normal", "4242"),
+        PM_REFUND_FAILS => ok("normal", "5126"),
         "pm_card_mastercard" => card("normal", "4444", "mastercard"),
         "pm_card_amex" => card("normal", "8431", "amex"),
         "pm_card_discover" => card("normal", "1117", "discover"),
@@ -592,13 +600,46 @@ async fn refund(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes)
         pi["amount_refunded"] = json!(refunded + amount);
         let metadata: serde_json::Map<String, Value> =
             p.iter().filter_map(|(k, v)| k.strip_prefix("metadata[").and_then(|k| k.strip_suffix(']')).map(|k| (k.to_string(), json!(v)))).collect();
+        let charge = &pi["latest_charge"];
         let re = json!({
             "id": format!("re_{}", &uuid::Uuid::new_v4().simple().to_string()[..24]), "object": "refund", "amount": amount,
-            "currency": pi["currency"], "payment_intent": pi_id, "reason": p.get("reason"), "metadata": metadata, "status": "succeeded",
-            "created": chrono::Utc::now().timestamp(),
+            "charge": charge["id"], "currency": pi["currency"], "payment_intent": pi_id, "reason": p.get("reason"), "metadata": metadata,
+            "status": "succeeded", "created": chrono::Utc::now().timestamp(),
         });
+        // The charge carries the PaymentIntent's metadata (Stripe copies it when the charge is made).
+        let refunded_charge = json!({
+            "id": charge["id"], "object": "charge", "payment_intent": pi_id, "amount_captured": received,
+            "amount_refunded": refunded + amount, "refunded": refunded + amount == received, "metadata": pi["metadata"],
+        });
+        let fails_later = pi["payment_method"] == PM_REFUND_FAILS;
+        drop(intents);
+        g.emit_event("refund.created", re.clone());
+        g.emit_event("charge.refunded", refunded_charge);
+        if fails_later {
+            g.fail_refund_later(pi_id.clone(), re.clone());
+        }
         (200, re)
     })
+}
+
+impl Gateway {
+    /// Stripe's `pm_card_refundFail` (4000 0000 0000 5126): the refund is created `succeeded`, then
+    /// fails asynchronously; Stripe gives the amount back to the charge and sends `refund.updated`
+    /// and `refund.failed`.
+    fn fail_refund_later(self: &Arc<Self>, pi_id: String, mut re: Value) {
+        let g = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            if let Some(pi) = g.intents.lock().unwrap().get_mut(&pi_id) {
+                let refunded = pi["amount_refunded"].as_i64().unwrap_or(0);
+                pi["amount_refunded"] = json!(refunded - re["amount"].as_i64().unwrap_or(0));
+            }
+            re["status"] = json!("failed");
+            re["failure_reason"] = json!("expired_or_canceled_card");
+            g.emit_event("refund.updated", re.clone());
+            g.emit_event("refund.failed", re);
+        });
+    }
 }
 
 #[cfg(test)]

@@ -371,10 +371,22 @@ mod tests {
 
     #[test]
     fn tracking_statuses_rank_as_easypost_walks_them() {
-        let ranks: Vec<(&str, Option<u8>)> = ["unknown", "pre_transit", "in_transit", "available_for_pickup", "out_for_delivery", "failure", "cancelled", "error", "return_to_sender", "delivered", "made_up"]
-            .into_iter()
-            .map(|s| (s, tracking_rank(s)))
-            .collect();
+        let ranks: Vec<(&str, Option<u8>)> = [
+            "unknown",
+            "pre_transit",
+            "in_transit",
+            "available_for_pickup",
+            "out_for_delivery",
+            "failure",
+            "cancelled",
+            "error",
+            "return_to_sender",
+            "delivered",
+            "made_up",
+        ]
+        .into_iter()
+        .map(|s| (s, tracking_rank(s)))
+        .collect();
         assert_eq!(
             ranks,
             [

@@ -182,6 +182,9 @@ pub struct PaymentRecord {
     pub gateway_status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_received_minor: Option<i64>,
+    /// The charge's total refunded, as the gateway's last `charge.refunded` said (reconciliation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_refunded_minor: Option<i64>,
     /// `created` of the newest gateway event applied: older ones (delivery is unordered) are skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_event_created: Option<i64>,

@@ -58,6 +58,30 @@ pub fn refund_id(order_id: &str, idempotency_key: &str) -> String {
     format!("rf_{}", &h[..20])
 }
 
+/// Refund statuses in the order they move: ours before the gateway answered (`requested`), then
+/// Stripe's (`pending`, `requires_action`, `succeeded`, `failed`, `canceled`). Failed and canceled
+/// are final; a succeeded refund can still fail later (a closed card), never the other way round.
+pub fn refund_rank(status: &str) -> Option<u8> {
+    Some(match status {
+        "requested" => 0,
+        "pending" | "requires_action" => 1,
+        "succeeded" => 2,
+        "failed" | "canceled" => 3,
+        _ => return None,
+    })
+}
+
+/// Whether the gateway's `to` replaces a refund's `from` (forward only: webhooks come in any order
+/// and more than once).
+pub fn refund_advances(from: &str, to: &str) -> bool {
+    matches!((refund_rank(from), refund_rank(to)), (Some(a), Some(b)) if b > a)
+}
+
+/// A refund in this status gave the customer nothing: its amount and units go back to the ledger.
+pub fn gives_back(status: &str) -> bool {
+    matches!(status, "failed" | "canceled")
+}
+
 /// What was charged for each SKU's units, as the captures charged them: the SKU's share of the
 /// order total (lines plus their share of shipping and tax), unit by unit.
 fn values(order: &Order) -> (BTreeMap<String, i64>, BTreeMap<String, i64>) {
@@ -133,6 +157,20 @@ pub fn plan(order: &Order, req: &RefundRequest) -> Result<(i64, BTreeMap<String,
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn refund_statuses_only_move_forward_and_failures_give_back() {
+        let order = ["requested", "pending", "succeeded", "failed"];
+        for (i, from) in order.iter().enumerate() {
+            for (j, to) in order.iter().enumerate() {
+                assert_eq!(super::refund_advances(from, to), j > i, "{from} -> {to}");
+            }
+        }
+        assert!(!super::refund_advances("pending", "requires_action"), "same rank");
+        assert!(!super::refund_advances("failed", "canceled") && !super::refund_advances("canceled", "succeeded"), "final");
+        assert!(!super::refund_advances("requested", "made_up") && !super::refund_advances("made_up", "succeeded"));
+        assert!(super::gives_back("failed") && super::gives_back("canceled") && !super::gives_back("succeeded") && !super::gives_back("pending"));
+    }
+
     use super::*;
     use crate::fakes::shipped_order;
     use serde_json::json;

@@ -234,11 +234,16 @@ impl OrderRepository for DynamoOrders {
         for (i, (sku, q)) in refund.lines.iter().enumerate() {
             let was = units_before.get(sku).copied().unwrap_or(0);
             set.push(format!("refunded_units.#s{i} = :u{i}"));
-            cond.push(if was == 0 { format!("attribute_not_exists(refunded_units.#s{i})") } else { format!("refunded_units.#s{i} = :w{i}") });
-            req = req.expression_attribute_names(format!("#s{i}"), sku).expression_attribute_values(format!(":u{i}"), n(was + q));
-            if was != 0 {
-                req = req.expression_attribute_values(format!(":w{i}"), n(was));
-            }
+            // None refunded: never refunded, or given back by a failed refund (then it is 0).
+            cond.push(if was == 0 {
+                format!("(attribute_not_exists(refunded_units.#s{i}) OR refunded_units.#s{i} = :w{i})")
+            } else {
+                format!("refunded_units.#s{i} = :w{i}")
+            });
+            req = req
+                .expression_attribute_names(format!("#s{i}"), sku)
+                .expression_attribute_values(format!(":u{i}"), n(was + q))
+                .expression_attribute_values(format!(":w{i}"), n(was));
         }
         set.extend(["updated_at = :now".to_string(), "timeline = list_append(timeline, :ev)".to_string()]);
         let ev = TimelineEntry::now("refund_requested", Some(format!("{} ({})", refund.amount_minor, refund.refund_id)));
@@ -253,8 +258,40 @@ impl OrderRepository for DynamoOrders {
         })
     }
 
-    async fn update_refund(&self, order_id: &str, refund_id: &str, fields: Vec<(&str, serde_json::Value)>, event: Option<TimelineEntry>) -> Result<()> {
-        self.nested_update(order_id, "refunds", Some(refund_id), fields, event).await
+    async fn settle_refund(
+        &self,
+        order_id: &str,
+        refund: &crate::domain::refund::Refund,
+        to: &str,
+        gateway_refund_id: Option<&str>,
+        event: TimelineEntry,
+    ) -> Result<bool> {
+        let mut set = vec!["refunds.#rid.#st = :to".to_string(), "updated_at = :now".to_string(), "timeline = list_append(timeline, :ev)".to_string()];
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            .condition_expression("refunds.#rid.#st = :from")
+            .expression_attribute_names("#rid", &refund.refund_id)
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":from", s(&refund.status))
+            .expression_attribute_values(":to", s(to));
+        if let Some(id) = gateway_refund_id {
+            set.push("refunds.#rid.gateway_refund_id = :gid".into());
+            req = req.expression_attribute_values(":gid", s(id));
+        }
+        if crate::domain::refund::gives_back(to) {
+            // The ledger gives back what this refund held, in the same write as its status.
+            set.push("refunded_minor = refunded_minor - :amt".into());
+            req = req.expression_attribute_values(":amt", n(refund.amount_minor));
+            for (i, (sku, q)) in refund.lines.iter().enumerate() {
+                set.push(format!("refunded_units.#s{i} = refunded_units.#s{i} - :u{i}"));
+                req = req.expression_attribute_names(format!("#s{i}"), sku).expression_attribute_values(format!(":u{i}"), n(*q));
+            }
+        }
+        let req = req.update_expression(format!("SET {}", set.join(", ")));
+        self.conditional(req, event, "orders.settle_refund").await.map(|o| o.is_some())
     }
 
     async fn record_dispatch_cancelled(&self, order_id: &str, token_hash: &str, event: TimelineEntry) -> Result<bool> {
