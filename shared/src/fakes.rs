@@ -186,6 +186,22 @@ impl OrderRepository for InMemoryOrders {
             Ok(true)
         })
     }
+    /// As the indexes would answer, with `updated_at` standing in for when the status was entered.
+    async fn list(&self, query: &crate::domain::order_index::ListQuery) -> Result<(Vec<Order>, Option<String>)> {
+        use crate::domain::order_index::{merge, order_of, sort_key, Filter};
+        let all = self.orders.lock().unwrap();
+        let keys: Vec<String> = all
+            .values()
+            .filter_map(|o| match &query.filter {
+                Filter::Status(s) if o.status == *s => Some(sort_key(&o.updated_at, &o.order_id)),
+                Filter::Email(e) if o.customer_email == *e => Some(sort_key(&o.created_at, &o.order_id)),
+                _ => None,
+            })
+            .filter(|k| k.as_str() >= query.lo.as_str() && k.as_str() <= query.hi.as_str())
+            .collect();
+        let (page, cursor) = merge(vec![keys], query.limit);
+        Ok((page.iter().map(|k| all[order_of(k)].clone()).collect(), cursor))
+    }
     async fn record_dispatch_cancelled(&self, order_id: &str, token_hash: &str, event: TimelineEntry) -> Result<bool> {
         self.with_order(order_id, |o| {
             if o.cancel.is_none() || o.answered_tokens.contains_key(token_hash) || !matches!(o.status, OrderStatus::Confirmed | OrderStatus::PartiallyShipped) {

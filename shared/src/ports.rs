@@ -58,6 +58,9 @@ pub trait OrderRepository: Send + Sync {
         event: TimelineEntry,
     ) -> Result<bool>;
     async fn record_dispatch_cancelled(&self, order_id: &str, token_hash: &str, event: TimelineEntry) -> Result<bool>;
+    /// One page of the orders an operator asked for (`domain::order_index`), oldest first, and the
+    /// cursor of the next page.
+    async fn list(&self, query: &crate::domain::order_index::ListQuery) -> Result<(Vec<Order>, Option<String>)>;
     /// Add a reported shipment while the order is CONFIRMED or PARTIALLY_SHIPPED. Never overwrites.
     async fn add_shipment(&self, order_id: &str, shipment: &Shipment, token_hash: &str) -> Result<AddShipment>;
     /// Take back a report that answered nothing (its token was no longer waiting).

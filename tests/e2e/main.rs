@@ -8,6 +8,7 @@ mod checkout_paths;
 mod contracts;
 mod fulfillment;
 mod iam_enforcement;
+mod ops_listing;
 mod stock_properties;
 mod store_data;
 mod workflow_properties;

@@ -4,7 +4,8 @@
 //!   run the Express checkout workflow synchronously and answer with its decision.
 //! - `GET /orders/{id}` with the order's access token (`Authorization: Bearer <token>`): status,
 //!   lines, totals, timeline. Without the right token: 404, never 403 (SEC-1).
-//! - `POST /ops/orders/{id}/review` and `GET /ops/orders/{id}` with the operator token.
+//! - `POST /ops/orders/{id}/review` and `GET /ops/orders/{id}` with the operator token;
+//!   `GET /ops/orders?status=|email=` lists the orders that need someone (listing.rs).
 //!
 //! Every error is JSON `{"error": {"code", "message", "field"?}}` with a stable code; bad input is
 //! always a 4xx.
@@ -66,12 +67,14 @@ impl Deps {
 pub type AppState = Arc<Deps>;
 
 mod cancel;
+mod listing;
 mod refunds;
 
 pub fn router(deps: AppState) -> Router {
     Router::new()
         .route("/orders", post(place_order))
         .route("/orders/{id}", get(get_order))
+        .route("/ops/orders", get(listing::ops_list))
         .route("/ops/orders/{id}", get(ops_get_order))
         .route("/ops/orders/{id}/review", post(ops_review))
         .route("/orders/{id}/cancel", post(cancel::customer_cancel))
@@ -90,7 +93,7 @@ pub async fn invoke_apigw(deps: AppState, payload: Value) -> Result<Value, StepE
 pub use orderflow_shared::http::error;
 use orderflow_shared::http::{bearer, const_eq};
 
-fn invalid(i: Invalid) -> (StatusCode, Value) {
+pub(crate) fn invalid(i: Invalid) -> (StatusCode, Value) {
     let mut e = json!({"code": i.code, "message": i.message});
     if let Some(f) = i.field {
         e["field"] = json!(f);

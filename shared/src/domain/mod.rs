@@ -3,6 +3,7 @@ pub mod checkout;
 pub mod fraud;
 pub mod fulfillment;
 pub mod order;
+pub mod order_index;
 pub mod pricing;
 pub mod refund;
 pub mod shipping;

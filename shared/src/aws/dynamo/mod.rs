@@ -19,6 +19,7 @@
 mod catalog;
 mod idempotency;
 mod inventory;
+mod order_index;
 mod orders;
 mod velocity;
 

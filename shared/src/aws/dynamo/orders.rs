@@ -5,6 +5,7 @@ use super::*;
 use crate::domain::fraud::FraudAssessment;
 use crate::domain::fulfillment::{tracking_is_final, tracking_rank};
 use crate::domain::order::{now_rfc3339, CancelRequest, Dispatch, Order, OrderStatus, PaymentRecord, Shipment, StockShortage, TimelineEntry};
+use crate::domain::order_index;
 use crate::money::Money;
 use crate::ports::*;
 use async_trait::async_trait;
@@ -76,10 +77,18 @@ impl DynamoOrders {
 #[async_trait]
 impl OrderRepository for DynamoOrders {
     async fn create(&self, order: &Order) -> Result<()> {
+        let mut item: std::collections::HashMap<String, AttributeValue> = to_item(order)?;
+        // The listing indexes' keys (domain::order_index): by email always, by attention while the
+        // status needs someone.
+        item.insert("created_key".into(), s(order_index::sort_key(&order.created_at, &order.order_id)));
+        if let Some((pk, sk)) = order_index::attention_keys(&order.order_id, order.status, &order.created_at) {
+            item.insert("attention_pk".into(), s(pk));
+            item.insert("attention_key".into(), s(sk));
+        }
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_item(order)?))
+            .set_item(Some(item))
             .condition_expression("attribute_not_exists(order_id)")
             .send()
             .await
@@ -109,20 +118,29 @@ impl OrderRepository for DynamoOrders {
             return Err(StepError::InvalidState(format!("no transition leads to {}", next.as_str())));
         }
         let placeholders: Vec<String> = (0..from.len()).map(|i| format!(":from{i}")).collect();
+        let now = now_rfc3339();
+        // Into, out of or between the statuses operators list (keys-only index: one index write).
+        let (attention, update) = match order_index::attention_keys(order_id, next, &now) {
+            Some(keys) => (Some(keys), "SET #status = :next, status_reason = :reason, updated_at = :now, timeline = list_append(timeline, :ev), attention_pk = :apk, attention_key = :akey"),
+            None => (None, "SET #status = :next, status_reason = :reason, updated_at = :now, timeline = list_append(timeline, :ev) REMOVE attention_pk, attention_key"),
+        };
         let mut req = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("order_id", s(order_id))
-            .update_expression("SET #status = :next, status_reason = :reason, updated_at = :now, timeline = list_append(timeline, :ev)")
+            .update_expression(update)
             .condition_expression(format!("#status IN ({})", placeholders.join(", ")))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":next", s(next.as_str()))
             .expression_attribute_values(":reason", reason.map(s).unwrap_or(AttributeValue::Null(true)))
-            .expression_attribute_values(":now", s(now_rfc3339()))
+            .expression_attribute_values(":now", s(now))
             .expression_attribute_values(":ev", AttributeValue::L(vec![av(&event)?]));
         for (p, st) in placeholders.iter().zip(from) {
             req = req.expression_attribute_values(p, s(st.as_str()));
+        }
+        if let Some((pk, sk)) = attention {
+            req = req.expression_attribute_values(":apk", s(pk)).expression_attribute_values(":akey", s(sk));
         }
         match req.send().await {
             Ok(_) => Ok(true),
@@ -292,6 +310,10 @@ impl OrderRepository for DynamoOrders {
         }
         let req = req.update_expression(format!("SET {}", set.join(", ")));
         self.conditional(req, event, "orders.settle_refund").await.map(|o| o.is_some())
+    }
+
+    async fn list(&self, query: &order_index::ListQuery) -> Result<(Vec<Order>, Option<String>)> {
+        self.list_orders(query).await
     }
 
     async fn record_dispatch_cancelled(&self, order_id: &str, token_hash: &str, event: TimelineEntry) -> Result<bool> {
