@@ -342,9 +342,15 @@ async fn intake(deps: &Deps, source: &str, event_id: &str, event: Value) -> Resp
     let marker = format!("webhook:{source}:{event_id}");
     match deps.once.begin(&marker).await {
         Ok(OnceClaim::Go) => {}
-        // Seen before (or being taken in right now): the sender may stop retrying.
-        Ok(OnceClaim::AlreadyDone) | Ok(OnceClaim::InProgress) => {
+        // Queued before: the sender may stop retrying.
+        Ok(OnceClaim::AlreadyDone) => {
             return (StatusCode::OK, axum::Json(json!({"received": true, "duplicate": true}))).into_response();
+        }
+        // Another delivery of it is being taken in right now and has not queued it yet; if that one
+        // dies, only a retry can bring the event back, so the sender must keep retrying (Stripe and
+        // EasyPost retry any non-2xx). A claim left by a dead delivery is taken over after its lease.
+        Ok(OnceClaim::InProgress) => {
+            return error(StatusCode::CONFLICT, "event_in_progress", "another delivery of this event is being taken in; retry later", None);
         }
         Err(e) => return internal(e),
     }

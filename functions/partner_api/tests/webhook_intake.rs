@@ -88,3 +88,25 @@ async fn wh_4_a_gateway_event_is_verified_recorded_and_queued_and_nothing_else()
     assert_eq!(status, 200);
     assert_only_queued(&ports, &["evt_1"]);
 }
+
+/// #10.8: a delivery that arrives while another delivery of the same event is still being taken in
+/// (claimed, not yet queued) is told to retry, not "duplicate": if the first dies before queueing,
+/// the sender's retry is the only way the event comes back.
+#[tokio::test]
+async fn a_delivery_while_the_first_is_in_flight_is_told_to_retry_and_nothing_is_lost() {
+    let (deps, ports) = deps();
+    let event = json!({"id": "evt_inflight", "description": "tracker.updated", "result": {"tracking_code": "EZ2", "status": "delivered"}});
+    let body = serde_json::to_vec(&event).unwrap();
+    let sig = || ("x-hmac-signature", sign_carrier(&body, "carrier_secret"));
+    // The first delivery has claimed the event and not queued it yet.
+    assert_eq!(deps.once.begin("webhook:carrier:evt_inflight").await.unwrap(), orderflow_shared::ports::OnceClaim::Go);
+    let (status, answer) = post(&deps, "/webhooks/carrier", sig(), &body).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("event_in_progress")), "{answer}");
+    assert_only_queued(&ports, &[]);
+    // The first died: its claim is given up (the adapter's lease does this after 120 s), and the
+    // sender's retry takes the event in.
+    deps.once.forget("webhook:carrier:evt_inflight").await.unwrap();
+    let (status, _) = post(&deps, "/webhooks/carrier", sig(), &body).await;
+    assert_eq!(status, 200);
+    assert_only_queued(&ports, &["evt_inflight"]);
+}
