@@ -112,22 +112,21 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
 /// What the storefront sees of an order. Fraud scores and reasons are for operators only: telling a
 /// fraudster which rule fired teaches them to avoid it.
 pub fn customer_view(order: &Order) -> Value {
-    let reason = match order.status {
-        OrderStatus::Rejected => Some("payment_rejected".to_string()),
-        OrderStatus::Declined => Some(decline_message(order.status_reason.as_deref().unwrap_or_default()).to_string()),
-        OrderStatus::UnderReview => Some("the order is being reviewed; we will email you".to_string()),
-        _ => order.status_reason.clone(),
-    };
-    let timeline: Vec<&TimelineEntry> = order.timeline.iter().filter(|t| !t.event.starts_with("fraud") && t.event != "under_review").collect();
-    let timeline: Vec<Value> = timeline
-        .into_iter()
+    let reason = customer_reason(order);
+    // Operators' business (fraud signals, the review, suppressed emails, the refund ledger's entries,
+    // which have their own section) stays off the customer's timeline, and only the carrier's words
+    // about a parcel keep their detail: every other detail may carry gateway codes, internal error
+    // text or operators' notes (OPS-2). An allowlist, so a new event is private until chosen.
+    let timeline: Vec<Value> = order
+        .timeline
+        .iter()
+        .filter(|t| {
+            !(t.event.starts_with("fraud")
+                || t.event.starts_with("refund_")
+                || matches!(t.event.as_str(), "under_review" | "email_skipped" | "awaiting_review"))
+        })
         .map(|t| {
-            // Details that carry gateway codes or operators' words stay with operators (OPS-2).
-            let detail = if matches!(t.event.as_str(), "rejected" | "declined" | "cancel_requested" | "review_decided" | "email_skipped") {
-                None
-            } else {
-                t.detail.clone()
-            };
+            let detail = if t.event.starts_with("tracking_") { t.detail.clone() } else { None };
             json!({"at": t.at, "event": t.event, "detail": detail})
         })
         .collect();
@@ -170,6 +169,19 @@ pub fn customer_view(order: &Order) -> Value {
             json!(order.stock_shortage.iter().map(|s| json!({"sku": s.sku, "requested": s.requested, "available": s.available})).collect::<Vec<_>>());
     }
     v
+}
+
+/// The reason a customer reads: a fixed text or code, never the stored reason of a failure (it holds
+/// the failed step's error text) nor anything that is not a plain reason code.
+fn customer_reason(order: &Order) -> Option<String> {
+    let stored = order.status_reason.as_deref().unwrap_or_default();
+    match order.status {
+        OrderStatus::Rejected => Some("payment_rejected".to_string()),
+        OrderStatus::Declined => Some(decline_message(stored).to_string()),
+        OrderStatus::UnderReview => Some("the order is being reviewed; we will email you".to_string()),
+        OrderStatus::Failed => Some("we could not complete this order; we have emailed you, and nothing was charged for what did not ship".to_string()),
+        _ => (!stored.is_empty() && stored.len() <= 40 && stored.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')).then(|| stored.to_string()),
+    }
 }
 
 /// What a customer reads about a declined card: what to do, never the gateway's decline code or
