@@ -11,4 +11,5 @@ mod iam_enforcement;
 mod ops_listing;
 mod stock_properties;
 mod store_data;
+mod sweeper;
 mod workflow_properties;

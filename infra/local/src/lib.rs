@@ -273,6 +273,25 @@ impl Stack {
                 tasks.push(pumps::spawn(edge.clone(), moto_sqs.clone(), url, arn, name));
             }
         }
+        // EventBridge schedules, as the template declares them (the sweeper every 5 minutes).
+        for f in p.template.functions() {
+            if let Some(every) = f.schedule_seconds {
+                let name =
+                    edge.functions.keys().find(|k| **k == f.binary).copied().ok_or_else(|| format!("{}: function {} is not hosted", f.logical_id, f.binary))?;
+                let edge = edge.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(every));
+                    tick.tick().await; // the first run is one period after start, as a new rule's
+                    loop {
+                        tick.tick().await;
+                        let event = serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}, "time": chrono::Utc::now().to_rfc3339()});
+                        if let Err(e) = edge.invoke(name, event).await {
+                            tracing::warn!(function = name, error = ?e, "scheduled run failed");
+                        }
+                    }
+                }));
+            }
+        }
         // The store's data goes in through the operator API, as on a deployed stack (README: load
         // data), so that path runs on every start.
         let loaded = load::load(&api_url, &opts.ops_token, &opts.repo.join("infra/local/fixtures/store.json")).await.map_err(|e| format!("seeding: {e}"))?;

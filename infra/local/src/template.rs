@@ -49,6 +49,22 @@ pub struct Function {
     pub binary: String,
     /// Logical id of the SQS queue feeding it, if any.
     pub sqs_source: Option<String>,
+    /// Seconds between runs of its EventBridge `Schedule: rate(N minutes|hours)` event, if any.
+    pub schedule_seconds: Option<u64>,
+}
+
+/// `rate(5 minutes)` -> 300 (EventBridge's rate expressions; cron expressions are not used here).
+pub fn rate_seconds(expr: &str) -> Option<u64> {
+    let inner = expr.strip_prefix("rate(")?.strip_suffix(')')?;
+    let (n, unit) = inner.split_once(' ')?;
+    let n: u64 = n.parse().ok()?;
+    let per = match unit.trim_end_matches('s') {
+        "minute" => 60,
+        "hour" => 3600,
+        "day" => 86_400,
+        _ => return None,
+    };
+    Some(n * per)
 }
 
 pub struct Template {
@@ -371,7 +387,10 @@ impl Template {
                         .find(|e| e["Type"].as_str() == Some("SQS"))
                         .and_then(|e| tag_of(&e["Properties"]["Queue"]).map(|(_, q)| s(q).trim_end_matches(".Arn").to_string()))
                 });
-                Function { binary: self.function_binary(&id).unwrap_or_default(), logical_id: id, sqs_source }
+                let schedule_seconds = r["Properties"]["Events"].as_mapping().and_then(|events| {
+                    events.values().find(|e| e["Type"].as_str() == Some("Schedule")).and_then(|e| e["Properties"]["Schedule"].as_str()).and_then(rate_seconds)
+                });
+                Function { binary: self.function_binary(&id).unwrap_or_default(), logical_id: id, sqs_source, schedule_seconds }
             })
             .collect()
     }

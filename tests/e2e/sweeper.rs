@@ -1,0 +1,77 @@
+//! #10.3 / INV-6: an order a dead checkout left PENDING is closed by the scheduled sweeper through
+//! the cancel's steps: stock released once, hold voided once, one email, FAILED, and a late step of
+//! the checkout cannot reserve again. The dead checkout is made as a killed one leaves it: the
+//! order written and the checkout's own first two steps (reserve_stock, authorize_payment) run,
+//! then nothing, for longer than a checkout can live.
+
+use orderflow_e2e::*;
+use orderflow_shared::domain::order::{new_order_id, Order, OrderStatus};
+use serde_json::{json, Value};
+
+/// A copy of a placed order's lines and addresses as a new PENDING order created `age` ago.
+async fn killed_checkout(h: &Harness, sku: &str, age: chrono::Duration) -> String {
+    let placed = h.place(&order_body(&h.email("sweep"), &[(sku, 2)], "pm_card_visa")).await;
+    assert_eq!(placed.status, 201, "{}", placed.body);
+    let template = h.stack.deps.orders.get(&placed.order_id()).await.unwrap().unwrap();
+    let id = new_order_id();
+    let at = (chrono::Utc::now() - age).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut v = serde_json::to_value(&template).unwrap();
+    for (k, val) in [("order_id", json!(id)), ("status", json!("PENDING")), ("created_at", json!(at)), ("updated_at", json!(at)), ("timeline", json!([]))] {
+        v[k] = val;
+    }
+    for k in ["payment", "status_reason", "fraud"] {
+        v.as_object_mut().unwrap().remove(k);
+    }
+    let order: Order = serde_json::from_value(v).unwrap();
+    h.stack.deps.orders.create(&order).await.unwrap();
+    for step in ["reserve_stock", "authorize_payment"] {
+        h.stack.edge.invoke(step, json!({"orderId": id})).await.unwrap_or_else(|e| panic!("{step}: {e:?}"));
+    }
+    id
+}
+
+async fn sweep(h: &Harness) -> Value {
+    h.stack.edge.invoke("sweep_stuck_orders", json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})).await.unwrap()
+}
+
+#[test]
+fn inv_6_an_order_a_dead_checkout_left_pending_is_closed_once_by_the_sweeper() {
+    let h = harness();
+    h.run(async {
+        let sku = h.new_sku(1800, 10).await;
+        let dead = killed_checkout(h, &sku, chrono::Duration::hours(1)).await;
+        let live = killed_checkout(h, &sku, chrono::Duration::seconds(5)).await;
+        assert_eq!(h.stock(&sku).await, (2, 8), "two placed orders and two checkouts hold 8 units");
+        let hold = h.intents(&dead)[0]["id"].as_str().unwrap().to_string();
+        assert_eq!(h.intents(&dead)[0]["status"], "requires_capture");
+
+        let out = sweep(h).await;
+        assert!(out["closed"].as_array().unwrap().iter().any(|c| c == dead.as_str()), "{out}");
+        assert!(!out["closed"].as_array().unwrap().iter().any(|c| c == live.as_str()), "a checkout that may still be running is left alone: {out}");
+        let o = h.stack.deps.orders.get(&dead).await.unwrap().unwrap();
+        assert_eq!((o.status, o.status_reason.as_deref()), (OrderStatus::Failed, Some("checkout_abandoned")));
+        assert_eq!(h.stock(&sku).await, (4, 6), "the dead checkout's 2 units are back");
+        assert_eq!(h.intents(&dead)[0]["status"], "canceled");
+
+        // Again, and a late step of the dead checkout: nothing more happens.
+        let again = sweep(h).await;
+        assert!(!again["closed"].as_array().unwrap().iter().any(|c| c == dead.as_str()), "{again}");
+        // (refused: the released reservation stays released, and the order is decided)
+        match h.stack.edge.invoke("reserve_stock", json!({"orderId": dead})).await {
+            Ok(late) => assert_eq!(late["alreadyDecided"], true, "{late}"),
+            Err((kind, _)) => assert_eq!(kind, "InvalidState"),
+        }
+        assert_eq!(h.stock(&sku).await, (4, 6), "nothing reserved again");
+        h.settle().await;
+        assert_eq!(h.stack.gateway.cancel_count(&hold), 1, "voided once");
+        let voids: Vec<_> = h.gateway_requests(&dead).into_iter().filter(|r| r.path.ends_with("/cancel") && !r.replayed).collect();
+        assert_eq!(voids.len(), 1, "{voids:?}");
+        let mails = h.stack.edge.emails_for(&dead);
+        assert_eq!(mails.len(), 1, "one email: {mails:?}");
+        assert!(mails[0].text.contains("could not complete") && mails[0].text.contains("Nothing has been charged"), "{}", mails[0].text);
+        let o = h.stack.deps.orders.get(&dead).await.unwrap().unwrap();
+        assert_eq!(o.timeline.iter().filter(|t| t.event == "abandoned_closed").count(), 1, "{:?}", o.timeline);
+        // The live one is still PENDING with its stock.
+        assert_eq!(h.stack.deps.orders.get(&live).await.unwrap().unwrap().status, OrderStatus::Pending);
+    });
+}
