@@ -292,6 +292,9 @@ impl RecordingGateway {
 
 #[async_trait]
 impl PaymentGateway for RecordingGateway {
+    async fn holds_for_order(&self, _order_id: &str, _from: i64, _to: i64) -> std::result::Result<Vec<String>, GatewayError> {
+        Ok(vec![])
+    }
     async fn authorize(&self, _order_id: &str, amount: Money, _pm: &str, key: &str) -> std::result::Result<Authorization, GatewayError> {
         self.requests.lock().unwrap().push(GatewayRequest {
             operation: "authorize",

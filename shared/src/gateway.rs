@@ -71,6 +71,37 @@ impl HttpGateway {
     }
 }
 
+impl HttpGateway {
+    async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, GatewayError> {
+        let api_key = self.api_key.get().await.map_err(|e| GatewayError::Retryable(e.to_string()))?;
+        let resp = self
+            .http
+            .get(format!("{}{}", self.base_url, path))
+            .bearer_auth(api_key.expose())
+            .header("Stripe-Version", STRIPE_VERSION)
+            .query(query)
+            .send()
+            .await
+            .map_err(|e| GatewayError::Retryable(format!("gateway unreachable: {e}")))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.map_err(|e| GatewayError::Retryable(format!("gateway sent a non-JSON body ({status}): {e}")))?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        let message = body["error"]["message"].as_str().unwrap_or("").to_string();
+        Err(if status.as_u16() == 429 || status.is_server_error() {
+            GatewayError::Retryable(message)
+        } else {
+            GatewayError::Rejected { code: body["error"]["code"].as_str().unwrap_or("unknown").to_string(), message }
+        })
+    }
+}
+
+/// Voiding a hold found by the List API that the order never recorded (one key per intent).
+pub fn orphan_void_key(order_id: &str, intent_id: &str) -> String {
+    format!("{order_id}:void-orphan:{intent_id}")
+}
+
 pub fn authorize_key(order_id: &str) -> String {
     format!("{order_id}:authorize")
 }
@@ -91,6 +122,30 @@ pub fn release_key(order_id: &str) -> String {
 
 #[async_trait]
 impl PaymentGateway for HttpGateway {
+    async fn holds_for_order(&self, order_id: &str, created_from: i64, created_to: i64) -> Result<Vec<String>, GatewayError> {
+        let mut holds = Vec::new();
+        let mut after: Option<String> = None;
+        // Newest first, 100 a page; a store's checkouts in a few minutes fit in a few pages.
+        for _ in 0..20 {
+            let mut q = vec![("created[gte]", created_from.to_string()), ("created[lte]", created_to.to_string()), ("limit", "100".to_string())];
+            if let Some(a) = &after {
+                q.push(("starting_after", a.clone()));
+            }
+            let page = self.get("/v1/payment_intents", &q).await?;
+            let data = page["data"].as_array().cloned().unwrap_or_default();
+            holds.extend(
+                data.iter()
+                    .filter(|pi| pi["metadata"]["order_id"].as_str() == Some(order_id) && pi["status"] == "requires_capture")
+                    .filter_map(|pi| pi["id"].as_str().map(String::from)),
+            );
+            match (page["has_more"].as_bool(), data.last().and_then(|pi| pi["id"].as_str())) {
+                (Some(true), Some(last)) => after = Some(last.to_string()),
+                _ => return Ok(holds),
+            }
+        }
+        Err(GatewayError::Retryable(format!("more than 2,000 intents created in the window of {order_id}; narrow it")))
+    }
+
     async fn authorize(&self, order_id: &str, amount: Money, payment_method: &str, idempotency_key: &str) -> Result<Authorization, GatewayError> {
         let form = [
             ("amount", amount.minor.to_string()),

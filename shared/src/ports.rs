@@ -356,6 +356,11 @@ pub trait PaymentGateway: Send + Sync {
     async fn void(&self, intent_id: &str, idempotency_key: &str) -> std::result::Result<String, GatewayError>;
     /// Capture part of a hold. `final_capture` = false keeps the rest held for later shipments.
     async fn capture(&self, intent_id: &str, amount: Money, final_capture: bool, idempotency_key: &str) -> std::result::Result<Capture, GatewayError>;
+    /// Holds (`requires_capture` intents) the gateway made for this order between two instants
+    /// (epoch seconds), found through the List API (`created` range, paged) by the order id in
+    /// their metadata: the holds whose creation answer never reached us (orphans). Not Search,
+    /// which Stripe documents as eventually consistent.
+    async fn holds_for_order(&self, order_id: &str, created_from: i64, created_to: i64) -> std::result::Result<Vec<String>, GatewayError>;
     /// Refund part or all of what was captured (Stripe Refunds: reason is one of Stripe's three;
     /// metadata carries our ids and the operator's note).
     async fn refund(

@@ -38,10 +38,14 @@ async fn sweep(h: &Harness) -> Value {
 fn inv_6_an_order_a_dead_checkout_left_pending_is_closed_once_by_the_sweeper() {
     let h = harness();
     h.run(async {
-        let sku = h.new_sku(1800, 10).await;
+        let sku = h.new_sku(1800, 20).await;
         let dead = killed_checkout(h, &sku, chrono::Duration::hours(1)).await;
         let live = killed_checkout(h, &sku, chrono::Duration::seconds(5)).await;
-        assert_eq!(h.stock(&sku).await, (2, 8), "two placed orders and two checkouts hold 8 units");
+        // #10.4: a checkout whose authorize answer was lost: the gateway holds, the order does not know.
+        let orphan = killed_checkout(h, &sku, chrono::Duration::hours(1)).await;
+        h.forget_payment(&orphan).await;
+        let orphan_hold = h.intents(&orphan)[0]["id"].as_str().unwrap().to_string();
+        assert_eq!(h.stock(&sku).await, (8, 12), "three placed orders and three checkouts hold 12 units");
         let hold = h.intents(&dead)[0]["id"].as_str().unwrap().to_string();
         assert_eq!(h.intents(&dead)[0]["status"], "requires_capture");
 
@@ -50,8 +54,11 @@ fn inv_6_an_order_a_dead_checkout_left_pending_is_closed_once_by_the_sweeper() {
         assert!(!out["closed"].as_array().unwrap().iter().any(|c| c == live.as_str()), "a checkout that may still be running is left alone: {out}");
         let o = h.stack.deps.orders.get(&dead).await.unwrap().unwrap();
         assert_eq!((o.status, o.status_reason.as_deref()), (OrderStatus::Failed, Some("checkout_abandoned")));
-        assert_eq!(h.stock(&sku).await, (4, 6), "the dead checkout's 2 units are back");
+        assert_eq!(h.stock(&sku).await, (12, 8), "the dead checkouts' 4 units are back");
         assert_eq!(h.intents(&dead)[0]["status"], "canceled");
+        assert_eq!(h.intents(&orphan)[0]["status"], "canceled", "the hold the order never recorded was found and voided");
+        let o = h.stack.deps.orders.get(&orphan).await.unwrap().unwrap();
+        assert!(o.timeline.iter().any(|t| t.event == "orphan_hold_voided"), "{:?}", o.timeline);
 
         // Again, and a late step of the dead checkout: nothing more happens.
         let again = sweep(h).await;
@@ -61,9 +68,12 @@ fn inv_6_an_order_a_dead_checkout_left_pending_is_closed_once_by_the_sweeper() {
             Ok(late) => assert_eq!(late["alreadyDecided"], true, "{late}"),
             Err((kind, _)) => assert_eq!(kind, "InvalidState"),
         }
-        assert_eq!(h.stock(&sku).await, (4, 6), "nothing reserved again");
+        assert_eq!(h.stock(&sku).await, (12, 8), "nothing reserved again");
         h.settle().await;
         assert_eq!(h.stack.gateway.cancel_count(&hold), 1, "voided once");
+        assert_eq!(h.stack.gateway.cancel_count(&orphan_hold), 1, "the orphan voided once");
+        let listed: Vec<_> = h.gateway_requests(&orphan).into_iter().filter(|r| r.path.ends_with("/cancel")).collect();
+        assert!(listed.iter().all(|r| r.idempotency_key.as_deref() == Some(format!("{orphan}:void-orphan:{orphan_hold}").as_str())), "{listed:?}");
         let voids: Vec<_> = h.gateway_requests(&dead).into_iter().filter(|r| r.path.ends_with("/cancel") && !r.replayed).collect();
         assert_eq!(voids.len(), 1, "{voids:?}");
         let mails = h.stack.edge.emails_for(&dead);

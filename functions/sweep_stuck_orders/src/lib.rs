@@ -14,7 +14,7 @@
 
 use orderflow_shared::domain::order::{Order, OrderStatus, TimelineEntry};
 use orderflow_shared::domain::order_index::{parse, ListQuery};
-use orderflow_shared::gateway::void_key;
+use orderflow_shared::gateway::{orphan_void_key, void_key};
 use orderflow_shared::notification::{Notification, NotificationKind};
 use orderflow_shared::ports::{GatewayError, OrderRepository, PaymentGateway, Queue, StockLedger};
 use orderflow_shared::{ConfigError, Env, StepError};
@@ -128,13 +128,27 @@ async fn close(deps: &Deps, order: Order) -> Result<bool, StepError> {
     }
     // Read again: the hold may have been recorded after the listing was read.
     let current = deps.orders.get(id).await?.ok_or_else(|| StepError::Internal(format!("order {id} vanished")))?;
-    if let Some(mut payment) = current.payment.filter(|p| p.status != "canceled") {
-        payment.status = deps.gateway.void(&payment.intent_id, &void_key(id)).await.map_err(|e| match e {
-            GatewayError::Retryable(m) => StepError::Retryable(m),
-            other => StepError::Internal(other.to_string()),
-        })?;
-        let ev = TimelineEntry::now("payment_voided", Some(format!("hold {} released", payment.intent_id)));
-        deps.orders.record_payment(id, &payment, Some(ev)).await?;
+    let gateway_error = |e: GatewayError| match e {
+        GatewayError::Retryable(m) => StepError::Retryable(m),
+        other => StepError::Internal(other.to_string()),
+    };
+    match current.payment {
+        Some(mut payment) if payment.status != "canceled" => {
+            payment.status = deps.gateway.void(&payment.intent_id, &void_key(id)).await.map_err(gateway_error)?;
+            let ev = TimelineEntry::now("payment_voided", Some(format!("hold {} released", payment.intent_id)));
+            deps.orders.record_payment(id, &payment, Some(ev)).await?;
+        }
+        Some(_) => {}
+        None => {
+            // No hold recorded: every authorize answer may have been lost after the gateway made
+            // the hold. Ask the gateway for holds made for this order since it was created.
+            let from = chrono::DateTime::parse_from_rfc3339(&current.created_at).map(|t| t.timestamp()).unwrap_or(0) - 60;
+            for intent in deps.gateway.holds_for_order(id, from, chrono::Utc::now().timestamp()).await.map_err(gateway_error)? {
+                deps.gateway.void(&intent, &orphan_void_key(id, &intent)).await.map_err(gateway_error)?;
+                deps.orders.append_timeline(id, TimelineEntry::now("orphan_hold_voided", Some(format!("hold {intent} released")))).await?;
+                tracing::warn!(intent_id = %intent, "a hold the order never recorded was found at the gateway and voided");
+            }
+        }
     }
     deps.queue.send(&deps.notifications_queue_url, &Notification::new(id, NotificationKind::OrderCancelled).to_json()).await?;
     deps.orders.append_timeline(id, TimelineEntry::now("abandoned_closed", None)).await?;

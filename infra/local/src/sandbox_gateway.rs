@@ -110,7 +110,7 @@ impl Gateway {
 
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
-        .route("/v1/payment_intents", post(create))
+        .route("/v1/payment_intents", post(create).get(list))
         .route("/v1/payment_intents/search", get(search))
         .route("/v1/payment_intents/{id}", get(retrieve))
         .route("/v1/payment_intents/{id}/capture", post(capture))
@@ -398,6 +398,74 @@ async fn retrieve(State(gw): State<Arc<Gateway>>, headers: HeaderMap, Path(id): 
 }
 
 /// `query=metadata['order_id']:'ord_...'` (the one search form we support).
+/// `GET /v1/payment_intents` as Stripe's List API answers it: `created[gte|gt|lte|lt]`, `limit`
+/// (1-100, default 10), `starting_after`; newest first; `has_more`.
+async fn list(State(gw): State<Arc<Gateway>>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+    if !authorized(&headers) {
+        return reply(stripe_error(StatusCode::UNAUTHORIZED, "invalid_request_error", "api_key_invalid", "Invalid API Key provided", json!({})), false);
+    }
+    if let Err(e) = api_version(&headers) {
+        return reply(e, false);
+    }
+    let num = |k: &str| q.get(k).and_then(|v| v.parse::<i64>().ok());
+    let limit = match q.get("limit").map(|v| v.parse::<usize>()) {
+        None => 10,
+        Some(Ok(l)) if (1..=100).contains(&l) => l,
+        _ => {
+            return reply(
+                stripe_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "parameter_invalid_integer",
+                    "Invalid integer: limit",
+                    json!({"param": "limit"}),
+                ),
+                false,
+            )
+        }
+    };
+    let mut all: Vec<Value> = gw
+        .intents
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|pi| {
+            let c = pi["created"].as_i64().unwrap_or(0);
+            num("created[gte]").is_none_or(|v| c >= v)
+                && num("created[gt]").is_none_or(|v| c > v)
+                && num("created[lte]").is_none_or(|v| c <= v)
+                && num("created[lt]").is_none_or(|v| c < v)
+        })
+        .cloned()
+        .collect();
+    all.sort_by(|a, b| b["created"].as_i64().cmp(&a["created"].as_i64()).then_with(|| b["id"].as_str().cmp(&a["id"].as_str())));
+    if let Some(after) = q.get("starting_after") {
+        match all.iter().position(|pi| pi["id"] == after.as_str()) {
+            Some(i) => all.drain(..=i).for_each(drop),
+            None => {
+                return reply(
+                    stripe_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request_error",
+                        "resource_missing",
+                        &format!("No such payment_intent: '{after}'"),
+                        json!({"param": "starting_after"}),
+                    ),
+                    false,
+                )
+            }
+        }
+    }
+    let has_more = all.len() > limit;
+    all.truncate(limit);
+    for pi in all.iter_mut() {
+        if let Some(id) = pi["latest_charge"]["id"].as_str().map(String::from) {
+            pi["latest_charge"] = json!(id);
+        }
+    }
+    reply((200, json!({"object": "list", "url": "/v1/payment_intents", "data": all, "has_more": has_more})), false)
+}
+
 async fn search(State(gw): State<Arc<Gateway>>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
     if !authorized(&headers) {
         return reply(stripe_error(StatusCode::UNAUTHORIZED, "invalid_request_error", "api_key_invalid", "Invalid API Key provided", json!({})), false);
