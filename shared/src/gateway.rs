@@ -35,14 +35,20 @@ impl HttpGateway {
     }
 
     async fn post(&self, path: &str, form: &[(&str, String)], idempotency_key: &str) -> Result<Value, GatewayError> {
+        let req = self.http.post(format!("{}{}", self.base_url, path)).header("Idempotency-Key", idempotency_key).form(form);
+        self.send(req).await
+    }
+
+    async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, GatewayError> {
+        self.send(self.http.get(format!("{}{}", self.base_url, path)).query(query)).await
+    }
+
+    /// Authenticate, pin the version, send, and map Stripe's answer to ours.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, GatewayError> {
         let api_key = self.api_key.get().await.map_err(|e| GatewayError::Retryable(e.to_string()))?;
-        let resp = self
-            .http
-            .post(format!("{}{}", self.base_url, path))
+        let resp = req
             .bearer_auth(api_key.expose())
-            .header("Idempotency-Key", idempotency_key)
             .header("Stripe-Version", STRIPE_VERSION)
-            .form(form)
             .send()
             .await
             .map_err(|e| GatewayError::Retryable(format!("gateway unreachable: {e}")))?;
@@ -67,32 +73,6 @@ impl HttpGateway {
                 let st = err["payment_intent"]["status"].as_str().unwrap_or("");
                 GatewayError::Rejected { code: if st.is_empty() { code } else { format!("{code}:{st}") }, message }
             }
-        })
-    }
-}
-
-impl HttpGateway {
-    async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, GatewayError> {
-        let api_key = self.api_key.get().await.map_err(|e| GatewayError::Retryable(e.to_string()))?;
-        let resp = self
-            .http
-            .get(format!("{}{}", self.base_url, path))
-            .bearer_auth(api_key.expose())
-            .header("Stripe-Version", STRIPE_VERSION)
-            .query(query)
-            .send()
-            .await
-            .map_err(|e| GatewayError::Retryable(format!("gateway unreachable: {e}")))?;
-        let status = resp.status();
-        let body: Value = resp.json().await.map_err(|e| GatewayError::Retryable(format!("gateway sent a non-JSON body ({status}): {e}")))?;
-        if status.is_success() {
-            return Ok(body);
-        }
-        let message = body["error"]["message"].as_str().unwrap_or("").to_string();
-        Err(if status.as_u16() == 429 || status.is_server_error() {
-            GatewayError::Retryable(message)
-        } else {
-            GatewayError::Rejected { code: body["error"]["code"].as_str().unwrap_or("unknown").to_string(), message }
         })
     }
 }

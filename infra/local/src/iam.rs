@@ -175,12 +175,16 @@ impl Iam {
     }
 
     fn note(&self, role: &str, need: &Need) {
-        let fresh = self.exercised.lock().unwrap_or_else(|e| e.into_inner()).insert((role.to_string(), need.clone()));
+        // The lock is held while the line is appended, and the line goes out in one write: two
+        // calls at once used to interleave their bytes (`writeln!` may write in pieces).
+        let mut exercised = self.exercised.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = exercised.insert((role.to_string(), need.clone()));
         if let (true, Some(path)) = (fresh, &self.journal) {
-            let line =
+            let mut line =
                 serde_json::to_string(&Exercised { role: role.into(), action: need.action.clone(), resource: need.resource.clone() }).unwrap_or_default();
+            line.push('\n');
             if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-                let _ = writeln!(f, "{line}");
+                let _ = f.write_all(line.as_bytes());
             }
         }
     }
