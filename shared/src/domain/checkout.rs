@@ -182,18 +182,25 @@ fn validate_address(a: AddressInput, field: &str) -> Result<Address, Invalid> {
     })
 }
 
-/// A pragmatic address check: one '@', a non-empty local part, a dotted domain, no spaces, <= 254 chars.
+/// An address SES will send to (#10.7: one it refuses would fail every email of the order later).
+/// SES does not support SMTPUTF8, so the whole address is ASCII: the local part an RFC 5322
+/// dot-atom (letters, digits and ``!#$%&'*+/=?^_`{|}~-``, dots only between them; no quoted
+/// strings), at most 64 characters; the domain LDH labels (letters, digits, inner hyphens; an
+/// internationalised domain in its `xn--` form), each at most 63, a last label that is not all
+/// digits; at most 254 characters in all. The domain is lowercased.
 pub fn parse_email(raw: &str) -> Option<String> {
     let e = raw.trim();
-    if e.len() > 254 || e.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if e.len() > 254 || !e.is_ascii() {
         return None;
     }
     let (local, domain) = e.split_once('@')?;
-    if local.is_empty() || local.len() > 64 || domain.contains('@') {
+    let atom = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
+    if local.is_empty() || local.len() > 64 || local.split('.').any(|part| part.is_empty() || !part.chars().all(atom)) {
         return None;
     }
     let labels: Vec<&str> = domain.split('.').collect();
-    if labels.len() < 2 || labels.iter().any(|l| l.is_empty() || l.starts_with('-') || l.ends_with('-')) {
+    let ldh = |l: &&str| !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if labels.len() < 2 || !labels.iter().all(ldh) || labels.last().is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit())) {
         return None;
     }
     Some(format!("{}@{}", local, domain.to_ascii_lowercase()))
@@ -420,15 +427,40 @@ mod tests {
     #[test]
     fn email_addresses_are_checked_at_their_limits() {
         let local = "l".repeat(64);
-        let domain = format!("{}.com", "d".repeat(254 - 65 - 4));
+        let domain = format!("{}.{}.{}.com", "d".repeat(63), "d".repeat(63), "d".repeat(254 - 65 - 4 - 128));
         assert_eq!(format!("{local}@{domain}").len(), 254);
         assert!(parse_email(&format!("{local}@{domain}")).is_some(), "254 characters");
-        assert!(parse_email(&format!("{local}@d{domain}")).is_none(), "255 characters");
+        assert!(parse_email(&format!("{local}@{}.{}.d{}.com", "d".repeat(63), "d".repeat(63), "d".repeat(254 - 65 - 4 - 128))).is_none(), "255 characters");
         assert!(parse_email(&format!("l{local}@x.com")).is_none(), "a 65-character local part");
         for bad in ["a b@x.com", "a\u{7}b@x.com", "@x.com", "a@b@x.com", "a@localhost", "a@x..com", "a@-x.com", "a@x-.com", "a@.x.com"] {
             assert!(parse_email(bad).is_none(), "{bad:?}");
         }
         assert_eq!(parse_email("Ada@Mail.Example.CO.UK").as_deref(), Some("Ada@mail.example.co.uk"));
+    }
+
+    #[test]
+    fn addresses_ses_would_refuse_are_refused_at_the_door() {
+        for ok in ["o'brien+orders@example.com", "a.b.c@example.com", "x@xn--bcher-kva.example", "!#$%&*/=?^_`{|}~-@example.io"] {
+            assert!(parse_email(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "jöhn@example.com",
+            "john@exämple.com",
+            "\"john doe\"@example.com",
+            "john..doe@example.com",
+            ".john@example.com",
+            "john.@example.com",
+            "jo,hn@example.com",
+            "jo<hn>@example.com",
+            "john@exa_mple.com",
+            "john@123.456",
+            "john@example.c%m",
+        ] {
+            assert!(parse_email(bad).is_none(), "{bad}");
+        }
+        let long_label = format!("a@{}.com", "d".repeat(64));
+        assert!(parse_email(&long_label).is_none(), "a 64-character label");
+        assert!(parse_email(&format!("a@{}.com", "d".repeat(63))).is_some());
     }
 
     #[test]
