@@ -282,6 +282,9 @@ pub struct RecordingGateway {
     answered: Mutex<HashMap<String, Capture>>,
     /// Captured per intent (only first-time keys move money).
     pub captured: Mutex<HashMap<String, i64>>,
+    /// Holds the gateway made that no order recorded (order id -> intent ids), as its List API
+    /// would find them.
+    pub unrecorded_holds: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl RecordingGateway {
@@ -292,8 +295,15 @@ impl RecordingGateway {
 
 #[async_trait]
 impl PaymentGateway for RecordingGateway {
-    async fn holds_for_order(&self, _order_id: &str, _from: i64, _to: i64) -> std::result::Result<Vec<String>, GatewayError> {
-        Ok(vec![])
+    async fn holds_for_order(&self, order_id: &str, _from: i64, _to: i64) -> std::result::Result<Vec<String>, GatewayError> {
+        self.requests.lock().unwrap().push(GatewayRequest {
+            operation: "list",
+            intent_id: String::new(),
+            amount_minor: 0,
+            final_capture: None,
+            idempotency_key: String::new(),
+        });
+        Ok(self.unrecorded_holds.lock().unwrap().get(order_id).cloned().unwrap_or_default())
     }
     async fn authorize(&self, _order_id: &str, amount: Money, _pm: &str, key: &str) -> std::result::Result<Authorization, GatewayError> {
         self.requests.lock().unwrap().push(GatewayRequest {

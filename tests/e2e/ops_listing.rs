@@ -4,21 +4,28 @@
 use orderflow_e2e::*;
 use serde_json::Value;
 
-async fn list(h: &Harness, query: &str) -> (u16, Value) {
-    let r = reqwest::Client::new().get(format!("{}/ops/orders?{query}", h.api())).bearer_auth(&h.stack.ops_token).send().await.unwrap();
+type Params = Vec<(&'static str, String)>;
+
+fn q(pairs: &[(&'static str, &str)]) -> Params {
+    pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
+}
+
+async fn list(h: &Harness, params: &Params) -> (u16, Value) {
+    let r = reqwest::Client::new().get(format!("{}/ops/orders", h.api())).query(params).bearer_auth(&h.stack.ops_token).send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
 /// Every page of a listing, following next_cursor; the order ids in the order shown.
-async fn walk(h: &Harness, query: &str, limit: usize) -> Vec<String> {
+async fn walk(h: &Harness, params: Params, limit: usize) -> Vec<String> {
     let mut ids = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..50 {
-        let q = match &cursor {
-            Some(c) => format!("{query}&limit={limit}&cursor={}", urlencoding(c)),
-            None => format!("{query}&limit={limit}"),
-        };
-        let (st, page) = list(h, &q).await;
+        let mut page_params = params.clone();
+        page_params.push(("limit", limit.to_string()));
+        if let Some(c) = &cursor {
+            page_params.push(("cursor", c.clone()));
+        }
+        let (st, page) = list(h, &page_params).await;
         assert_eq!(st, 200, "{page}");
         let orders = page["orders"].as_array().unwrap();
         assert!(orders.len() <= limit, "{page}");
@@ -29,10 +36,6 @@ async fn walk(h: &Harness, query: &str, limit: usize) -> Vec<String> {
         }
     }
     panic!("more than 50 pages");
-}
-
-fn urlencoding(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 #[test]
@@ -57,19 +60,19 @@ fn operators_list_orders_under_review_by_email_and_date_a_page_at_a_time() {
 
         // By status within the window: the three under review, oldest first, across pages of 2
         // (other scenarios' orders may be under review too; the window and the ids tell ours).
-        let window = format!("from={}&to={}", urlencoding(&before), urlencoding(&after));
-        let shown: Vec<String> = walk(h, &format!("status=UNDER_REVIEW&{window}"), 2).await.into_iter().filter(|id| review.contains(id)).collect();
+        let window = |status: &str| q(&[("status", status), ("from", &before), ("to", &after)]);
+        let shown: Vec<String> = walk(h, window("UNDER_REVIEW"), 2).await.into_iter().filter(|id| review.contains(id)).collect();
         assert_eq!(shown, review, "each once, in the order they entered review");
         // None of them is left in the PENDING listing once its checkout decided it.
-        let pending = walk(h, &format!("status=PENDING&{window}"), 100).await;
+        let pending = walk(h, window("PENDING"), 100).await;
         assert!(!pending.contains(&confirmed.order_id()) && review.iter().all(|id| !pending.contains(id)), "{pending:?}");
 
         // By email: all four orders, oldest first, whatever their status.
         let mut all = review.clone();
         all.push(confirmed.order_id());
-        assert_eq!(walk(h, &format!("email={}", urlencoding(&email)), 3).await, all);
+        assert_eq!(walk(h, q(&[("email", &email)]), 3).await, all);
         // A window that ends before them shows none.
-        assert!(walk(h, &format!("email={}&to={}", urlencoding(&email), urlencoding(&before)), 10).await.is_empty());
+        assert!(walk(h, q(&[("email", &email), ("to", &before)]), 10).await.is_empty());
 
         // Once decided, an order leaves the review listing.
         // (the review task must be waiting first: until then the decision is 409)
@@ -84,7 +87,7 @@ fn operators_list_orders_under_review_by_email_and_date_a_page_at_a_time() {
         assert_eq!(st, 202);
         let mut still = Vec::new();
         for _ in 0..100 {
-            still = walk(h, &format!("status=UNDER_REVIEW&{window}"), 100).await;
+            still = walk(h, window("UNDER_REVIEW"), 100).await;
             if !still.contains(&review[0]) {
                 break;
             }
@@ -93,15 +96,16 @@ fn operators_list_orders_under_review_by_email_and_date_a_page_at_a_time() {
         assert!(!still.contains(&review[0]) && still.contains(&review[1]), "{still:?}");
 
         // Bad parameters are a 400 with a stable code naming the parameter; no token is a 401.
-        for (q, field) in [
-            ("", "status"),
-            ("status=DELIVERED", "status"),
-            ("status=FAILED&limit=500", "limit"),
-            ("status=FAILED&from=yesterday", "from"),
-            ("status=FAILED&sort=asc", "sort"),
-        ] {
-            let (st, body) = list(h, q).await;
-            assert_eq!((st, body["error"]["code"].as_str(), body["error"]["field"].as_str()), (400, Some("invalid_query"), Some(field)), "{q}: {body}");
+        let bad: [(&[(&'static str, &str)], &str); 5] = [
+            (&[], "status"),
+            (&[("status", "DELIVERED")], "status"),
+            (&[("status", "FAILED"), ("limit", "500")], "limit"),
+            (&[("status", "FAILED"), ("from", "yesterday")], "from"),
+            (&[("status", "FAILED"), ("sort", "asc")], "sort"),
+        ];
+        for (params, field) in bad {
+            let (st, body) = list(h, &q(params)).await;
+            assert_eq!((st, body["error"]["code"].as_str(), body["error"]["field"].as_str()), (400, Some("invalid_query"), Some(field)), "{params:?}: {body}");
         }
         let r = reqwest::Client::new().get(format!("{}/ops/orders?status=FAILED", h.api())).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 401);

@@ -441,7 +441,7 @@ async fn list(State(gw): State<Arc<Gateway>>, headers: HeaderMap, Query(q): Quer
     all.sort_by(|a, b| b["created"].as_i64().cmp(&a["created"].as_i64()).then_with(|| b["id"].as_str().cmp(&a["id"].as_str())));
     if let Some(after) = q.get("starting_after") {
         match all.iter().position(|pi| pi["id"] == after.as_str()) {
-            Some(i) => all.drain(..=i).for_each(drop),
+            Some(i) => all = all.split_off(i + 1),
             None => {
                 return reply(
                     stripe_error(
