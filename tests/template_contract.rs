@@ -341,8 +341,8 @@ fn adding_a_warehouse_is_one_parameter_and_reaches_every_place() {
         assert_eq!(urls.keys().collect::<Vec<_>>(), ["wh-east", "wh-north", "wh-west"], "{}", f.logical_id);
         assert_eq!(urls["wh-north"].rsplit('/').next(), Some(north.name.as_str()), "{}", f.logical_id);
     }
-    assert_eq!(readers, 4, "orders_api, store_data_api, route_shipments and ship_stock read the warehouses");
-    let senders: Vec<String> = ["OrdersApiFunction", "LifecycleStateMachine"]
+    assert_eq!(readers, 5, "orders_api, store_data_api, route_shipments, ship_stock and return_labels read the warehouses");
+    let senders: Vec<String> = ["OrdersApiFunction", "LifecycleStateMachine", "ReturnsStateMachine"]
         .into_iter()
         .filter(|id| {
             t.policy(id)
@@ -352,7 +352,7 @@ fn adding_a_warehouse_is_one_parameter_and_reaches_every_place() {
         })
         .map(String::from)
         .collect();
-    assert_eq!(senders, ["OrdersApiFunction", "LifecycleStateMachine"], "cancel requests and pick lists can reach wh-north");
+    assert_eq!(senders, ["OrdersApiFunction", "LifecycleStateMachine", "ReturnsStateMachine"], "cancel requests, pick lists and expected returns can reach wh-north");
     for q in &queues {
         let arn = t.get_att(&format!("{}.Arn", q.logical_id)).unwrap();
         let granted =

@@ -65,12 +65,17 @@ impl Carrier for HttpCarrier {
     async fn buy_label(&self, req: &LabelRequest, idempotency_key: &str) -> Result<Label, GatewayError> {
         let grams_to_oz = |g: u32| ((g as f64) / 28.349_523_125 * 10.0).ceil() / 10.0; // carrier wants ounces; not money
         let cm_to_in = |c: u32| ((c as f64) / 2.54 * 10.0).ceil() / 10.0;
-        let body = json!({"shipment": {
+        let mut body = json!({"shipment": {
             "reference": req.reference,
             "to_address": address(&req.to),
             "from_address": address(&req.from),
             "parcel": {"length": cm_to_in(req.parcel.length_cm), "width": cm_to_in(req.parcel.width_cm), "height": cm_to_in(req.parcel.height_cm), "weight": grams_to_oz(req.weight_grams)},
         }});
+        if req.is_return {
+            // EasyPost: the outbound parcel's addresses as they were, and `is_return`; the carrier
+            // swaps them (the label goes from the customer to the warehouse).
+            body["shipment"]["is_return"] = json!(true);
+        }
         let shipment = self.post("/v2/shipments", &body, &format!("{idempotency_key}:create")).await?;
         let id = shipment["id"].as_str().unwrap_or_default().to_string();
         let want = carrier_service(&req.service_level);
@@ -96,5 +101,10 @@ impl Carrier for HttpCarrier {
             label_url: bought["postage_label"]["label_url"].as_str().unwrap_or_default().to_string(),
             tracking_url: bought["tracker"]["public_url"].as_str().unwrap_or_default().to_string(),
         })
+    }
+
+    async fn refund_label(&self, carrier_shipment_id: &str, idempotency_key: &str) -> Result<String, GatewayError> {
+        let shipment = self.post(&format!("/v2/shipments/{carrier_shipment_id}/refund"), &json!({}), idempotency_key).await?;
+        Ok(shipment["refund_status"].as_str().unwrap_or("submitted").to_string())
     }
 }

@@ -142,13 +142,14 @@ impl OrderRepository for InMemoryOrders {
         refund: &crate::domain::refund::Refund,
         refunded_before: i64,
         units_before: &BTreeMap<String, i64>,
+        return_seq_before: i64,
     ) -> Result<RecordRefund> {
         self.with_order(order_id, |o| {
             if let Some(r) = o.refunds.get(&refund.refund_id) {
                 return Ok(RecordRefund::Exists(Box::new(r.clone())));
             }
             let units_same = refund.lines.keys().all(|k| o.refunded_units.get(k).copied().unwrap_or(0) == units_before.get(k).copied().unwrap_or(0));
-            if o.refunded_minor != refunded_before || !units_same {
+            if o.refunded_minor != refunded_before || !units_same || o.return_seq != return_seq_before {
                 return Ok(RecordRefund::Conflict);
             }
             o.refunded_minor += refund.amount_minor;
@@ -158,6 +159,43 @@ impl OrderRepository for InMemoryOrders {
             o.refunds.insert(refund.refund_id.clone(), refund.clone());
             Ok(RecordRefund::Recorded)
         })
+    }
+    async fn record_return(
+        &self,
+        order_id: &str,
+        ret: &crate::domain::returns::ReturnRecord,
+        return_seq_before: i64,
+        refunded_before: i64,
+        event: TimelineEntry,
+    ) -> Result<RecordReturn> {
+        self.with_order(order_id, |o| {
+            if let Some(r) = o.returns.get(&ret.return_id) {
+                return Ok(RecordReturn::Exists(Box::new(r.clone())));
+            }
+            if o.return_seq != return_seq_before || o.refunded_minor != refunded_before {
+                return Ok(RecordReturn::Conflict);
+            }
+            o.return_seq += 1;
+            o.returns.insert(ret.return_id.clone(), ret.clone());
+            o.timeline.push(event);
+            Ok(RecordReturn::Recorded)
+        })
+    }
+    async fn update_return_parcel(
+        &self,
+        order_id: &str,
+        return_id: &str,
+        warehouse: &str,
+        from: &[&str],
+        fields: Vec<(&str, serde_json::Value)>,
+        event: Option<TimelineEntry>,
+    ) -> Result<bool> {
+        let current = self.with_order(order_id, |o| Ok(o.returns.get(return_id).and_then(|r| r.parcels.get(warehouse)).map(|p| p.status.clone())))?;
+        if !current.is_some_and(|st| from.contains(&st.as_str())) {
+            return Ok(false);
+        }
+        self.set_fields(order_id, &["returns", return_id, "parcels", warehouse], fields, event)?;
+        Ok(true)
     }
     async fn settle_refund(
         &self,
@@ -481,6 +519,8 @@ impl OnceLedger for InMemoryOnce {
 #[derive(Default)]
 pub struct RecordingWorkflows {
     pub lifecycles: Mutex<Vec<String>>,
+    /// Returns executions started: (name, input).
+    pub returns: Mutex<Vec<(String, serde_json::Value)>>,
 }
 
 #[async_trait]
@@ -494,6 +534,14 @@ impl Workflows for RecordingWorkflows {
             return Ok(false);
         }
         started.push(order_id.to_string());
+        Ok(true)
+    }
+    async fn start_return(&self, return_id: &str, input: &serde_json::Value) -> Result<bool> {
+        let mut started = self.returns.lock().unwrap();
+        if started.iter().any(|(s, _)| s == return_id) {
+            return Ok(false);
+        }
+        started.push((return_id.to_string(), input.clone()));
         Ok(true)
     }
     async fn send_task_success(&self, _token: &str, _output: &serde_json::Value) -> Result<()> {
@@ -522,6 +570,9 @@ impl StockLedger for UntouchedStock {
     }
     async fn receive(&self, _: &str, _: &str, _: i64, _: &str) -> Result<bool> {
         untouched("receive")
+    }
+    async fn restock_return(&self, _: &str, _: &str, _: &BTreeMap<String, crate::domain::returns::Inspection>) -> Result<bool> {
+        untouched("restock_return")
     }
     async fn set_reorder(&self, _: &str, _: &str, _: i64, _: i64) -> Result<()> {
         untouched("set_reorder")

@@ -17,6 +17,10 @@ pub enum NotificationKind {
     FeedbackRequest,
     /// One per refund (the refund id rides in `refund_id`).
     RefundIssued,
+    /// A return was authorized: its prepaid label(s) (the return id rides in `return_id`).
+    ReturnLabel,
+    /// A return's authorization expired unused (one per return parcel: `return_id` + `status` = warehouse).
+    ReturnExpired,
 }
 
 impl NotificationKind {
@@ -29,6 +33,8 @@ impl NotificationKind {
             NotificationKind::TrackingUpdate => "tracking_update",
             NotificationKind::FeedbackRequest => "feedback_request",
             NotificationKind::RefundIssued => "refund_issued",
+            NotificationKind::ReturnLabel => "return_label",
+            NotificationKind::ReturnExpired => "return_expired",
         }
     }
 }
@@ -47,11 +53,14 @@ pub struct Notification {
     /// For refund_issued: which refund.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refund_id: Option<String>,
+    /// For return emails: which return.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_id: Option<String>,
 }
 
 impl Notification {
     pub fn new(order_id: &str, kind: NotificationKind) -> Notification {
-        Notification { order_id: order_id.to_string(), kind, shipment_id: None, status: None, refund_id: None }
+        Notification { order_id: order_id.to_string(), kind, shipment_id: None, status: None, refund_id: None, return_id: None }
     }
 
     /// A parcel's tracking status changed.
@@ -68,10 +77,15 @@ impl Notification {
         Notification { refund_id: Some(refund_id.to_string()), ..Notification::new(order_id, NotificationKind::RefundIssued) }
     }
 
+    /// A return's email (`warehouse` for a parcel's own news, e.g. its expiry).
+    pub fn for_return(order_id: &str, kind: NotificationKind, return_id: &str, warehouse: Option<&str>) -> Notification {
+        Notification { return_id: Some(return_id.to_string()), status: warehouse.map(String::from), ..Notification::new(order_id, kind) }
+    }
+
     /// One email per order, kind, parcel, status and refund, however often the message comes (WF-5).
     pub fn marker(&self) -> String {
         let mut m = format!("email:{}:{}", self.order_id, self.kind.as_str());
-        for part in [&self.shipment_id, &self.status, &self.refund_id].into_iter().flatten() {
+        for part in [&self.shipment_id, &self.status, &self.refund_id, &self.return_id].into_iter().flatten() {
             m.push(':');
             m.push_str(part);
         }
@@ -97,6 +111,8 @@ mod tests {
             NotificationKind::TrackingUpdate,
             NotificationKind::FeedbackRequest,
             NotificationKind::RefundIssued,
+            NotificationKind::ReturnLabel,
+            NotificationKind::ReturnExpired,
         ] {
             assert_eq!(serde_json::to_value(k).unwrap(), serde_json::json!(k.as_str()));
         }

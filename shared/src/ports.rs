@@ -44,7 +44,30 @@ pub trait OrderRepository: Send + Sync {
         refund: &crate::domain::refund::Refund,
         refunded_before: i64,
         units_before: &BTreeMap<String, i64>,
+        return_seq_before: i64,
     ) -> Result<RecordRefund>;
+    /// Record a return, once per return id, only if no other return was recorded since the order
+    /// was read (`return_seq`) and the refund ledger is as read (`refunded_minor`): a unit is never
+    /// in two returns, nor returned after it was refunded. `record_refund` checks `return_seq` too.
+    async fn record_return(
+        &self,
+        order_id: &str,
+        ret: &crate::domain::returns::ReturnRecord,
+        return_seq_before: i64,
+        refunded_before: i64,
+        event: TimelineEntry,
+    ) -> Result<RecordReturn>;
+    /// Set fields of one return parcel (`returns.<id>.parcels.<warehouse>.<field>`) only while its
+    /// status is one of `from`; false when it was not (another step moved it first).
+    async fn update_return_parcel(
+        &self,
+        order_id: &str,
+        return_id: &str,
+        warehouse: &str,
+        from: &[&str],
+        fields: Vec<(&str, serde_json::Value)>,
+        event: Option<TimelineEntry>,
+    ) -> Result<bool>;
     /// Move one refund to `to`, compare-and-set on the status it was read with (`refund.status`),
     /// with the gateway's refund id when known. When `to` gives back (failed, canceled) the
     /// refund's amount and units leave `refunded_minor` / `refunded_units` in the same write, so
@@ -73,6 +96,16 @@ pub trait OrderRepository: Send + Sync {
     async fn update_payment(&self, order_id: &str, fields: Vec<(&str, serde_json::Value)>, event: Option<TimelineEntry>) -> Result<()>;
     /// Apply a carrier status to a shipment only if it moves forward (see fulfillment::tracking_advances).
     async fn apply_tracking(&self, order_id: &str, shipment_id: &str, status: &str, updated_at: &str, event: TimelineEntry) -> Result<bool>;
+}
+
+/// What recording a return came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordReturn {
+    Recorded,
+    /// A return with this id exists (the same Idempotency-Key, or the same parcel sent back): as stored.
+    Exists(Box<crate::domain::returns::ReturnRecord>),
+    /// Another return or refund was recorded meanwhile: re-plan from a fresh read.
+    Conflict,
 }
 
 /// What recording a refund came to.
@@ -104,8 +137,9 @@ pub enum Reservation {
     Short(Vec<StockShortage>),
 }
 
-/// Network-wide counts of one SKU. Conservation (INV-2):
-/// available + reserved + shipped == received + adjusted.
+/// Network-wide counts of one SKU. Conservation (INV-2, #9 item 6): every unit is available,
+/// reserved, with a customer (shipped - returned) or written off:
+/// available + reserved + (shipped - returned) + written_off == received + adjusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StockLevel {
     pub available: i64,
@@ -114,6 +148,10 @@ pub struct StockLevel {
     pub received: i64,
     /// The net of operators' stock adjustments (found units minus written-off units, DATA-1).
     pub adjusted: i64,
+    /// Units that came back from customers (resellable ones are in `available` again).
+    pub returned: i64,
+    /// Returned units found damaged: off the books for good.
+    pub written_off: i64,
 }
 
 /// What a stock adjustment came to.
@@ -180,6 +218,9 @@ pub trait StockLedger: Send + Sync {
     async fn level(&self, sku: &str) -> Result<Option<StockLevel>>;
     /// Units arriving at a warehouse (initial stock, a delivery). Once per `receipt_key`.
     async fn receive(&self, sku: &str, warehouse: &str, quantity: i64, receipt_key: &str) -> Result<bool>;
+    /// Take a return parcel's units back at `warehouse`, once per `return_key`: resellable units
+    /// into its available stock, damaged ones written off; both counted as returned. false = done before.
+    async fn restock_return(&self, return_key: &str, warehouse: &str, inspection: &BTreeMap<String, crate::domain::returns::Inspection>) -> Result<bool>;
     async fn set_reorder(&self, sku: &str, warehouse: &str, point: i64, quantity: i64) -> Result<()>;
     /// An operator's adjustment, once per Idempotency-Key, in one transaction with its audit entry;
     /// never below what is reserved or allocated (DATA-1).
@@ -321,6 +362,8 @@ pub trait Workflows: Send + Sync {
     async fn run_checkout(&self, order_id: &str, input: &serde_json::Value) -> Result<SyncExecution>;
     /// Start the Standard lifecycle execution named by the order id. false = it already existed (WF-1).
     async fn start_lifecycle(&self, order_id: &str, input: &serde_json::Value) -> Result<bool>;
+    /// Start the Standard returns execution named by the return id. false = it already existed.
+    async fn start_return(&self, return_id: &str, input: &serde_json::Value) -> Result<bool>;
     /// Err(InvalidState) when the token is no longer waiting (used, timed out, execution over).
     async fn send_task_success(&self, token: &str, output: &serde_json::Value) -> Result<()>;
 }
@@ -397,6 +440,9 @@ pub struct LabelRequest {
     pub weight_grams: u32,
     /// The order's shipping method (standard, express).
     pub service_level: String,
+    /// A return label (EasyPost `is_return`): the same addresses as the outbound parcel, the
+    /// carrier swaps them, and the label is paid by us and printed by the customer.
+    pub is_return: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -414,4 +460,7 @@ pub trait Carrier: Send + Sync {
     /// Buy a label for a parcel. The idempotency key is derived from our shipment id, so a replay
     /// never buys a second label.
     async fn buy_label(&self, request: &LabelRequest, idempotency_key: &str) -> std::result::Result<Label, GatewayError>;
+    /// Ask the carrier to refund an unused label (EasyPost `POST /shipments/{id}/refund`); its
+    /// `refund_status` (`submitted`, `refunded`, `rejected`, `not_applicable`).
+    async fn refund_label(&self, carrier_shipment_id: &str, idempotency_key: &str) -> std::result::Result<String, GatewayError>;
 }

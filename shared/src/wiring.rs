@@ -66,6 +66,12 @@ impl Wiring {
         Ok(Arc::new(self.callbacks().starting_lifecycle(self.env.require("LIFECYCLE_STATE_MACHINE_ARN")?)))
     }
 
+    /// Callbacks, and starting returns executions (`RETURNS_STATE_MACHINE_ARN`).
+    #[cfg(feature = "sfn")]
+    pub fn returns_starter(&self) -> Result<crate::aws::workflows::SfnWorkflows, ConfigError> {
+        Ok(self.callbacks().starting_returns(self.env.require("RETURNS_STATE_MACHINE_ARN")?))
+    }
+
     pub fn gateway(&self) -> Result<Arc<dyn PaymentGateway>, ConfigError> {
         let key = Arc::new(self.env.secret("GATEWAY_API_KEY")?);
         Ok(Arc::new(crate::gateway::HttpGateway::new(&self.env.require("GATEWAY_BASE_URL")?, key)))

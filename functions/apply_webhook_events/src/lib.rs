@@ -9,6 +9,7 @@
 //!   refund's status forward on the order's ledger (a late `pending` after `succeeded` changes
 //!   nothing); a refund that failed gives its amount and units back so operators can refund again,
 //!   and is logged as `refund failed` (the RefundsFailedAlarm's metric filter counts those lines);
+//! - carrier `return_to_sender`: the parcel's units start a return (return_to_sender.rs);
 //! - gateway `charge.refunded`: record what the gateway says was refunded in total, beside the ledger.
 //!
 //! Applying an event twice changes nothing (WH-2); failures are reported per message (WF-4).
@@ -18,7 +19,7 @@ use orderflow_shared::dispatch::tracker_lookup_key;
 use orderflow_shared::domain::fulfillment::tracking_notifies;
 use orderflow_shared::domain::order::{OrderStatus, TimelineEntry};
 use orderflow_shared::notification::{Notification, NotificationKind};
-use orderflow_shared::ports::{Lookups, OrderRepository, Queue};
+use orderflow_shared::ports::{Lookups, OrderRepository, Queue, Workflows};
 use orderflow_shared::refunds::{settle_refund, RefundSettled};
 use orderflow_shared::{ConfigError, Env, StepError};
 use serde::Deserialize;
@@ -33,7 +34,11 @@ pub struct Deps {
     pub queue: Arc<dyn Queue>,
     pub notifications_queue_url: String,
     pub feedback_delay_seconds: i32,
+    /// Starts the returns workflow for a parcel returned to sender.
+    pub workflows: Arc<dyn Workflows>,
 }
+
+mod return_to_sender;
 
 impl Deps {
     pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
@@ -44,6 +49,7 @@ impl Deps {
             queue: w.queue(),
             notifications_queue_url: w.queue_url("NOTIFICATIONS_QUEUE_URL")?,
             feedback_delay_seconds: w.env.parse("FEEDBACK_DELAY_SECONDS")?,
+            workflows: Arc::new(w.returns_starter()?),
         })
     }
 }
@@ -66,6 +72,11 @@ async fn carrier(deps: &Deps, q: &Queued) -> Result<(), StepError> {
         return Err(StepError::Retryable(format!("tracking number {code} is not known yet")));
     };
     let order_id = target["orderId"].as_str().unwrap_or_default().to_string();
+    if let Some(rid) = target["returnId"].as_str() {
+        // A return label's tracking: the warehouse's arrival report is what counts; nothing to apply.
+        tracing::info!(%order_id, return_id = %rid, %status, "return parcel tracking");
+        return Ok(());
+    }
     let sid = target["shipmentId"].as_str().unwrap_or_default().to_string();
     let span = tracing::info_span!("tracking", order_id = %order_id, shipment_id = %sid, %status);
     tracing::Instrument::instrument(
@@ -83,6 +94,9 @@ async fn carrier(deps: &Deps, q: &Queued) -> Result<(), StepError> {
             }
             if tracking_notifies(status) {
                 deps.queue.send(&deps.notifications_queue_url, &Notification::tracking(&order_id, &sid, status).to_json()).await?;
+            }
+            if status == "return_to_sender" {
+                return_to_sender::start(deps, &order_id, &sid).await?;
             }
             let all_delivered = !order.shipments.is_empty() && order.shipments.values().all(|s| s.tracking_status.as_deref() == Some("delivered"));
             if all_delivered && matches!(order.status, OrderStatus::Shipped | OrderStatus::PartiallyFulfilled) {
@@ -286,6 +300,7 @@ mod refund_event_tests {
                 gateway_refund_id: None,
                 requested_at: "2026-11-26T00:00:00Z".into(),
                 request_hash: "h".into(),
+                return_id: None,
             },
         );
         orders.create(&order).await.unwrap();
@@ -293,7 +308,8 @@ mod refund_event_tests {
             orders: orders.clone(),
             lookups: Arc::new(InMemoryLookups::default()),
             queue: Arc::new(RecordingQueue::default()),
-            notifications_queue_url: "notifications".into(),
+            feedback_delay_seconds: 0,
+            workflows: Arc::new(orderflow_shared::fakes::RecordingWorkflows::default()),
             feedback_delay_seconds: 0,
         };
         (deps, orders)

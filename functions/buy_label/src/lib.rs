@@ -57,6 +57,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Labelled, StepError> {
         parcel: shipment.parcel.clone(),
         weight_grams: shipment.weight_grams,
         service_level: order.shipping_method.clone(),
+        is_return: false,
     };
     let label = deps.carrier.buy_label(&req, &format!("{}:label:{sid}", order.order_id)).await.map_err(|e| match e {
         GatewayError::Retryable(m) => StepError::Retryable(m),

@@ -45,6 +45,8 @@ pub struct Deps {
     /// timeout (`CHECKOUT_BUDGET_SECONDS`, 25): a checkout still running then is answered 202
     /// PENDING and the claim stays open for the retry.
     pub checkout_budget: std::time::Duration,
+    /// How long after its parcel's delivery a unit may be returned (`RETURN_WINDOW_DAYS`, a store setting).
+    pub return_window_days: i64,
 }
 
 impl Deps {
@@ -54,12 +56,13 @@ impl Deps {
             orders: w.orders()?,
             catalog: w.catalog()?,
             idempotency: w.idempotency()?,
-            workflows: Arc::new(w.callbacks().starting_checkout(w.env.require("CHECKOUT_STATE_MACHINE_ARN")?)),
+            workflows: Arc::new(w.returns_starter()?.starting_checkout(w.env.require("CHECKOUT_STATE_MACHINE_ARN")?)),
             ops_api_token: Arc::new(w.env.secret("OPS_API_TOKEN")?),
             queue: w.queue(),
             warehouse_queue_urls: w.env.warehouse_queue_urls()?,
             refunds_queue_url: w.queue_url("REFUNDS_QUEUE_URL")?,
             checkout_budget: std::time::Duration::from_secs(w.env.parse("CHECKOUT_BUDGET_SECONDS")?),
+            return_window_days: w.env.parse("RETURN_WINDOW_DAYS")?,
         })
     }
 }
@@ -69,6 +72,7 @@ pub type AppState = Arc<Deps>;
 mod cancel;
 mod listing;
 mod refunds;
+mod returns;
 
 pub fn router(deps: AppState) -> Router {
     Router::new()
@@ -80,6 +84,7 @@ pub fn router(deps: AppState) -> Router {
         .route("/orders/{id}/cancel", post(cancel::customer_cancel))
         .route("/ops/orders/{id}/cancel", post(cancel::ops_cancel))
         .route("/ops/orders/{id}/refunds", post(refunds::ops_refund))
+        .route("/orders/{id}/returns", post(returns::customer_return))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route", None) })
         .method_not_allowed_fallback(|| async { error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route", None) })
         .with_state(deps)
@@ -163,6 +168,9 @@ pub fn customer_view(order: &Order) -> Value {
         v["refunds"] =
             json!(order.refunds.values().map(|r| json!({"amount": r.amount_minor, "status": r.status, "requested_at": r.requested_at})).collect::<Vec<_>>());
         v["refunded"] = json!(order.refunded_minor);
+    }
+    if !order.returns.is_empty() {
+        v["returns"] = json!(order.returns.values().map(returns::view).collect::<Vec<_>>());
     }
     if order.status == OrderStatus::OutOfStock {
         v["out_of_stock"] =
@@ -436,6 +444,8 @@ async fn checkout(deps: &Deps, order_id: &str, access_token: &str, body: &[u8]) 
         refunds: Default::default(),
         refunded_minor: 0,
         refunded_units: Default::default(),
+        returns: Default::default(),
+        return_seq: 0,
         timeline: vec![TimelineEntry::now("order_received", None)],
         created_at: now.clone(),
         updated_at: now,

@@ -76,9 +76,10 @@ pub async fn ops_refund(State(deps): State<AppState>, Path(id): Path<String>, he
                     gateway_refund_id: None,
                     requested_at: now_rfc3339(),
                     request_hash: request_hash.clone(),
+                    return_id: None,
                 };
                 let units_before = refund.lines.keys().map(|k| (k.clone(), order.refunded_units.get(k).copied().unwrap_or(0))).collect();
-                match deps.orders.record_refund(&id, &refund, order.refunded_minor, &units_before).await {
+                match deps.orders.record_refund(&id, &refund, order.refunded_minor, &units_before, order.return_seq).await {
                     Ok(RecordRefund::Recorded) => {}
                     Ok(RecordRefund::Exists(existing)) => return replay(&existing, &request_hash),
                     // Another refund (or a capture) moved the ledger: plan again from a fresh read.

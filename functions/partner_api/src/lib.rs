@@ -9,6 +9,7 @@
 //! work happens in apply_webhook_events off the queue.
 
 mod cancellations;
+mod returns;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -65,6 +66,7 @@ pub fn router(deps: AppState) -> Router {
         .route("/warehouse/shipments", post(report_shipment))
         .route("/warehouse/receipts", post(receive_stock))
         .route("/warehouse/cancellations", post(cancellations::answer_cancellation))
+        .route("/warehouse/returns", post(returns::report_return))
         .route("/webhooks/carrier", post(carrier_webhook))
         .route("/webhooks/gateway", post(gateway_webhook))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route", None) })

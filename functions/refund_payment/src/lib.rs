@@ -118,6 +118,7 @@ mod tests {
                 gateway_refund_id: None,
                 requested_at: "2026-11-26T00:00:00Z".into(),
                 request_hash: "h".into(),
+                return_id: None,
             },
         );
         orders.create(&order).await.unwrap();

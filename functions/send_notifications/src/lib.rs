@@ -162,6 +162,34 @@ pub fn render(n: &Notification, order: &Order) -> Option<Email> {
                 ),
             })
         }
+        NotificationKind::ReturnLabel => {
+            let r = order.returns.get(n.return_id.as_deref()?)?;
+            let mut parcels = String::new();
+            for p in r.parcels.values() {
+                let label = p.label.as_ref()?;
+                let units: String = p.lines.iter().map(|(sku, q)| format!("    {q} x {}\n", item_name(order, sku))).collect();
+                parcels.push_str(&format!("  Label: {}\n  Tracking: {} {}\n  Put in this parcel:\n{units}\n", label.label_url, label.carrier, label.tracking_code));
+            }
+            Some(Email {
+                subject: format!("Your return for order {}", order.order_id),
+                text: format!(
+                    "Hello {name},\n\nYour return {rid} is authorized. Print the prepaid label, pack the items and hand the parcel to the carrier:\n\n{parcels}We will refund what you paid for the items once they arrive and are checked.\n",
+                    name = order.shipping_address.name,
+                    rid = r.return_id,
+                ),
+            })
+        }
+        NotificationKind::ReturnExpired => {
+            let r = order.returns.get(n.return_id.as_deref()?)?;
+            Some(Email {
+                subject: format!("Your return for order {} has expired", order.order_id),
+                text: format!(
+                    "Hello {name},\n\nWe did not receive the parcel of your return {rid}, and its label is no longer valid. If you still want to return the items, please ask for a new return while you are within the return window.\n",
+                    name = order.shipping_address.name,
+                    rid = r.return_id,
+                ),
+            })
+        }
         NotificationKind::OrderPartiallyFulfilled => {
             let shipped: i64 = order.shipments.values().flat_map(|s| s.lines.iter().map(|l| l.quantity)).sum();
             let ordered: i64 = order.lines.iter().map(|l| l.quantity).sum();
@@ -176,6 +204,11 @@ pub fn render(n: &Notification, order: &Order) -> Option<Email> {
             })
         }
     }
+}
+
+/// An order line's name for a SKU (the SKU when the line is gone).
+fn item_name(order: &Order, sku: &str) -> String {
+    order.lines.iter().find(|l| l.sku == sku).map(|l| format!("{} ({sku})", l.name)).unwrap_or_else(|| sku.to_string())
 }
 
 async fn one(deps: &Deps, body: &str) -> Result<(), StepError> {

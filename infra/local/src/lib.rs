@@ -48,6 +48,8 @@ pub struct Options {
     pub review_timeout_seconds: u64,
     /// Overrides the template's WarehouseTimeoutSeconds parameter (how long a dispatch waits).
     pub warehouse_timeout_seconds: u64,
+    /// Overrides the template's ReturnAuthorizationSeconds parameter (how long a return waits).
+    pub return_authorization_seconds: u64,
     /// Sandbox warehouses ship every pick list at once (demo) or leave them to the caller (tests).
     pub warehouse_auto: bool,
     /// Sandbox carrier walks each parcel to delivered with this step (demo), or waits for commands.
@@ -68,6 +70,7 @@ impl Default for Options {
             ops_token: "ops_local_token".into(),
             review_timeout_seconds: 3 * 86_400,
             warehouse_timeout_seconds: 60,
+            return_authorization_seconds: 30,
             warehouse_auto: false,
             carrier_auto_walk: None,
         }
@@ -205,6 +208,7 @@ impl Stack {
             ("CheckoutBudgetSeconds".to_string(), "280".to_string()),
             ("CarrierBaseUrl".to_string(), carrier_url.clone()),
             ("WarehouseTimeoutSeconds".to_string(), opts.warehouse_timeout_seconds.to_string()),
+            ("ReturnAuthorizationSeconds".to_string(), opts.return_authorization_seconds.to_string()),
             ("FeedbackDelaySeconds".to_string(), "1".to_string()),
         ]);
         let p = provision::provision(&moto_sdk, &opts.repo, params).await?;

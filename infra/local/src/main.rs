@@ -117,6 +117,7 @@ async fn main() {
         warehouse_auto: true,
         carrier_auto_walk: Some(std::time::Duration::from_millis(400)),
         warehouse_timeout_seconds: 600,
+        return_authorization_seconds: 600,
         ..Options::default()
     };
     let log = opts.log_dir.join("functions.log");

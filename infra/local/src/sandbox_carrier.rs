@@ -34,6 +34,8 @@ pub struct Carrier {
     http: reqwest::Client,
     /// How long each webhook delivery took to be answered, in microseconds (WH-4 figures).
     pub answer_micros: Mutex<Vec<u128>>,
+    /// Label refunds asked for: (shipment id, Idempotency-Key), as they crossed the wire.
+    pub label_refunds: Mutex<Vec<(String, String)>>,
 }
 
 impl Carrier {
@@ -47,6 +49,7 @@ impl Carrier {
             seq: AtomicU64::new(1),
             http: reqwest::Client::new(),
             answer_micros: Default::default(),
+            label_refunds: Default::default(),
         }
     }
 
@@ -89,6 +92,9 @@ impl Carrier {
 
     /// Move a tracker to `status` now (a test's command) and send the webhook.
     pub async fn advance(&self, tracking_code: &str, status: &str) -> u16 {
+        for s in self.shipments.lock().unwrap().values_mut().filter(|s| s["tracking_code"] == tracking_code) {
+            s["tracker"]["status"] = json!(status);
+        }
         let ev = self.event(tracking_code, status, &now());
         self.deliver(&ev).await
     }
@@ -135,7 +141,11 @@ impl Carrier {
 }
 
 pub fn router(c: Arc<Carrier>) -> Router {
-    Router::new().route("/v2/shipments", post(create)).route("/v2/shipments/{id}/buy", post(buy)).with_state(c)
+    Router::new()
+        .route("/v2/shipments", post(create))
+        .route("/v2/shipments/{id}/buy", post(buy))
+        .route("/v2/shipments/{id}/refund", post(refund))
+        .with_state(c)
 }
 
 fn err(status: StatusCode, code: &str, message: &str) -> (u16, Value) {
@@ -191,11 +201,18 @@ async fn create(State(c): State<Arc<Carrier>>, headers: HeaderMap, body: Bytes) 
         if ounces > 1120.0 {
             return err(StatusCode::UNPROCESSABLE_ENTITY, "SHIPMENT.PARCEL.WEIGHT", "parcel weight exceeds the carrier's 70 lb limit");
         }
+        // EasyPost: `is_return` takes the outbound parcel's addresses and swaps them.
+        let is_return = match &s["is_return"] {
+            Value::Null => false,
+            Value::Bool(b) => *b,
+            _ => return err(StatusCode::UNPROCESSABLE_ENTITY, "SHIPMENT.INVALID_PARAMS", "is_return must be a boolean"),
+        };
+        let (to, from) = if is_return { (&s["from_address"], &s["to_address"]) } else { (&s["to_address"], &s["from_address"]) };
         let id = format!("shp_{}", &uuid::Uuid::new_v4().simple().to_string()[..20]);
         let rate = |service: &str, cents: u32| json!({"id": format!("rate_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]), "shipment_id": id, "carrier": "USPS", "service": service, "rate": format!("{}.{:02}", cents / 100, cents % 100), "currency": "USD"});
         let shipment = json!({
-            "id": id, "object": "Shipment", "mode": "test", "reference": s["reference"], "to_address": s["to_address"],
-            "from_address": s["from_address"], "parcel": s["parcel"], "rates": [rate("Ground", 750), rate("Express", 2450)],
+            "id": id, "object": "Shipment", "mode": "test", "reference": s["reference"], "to_address": to,
+            "from_address": from, "is_return": is_return, "refund_status": null, "parcel": s["parcel"], "rates": [rate("Ground", 750), rate("Express", 2450)],
             "tracking_code": null, "postage_label": null, "selected_rate": null, "tracker": null,
         });
         cc.shipments.lock().unwrap().insert(id.clone(), shipment.clone());
@@ -245,4 +262,24 @@ async fn buy(State(c): State<Arc<Carrier>>, headers: HeaderMap, Path(id): Path<S
         }
     }
     bought
+}
+
+/// EasyPost `POST /shipments/{id}/refund`: an unused label is refunded (`refund_status`
+/// `submitted`); one the carrier has scanned (its tracker past `pre_transit`) is `rejected`.
+async fn refund(State(c): State<Arc<Carrier>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    c.label_refunds.lock().unwrap().push((id.clone(), key));
+    let cc = c.clone();
+    idempotent(&c, &headers, move || {
+        let mut shipments = cc.shipments.lock().unwrap();
+        let Some(s) = shipments.get_mut(&id) else { return err(StatusCode::NOT_FOUND, "SHIPMENT.NOT_FOUND", "no such shipment") };
+        if s["tracking_code"].is_null() {
+            return err(StatusCode::UNPROCESSABLE_ENTITY, "SHIPMENT.REFUND.INVALID", "no postage was purchased for this shipment");
+        }
+        if s["refund_status"].is_null() {
+            let scanned = s["tracker"]["status"].as_str().is_some_and(|st| st != "pre_transit" && st != "unknown");
+            s["refund_status"] = json!(if scanned { "rejected" } else { "submitted" });
+        }
+        (200, s.clone())
+    })
 }

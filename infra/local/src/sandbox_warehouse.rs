@@ -60,6 +60,8 @@ pub struct Warehouses {
     cancels: Mutex<HashMap<String, Vec<Value>>>,
     /// dispatch id -> the latest pick list received for it (its token answers the dispatch).
     latest: Mutex<HashMap<String, PickMessage>>,
+    /// order id -> `return_expected` messages received and not yet taken by a test.
+    returns: Mutex<HashMap<String, Vec<ReturnExpected>>>,
     http: reqwest::Client,
 }
 
@@ -71,6 +73,7 @@ impl Warehouses {
             inbox: Default::default(),
             cancels: Default::default(),
             latest: Default::default(),
+            returns: Default::default(),
             http: reqwest::Client::new(),
         }
     }
@@ -135,6 +138,9 @@ impl Warehouses {
         if msg.body["type"] == "cancel_request" {
             return self.take_cancel(msg.body).await;
         }
+        if msg.body["type"] == "return_expected" {
+            return self.take_return(ReturnExpected { body: msg.body }).await;
+        }
         self.latest.lock().unwrap().insert(msg.dispatch_id().to_string(), msg.clone());
         if !self.auto {
             self.inbox.lock().unwrap().entry(msg.order_id().to_string()).or_default().push(msg);
@@ -171,6 +177,74 @@ impl Warehouses {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A `return_expected` message: `{type, return: {orderId, returnId, warehouse, lines, ...}, returnToken}`.
+#[derive(Debug, Clone)]
+pub struct ReturnExpected {
+    pub body: Value,
+}
+
+impl ReturnExpected {
+    pub fn order_id(&self) -> &str {
+        self.body["return"]["orderId"].as_str().unwrap_or_default()
+    }
+    pub fn return_id(&self) -> &str {
+        self.body["return"]["returnId"].as_str().unwrap_or_default()
+    }
+    pub fn warehouse(&self) -> &str {
+        self.body["return"]["warehouse"].as_str().unwrap_or_default()
+    }
+    /// (sku, quantity) expected back.
+    pub fn lines(&self) -> Vec<(String, i64)> {
+        self.body["return"]["lines"]
+            .as_array()
+            .map(|a| a.iter().map(|l| (l["sku"].as_str().unwrap_or_default().to_string(), l["quantity"].as_i64().unwrap_or(0))).collect())
+            .unwrap_or_default()
+    }
+    /// The partner API request reporting the arrival: (sku, resellable, damaged) per SKU.
+    pub fn arrival(&self, units: &[(String, i64, i64)]) -> Value {
+        json!({
+            "orderId": self.order_id(), "returnId": self.return_id(), "returnToken": self.body["returnToken"],
+            "units": units.iter().map(|(s, ok, bad)| json!({"sku": s, "resellable": ok, "damaged": bad})).collect::<Vec<_>>(),
+        })
+    }
+}
+
+impl Warehouses {
+    /// Wait for the next `return_expected` message of an order (manual mode).
+    pub async fn next_return_expected(&self, order_id: &str, timeout: Duration) -> Option<ReturnExpected> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(m) = self.returns.lock().unwrap().get_mut(order_id).and_then(|l| (!l.is_empty()).then(|| l.remove(0))) {
+                return Some(m);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// POST the arrival of a return parcel as its warehouse; (status, body).
+    pub async fn report_return(&self, msg: &ReturnExpected, units: &[(String, i64, i64)]) -> (u16, Value) {
+        self.send_as(msg.warehouse(), "/warehouse/returns", &msg.arrival(units)).await
+    }
+
+    /// Kept for the test (manual mode), or, in auto mode, the parcel "arrives" a moment later and
+    /// everything in it is resellable.
+    async fn take_return(self: &Arc<Self>, msg: ReturnExpected) {
+        if !self.auto {
+            self.returns.lock().unwrap().entry(msg.order_id().to_string()).or_default().push(msg);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let units: Vec<(String, i64, i64)> = msg.lines().into_iter().map(|(s, q)| (s, q, 0)).collect();
+        let (st, body) = self.report_return(&msg, &units).await;
+        if st >= 300 {
+            tracing::warn!(order_id = msg.order_id(), status = st, body = %body, "sandbox warehouse: return arrival refused");
         }
     }
 }

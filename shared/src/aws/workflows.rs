@@ -14,12 +14,13 @@ pub struct SfnWorkflows {
     /// Only the functions that start a workflow name it (and are allowed to start it).
     pub checkout_arn: Option<String>,
     pub lifecycle_arn: Option<String>,
+    pub returns_arn: Option<String>,
 }
 
 impl SfnWorkflows {
     /// A client for callbacks only (SendTaskSuccess); add the machines this function starts.
     pub fn new(sdk: &aws_config::SdkConfig, env: &crate::env::Env) -> SfnWorkflows {
-        SfnWorkflows { client: sfn_client(sdk, super::is_local(env)), checkout_arn: None, lifecycle_arn: None }
+        SfnWorkflows { client: sfn_client(sdk, super::is_local(env)), checkout_arn: None, lifecycle_arn: None, returns_arn: None }
     }
     pub fn starting_checkout(mut self, arn: String) -> Self {
         self.checkout_arn = Some(arn);
@@ -28,6 +29,17 @@ impl SfnWorkflows {
     pub fn starting_lifecycle(mut self, arn: String) -> Self {
         self.lifecycle_arn = Some(arn);
         self
+    }
+    pub fn starting_returns(mut self, arn: String) -> Self {
+        self.returns_arn = Some(arn);
+        self
+    }
+    async fn start_named(&self, arn: &Option<String>, which: &str, name: &str, input: &serde_json::Value) -> Result<bool> {
+        match self.client.start_execution().state_machine_arn(machine(arn, which)?).name(name).input(input.to_string()).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_execution_already_exists()) => Ok(false),
+            Err(e) => Err(StepError::from_sdk("sfn.start_execution", e)),
+        }
     }
 }
 
@@ -83,11 +95,11 @@ impl Workflows for SfnWorkflows {
     }
 
     async fn start_lifecycle(&self, order_id: &str, input: &serde_json::Value) -> Result<bool> {
-        match self.client.start_execution().state_machine_arn(machine(&self.lifecycle_arn, "lifecycle")?).name(order_id).input(input.to_string()).send().await {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_execution_already_exists()) => Ok(false),
-            Err(e) => Err(StepError::from_sdk("sfn.start_execution", e)),
-        }
+        self.start_named(&self.lifecycle_arn, "lifecycle", order_id, input).await
+    }
+
+    async fn start_return(&self, return_id: &str, input: &serde_json::Value) -> Result<bool> {
+        self.start_named(&self.returns_arn, "returns", return_id, input).await
     }
 
     async fn send_task_success(&self, token: &str, output: &serde_json::Value) -> Result<()> {

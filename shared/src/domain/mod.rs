@@ -6,5 +6,6 @@ pub mod order;
 pub mod order_index;
 pub mod pricing;
 pub mod refund;
+pub mod returns;
 pub mod shipping;
 pub mod store_data;

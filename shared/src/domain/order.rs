@@ -316,6 +316,13 @@ pub struct Order {
     pub refunded_minor: i64,
     #[serde(default)]
     pub refunded_units: std::collections::BTreeMap<String, i64>,
+    /// Returns by id (customers' and return-to-sender), always written so a return's parcels can be
+    /// addressed by a nested update; `return_seq` counts their records, the compare-and-set that
+    /// keeps two returns (or a return and a refund by lines) from claiming one unit twice.
+    #[serde(default)]
+    pub returns: std::collections::BTreeMap<String, super::returns::ReturnRecord>,
+    #[serde(default)]
+    pub return_seq: i64,
     pub timeline: Vec<TimelineEntry>,
     pub created_at: String,
     pub updated_at: String,

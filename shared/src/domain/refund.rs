@@ -29,6 +29,9 @@ pub struct Refund {
     pub requested_at: String,
     /// Digest of the operator's request (same Idempotency-Key, other request -> 422).
     pub request_hash: String,
+    /// The return whose arrival this refund pays back (none for an operator's refund).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_id: Option<String>,
 }
 
 /// `POST /ops/orders/{id}/refunds`.
@@ -126,13 +129,16 @@ pub fn plan(order: &Order, req: &RefundRequest) -> Result<(i64, BTreeMap<String,
                 *wanted.entry(l.sku.clone()).or_default() += l.quantity;
             }
             let shipped = shipped_units(order);
+            // Units on their way back in a return are the return's to refund.
+            let returning = super::returns::units_in_open_returns(order);
             for (i, l) in ls.iter().enumerate() {
-                let open = shipped.get(&l.sku).copied().unwrap_or(0) - order.refunded_units.get(&l.sku).copied().unwrap_or(0);
+                let in_returns = returning.get(&l.sku).copied().unwrap_or(0);
+                let open = shipped.get(&l.sku).copied().unwrap_or(0) - order.refunded_units.get(&l.sku).copied().unwrap_or(0) - in_returns;
                 if wanted[&l.sku] > open {
                     return Err(Invalid::new(
                         "refund_exceeds_units",
                         format!("lines[{i}]"),
-                        format!("{}: {} unit(s) shipped and not yet refunded, {} asked", l.sku, open.max(0), wanted[&l.sku]),
+                        format!("{}: {} unit(s) shipped and not yet refunded or in a return, {} asked", l.sku, open.max(0), wanted[&l.sku]),
                     ));
                 }
             }

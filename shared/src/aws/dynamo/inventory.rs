@@ -201,7 +201,45 @@ impl StockLedger for DynamoInventory {
             shipped: num(&i, "shipped"),
             received: num(&i, "received"),
             adjusted: num(&i, "adjusted"),
+            returned: num(&i, "returned"),
+            written_off: num(&i, "written_off"),
         }))
+    }
+
+    async fn restock_return(&self, return_key: &str, warehouse: &str, inspection: &BTreeMap<String, crate::domain::returns::Inspection>) -> Result<bool> {
+        let units: i64 = inspection.values().map(|i| i.units()).sum();
+        if units <= 0 || inspection.len() > 49 {
+            return Err(StepError::InvalidInput(format!("a return restocks 1-49 SKUs and at least one unit ({} SKUs, {units} units)", inspection.len())));
+        }
+        // One transaction: the marker (once per return parcel) and, per SKU, the warehouse's and
+        // the network's counts (at most 1 + 2 x 49 items, inside the 100-item limit).
+        let mut items = vec![tx_put(
+            Put::builder()
+                .table_name(&self.table)
+                .item("pk", s(format!("RETURN#{return_key}")))
+                .item("warehouse", s(warehouse))
+                .item("units", n(units))
+                .item("received_at", s(now_rfc3339()))
+                .condition_expression("attribute_not_exists(pk)"),
+        )?];
+        for (sku, i) in inspection.iter().filter(|(_, i)| i.units() > 0) {
+            for key in [stock_key(sku, warehouse), sku_key(sku)] {
+                items.push(tx_update(
+                    Update::builder()
+                        .table_name(&self.table)
+                        .key("pk", s(key))
+                        .update_expression(
+                            "SET available = if_not_exists(available, :zero) + :ok, returned = if_not_exists(returned, :zero) + :all, written_off = if_not_exists(written_off, :zero) + :bad",
+                        )
+                        .condition_expression("attribute_exists(pk)")
+                        .expression_attribute_values(":ok", n(i.resellable))
+                        .expression_attribute_values(":all", n(i.units()))
+                        .expression_attribute_values(":bad", n(i.damaged))
+                        .expression_attribute_values(":zero", n(0)),
+                )?);
+            }
+        }
+        self.run_once(items, "inventory.restock_return").await
     }
 
     async fn receive(&self, sku: &str, warehouse: &str, quantity: i64, receipt_key: &str) -> Result<bool> {

@@ -225,6 +225,7 @@ impl OrderRepository for DynamoOrders {
         refund: &crate::domain::refund::Refund,
         refunded_before: i64,
         units_before: &BTreeMap<String, i64>,
+        return_seq_before: i64,
     ) -> Result<RecordRefund> {
         // Orders written before the ledger existed get its empty maps first (idempotent).
         self.client
@@ -239,12 +240,13 @@ impl OrderRepository for DynamoOrders {
             .await
             .map_err(|e| StepError::from_sdk("orders.record_refund", e))?;
         let mut set = vec!["refunds.#rid = :r".to_string(), "refunded_minor = :total".to_string()];
-        let mut cond = vec!["attribute_not_exists(refunds.#rid)".to_string(), "refunded_minor = :before".to_string()];
+        let mut cond = vec!["attribute_not_exists(refunds.#rid)".to_string(), "refunded_minor = :before".to_string(), return_seq_condition(return_seq_before)];
         let mut req = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("order_id", s(order_id))
+            .expression_attribute_values(":rseq", n(return_seq_before))
             .expression_attribute_names("#rid", &refund.refund_id)
             .expression_attribute_values(":r", av(refund)?)
             .expression_attribute_values(":total", n(refunded_before + refund.amount_minor))
@@ -274,6 +276,93 @@ impl OrderRepository for DynamoOrders {
             Some(r) => RecordRefund::Exists(Box::new(r.clone())),
             None => RecordRefund::Conflict,
         })
+    }
+
+    async fn record_return(
+        &self,
+        order_id: &str,
+        ret: &crate::domain::returns::ReturnRecord,
+        return_seq_before: i64,
+        refunded_before: i64,
+        event: TimelineEntry,
+    ) -> Result<RecordReturn> {
+        // Orders written before returns existed get the empty map first (idempotent).
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            .update_expression("SET #returns = if_not_exists(#returns, :m)")
+            .condition_expression("attribute_exists(order_id)")
+            .expression_attribute_names("#returns", "returns")
+            .expression_attribute_values(":m", AttributeValue::M(Default::default()))
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("orders.record_return", e))?;
+        let req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            .update_expression("SET #returns.#rid = :r, return_seq = :next, updated_at = :now, timeline = list_append(timeline, :ev)")
+            .condition_expression(format!(
+                "attribute_not_exists(#returns.#rid) AND {} AND (attribute_not_exists(refunded_minor) OR refunded_minor = :before)",
+                return_seq_condition(return_seq_before)
+            ))
+            .expression_attribute_names("#returns", "returns")
+            .expression_attribute_names("#rid", &ret.return_id)
+            .expression_attribute_values(":r", av(ret)?)
+            .expression_attribute_values(":rseq", n(return_seq_before))
+            .expression_attribute_values(":next", n(return_seq_before + 1))
+            .expression_attribute_values(":before", n(refunded_before));
+        if self.conditional(req, event, "orders.record_return").await?.is_some() {
+            return Ok(RecordReturn::Recorded);
+        }
+        let order = self.get(order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {order_id} not found")))?;
+        Ok(match order.returns.get(&ret.return_id) {
+            Some(r) => RecordReturn::Exists(Box::new(r.clone())),
+            None => RecordReturn::Conflict,
+        })
+    }
+
+    async fn update_return_parcel(
+        &self,
+        order_id: &str,
+        return_id: &str,
+        warehouse: &str,
+        from: &[&str],
+        fields: Vec<(&str, serde_json::Value)>,
+        event: Option<TimelineEntry>,
+    ) -> Result<bool> {
+        let path = "#returns.#rid.parcels.#wh";
+        let mut expr = vec!["updated_at = :now".to_string()];
+        let allowed: Vec<String> = (0..from.len()).map(|i| format!(":from{i}")).collect();
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            .condition_expression(format!("{path}.#status IN ({})", allowed.join(", ")))
+            .expression_attribute_names("#returns", "returns")
+            .expression_attribute_names("#rid", return_id)
+            .expression_attribute_names("#wh", warehouse)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":now", s(now_rfc3339()));
+        for (i, st) in from.iter().enumerate() {
+            req = req.expression_attribute_values(format!(":from{i}"), s(*st));
+        }
+        for (i, (field, value)) in fields.into_iter().enumerate() {
+            expr.push(format!("{path}.#f{i} = :v{i}"));
+            req = req.expression_attribute_names(format!("#f{i}"), field).expression_attribute_values(format!(":v{i}"), av(&value)?);
+        }
+        if let Some(ev) = event {
+            expr.push("timeline = list_append(timeline, :ev)".into());
+            req = req.expression_attribute_values(":ev", AttributeValue::L(vec![av(&ev)?]));
+        }
+        match req.update_expression(format!("SET {}", expr.join(", "))).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_ccf(&e) => Ok(false),
+            Err(e) => Err(StepError::from_sdk("orders.update_return_parcel", e)),
+        }
     }
 
     async fn settle_refund(
@@ -483,5 +572,15 @@ impl DynamoOrders {
             }
         })?;
         Ok(())
+    }
+}
+
+/// `return_seq` as read (absent on orders without returns): the compare-and-set shared by returns
+/// and refunds (`:rseq`).
+fn return_seq_condition(before: i64) -> String {
+    if before == 0 {
+        "(attribute_not_exists(return_seq) OR return_seq = :rseq)".to_string()
+    } else {
+        "return_seq = :rseq".to_string()
     }
 }
