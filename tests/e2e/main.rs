@@ -9,6 +9,7 @@ mod contracts;
 mod fulfillment;
 mod iam_enforcement;
 mod ops_listing;
+mod returns;
 mod stock_properties;
 mod store_data;
 mod sweeper;
