@@ -352,7 +352,11 @@ fn adding_a_warehouse_is_one_parameter_and_reaches_every_place() {
         })
         .map(String::from)
         .collect();
-    assert_eq!(senders, ["OrdersApiFunction", "LifecycleStateMachine", "ReturnsStateMachine"], "cancel requests, pick lists and expected returns can reach wh-north");
+    assert_eq!(
+        senders,
+        ["OrdersApiFunction", "LifecycleStateMachine", "ReturnsStateMachine"],
+        "cancel requests, pick lists and expected returns can reach wh-north"
+    );
     for q in &queues {
         let arn = t.get_att(&format!("{}.Arn", q.logical_id)).unwrap();
         let granted =

@@ -160,6 +160,23 @@ impl OrderRepository for InMemoryOrders {
             Ok(RecordRefund::Recorded)
         })
     }
+    async fn record_collection(&self, order_id: &str, c: &crate::domain::collection::Collection, event: TimelineEntry) -> Result<bool> {
+        self.with_order(order_id, |o| {
+            if o.status != OrderStatus::Failed || o.collection.as_ref().is_some_and(|x| x.status != "failed") {
+                return Ok(false);
+            }
+            o.collection = Some(c.clone());
+            o.timeline.push(event);
+            Ok(true)
+        })
+    }
+    async fn settle_collection(&self, order_id: &str, from: &str, fields: Vec<(&str, serde_json::Value)>, event: TimelineEntry) -> Result<bool> {
+        if !self.with_order(order_id, |o| Ok(o.collection.as_ref().is_some_and(|c| c.status == from)))? {
+            return Ok(false);
+        }
+        self.set_fields(order_id, &["collection"], fields, Some(event))?;
+        Ok(true)
+    }
     async fn record_return(
         &self,
         order_id: &str,

@@ -80,6 +80,11 @@ pub trait OrderRepository: Send + Sync {
         gateway_refund_id: Option<&str>,
         event: TimelineEntry,
     ) -> Result<bool>;
+    /// Record an operator's decision about goods shipped uncharged, once: only on a FAILED order
+    /// with no decision, or after a retry the gateway refused (OPS-1). False when refused.
+    async fn record_collection(&self, order_id: &str, collection: &crate::domain::collection::Collection, event: TimelineEntry) -> Result<bool>;
+    /// Set fields of `collection`, compare-and-set on its status (`from`). False when it moved.
+    async fn settle_collection(&self, order_id: &str, from: &str, fields: Vec<(&str, serde_json::Value)>, event: TimelineEntry) -> Result<bool>;
     async fn record_dispatch_cancelled(&self, order_id: &str, token_hash: &str, event: TimelineEntry) -> Result<bool>;
     /// One page of the orders an operator asked for (`domain::order_index`), oldest first, and the
     /// cursor of the next page.

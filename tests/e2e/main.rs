@@ -13,4 +13,5 @@ mod returns;
 mod stock_properties;
 mod store_data;
 mod sweeper;
+mod uncharged;
 mod workflow_properties;

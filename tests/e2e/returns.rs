@@ -305,7 +305,10 @@ fn ret_a_parcel_returned_to_sender_is_restocked_and_refunded_without_a_request()
         let total = placed.body["totals"]["total"].as_i64().unwrap();
         let list = pick(h, &id, "wh-east").await;
         assert_eq!(h.stack.warehouses.send_report(&list, &list.report("P1", &list.lines())).await.0, 202);
-        let o = until(h, &id, "captured", |o| o.payment.as_ref().is_some_and(|p| p.captured_minor == total) && o.shipments.values().all(|s| s.tracking_code.is_some())).await;
+        let o = until(h, &id, "captured", |o| {
+            o.payment.as_ref().is_some_and(|p| p.captured_minor == total) && o.shipments.values().all(|s| s.tracking_code.is_some())
+        })
+        .await;
         let code = o.shipments.values().next().unwrap().tracking_code.clone().unwrap();
         // the carrier cannot deliver and brings it back, and says so twice
         assert_eq!(h.stack.carrier.advance(&code, "return_to_sender").await, 200);

@@ -20,7 +20,8 @@ fn units_coming_back(order: &Order, shipment_id: &str) -> BTreeMap<String, i64> 
     let returning = units_in_open_returns(order);
     let mut out = BTreeMap::new();
     for l in &s.lines {
-        let free = shipped.get(&l.sku).copied().unwrap_or(0) - order.refunded_units.get(&l.sku).copied().unwrap_or(0) - returning.get(&l.sku).copied().unwrap_or(0);
+        let free =
+            shipped.get(&l.sku).copied().unwrap_or(0) - order.refunded_units.get(&l.sku).copied().unwrap_or(0) - returning.get(&l.sku).copied().unwrap_or(0);
         let q = l.quantity.min(free);
         if q > 0 {
             out.insert(l.sku.clone(), q);

@@ -73,6 +73,7 @@ mod cancel;
 mod listing;
 mod refunds;
 mod returns;
+mod uncharged;
 
 pub fn router(deps: AppState) -> Router {
     Router::new()
@@ -85,6 +86,7 @@ pub fn router(deps: AppState) -> Router {
         .route("/ops/orders/{id}/cancel", post(cancel::ops_cancel))
         .route("/ops/orders/{id}/refunds", post(refunds::ops_refund))
         .route("/orders/{id}/returns", post(returns::customer_return))
+        .route("/ops/orders/{id}/uncharged", post(uncharged::ops_uncharged))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route", None) })
         .method_not_allowed_fallback(|| async { error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route", None) })
         .with_state(deps)
@@ -128,6 +130,7 @@ pub fn customer_view(order: &Order) -> Value {
         .filter(|t| {
             !(t.event.starts_with("fraud")
                 || t.event.starts_with("refund_")
+                || t.event.starts_with("uncharged_")
                 || matches!(t.event.as_str(), "under_review" | "email_skipped" | "awaiting_review"))
         })
         .map(|t| {
@@ -446,6 +449,7 @@ async fn checkout(deps: &Deps, order_id: &str, access_token: &str, body: &[u8]) 
         refunded_units: Default::default(),
         returns: Default::default(),
         return_seq: 0,
+        collection: None,
         timeline: vec![TimelineEntry::now("order_received", None)],
         created_at: now.clone(),
         updated_at: now,
@@ -531,6 +535,8 @@ async fn ops_get_order(State(deps): State<AppState>, Path(id): Path<String>, hea
             v["customer_email"] = json!(order.customer_email);
             v["cancel"] = json!(order.cancel);
             v["refunds"] = json!(order.refunds);
+            v["returns"] = json!(order.returns);
+            v["collection"] = json!(order.collection);
             (StatusCode::OK, axum::Json(v)).into_response()
         }
         Ok(None) => error(StatusCode::NOT_FOUND, "order_not_found", "no such order", None),

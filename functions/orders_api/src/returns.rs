@@ -53,7 +53,9 @@ pub async fn customer_return(State(deps): State<AppState>, Path(id): Path<String
     }
     let req: ReturnRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", &format!("expected {{\"lines\": [{{\"sku\", \"quantity\"}}], \"reason\"}}: {e}"), None),
+        Err(e) => {
+            return error(StatusCode::BAD_REQUEST, "invalid_request", &format!("expected {{\"lines\": [{{\"sku\", \"quantity\"}}], \"reason\"}}: {e}"), None)
+        }
     };
     let span = tracing::info_span!("return", order_id = %id);
     tracing::Instrument::instrument(request_return(&deps, order, key, sha256_hex(&body), req), span).await

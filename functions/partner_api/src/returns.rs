@@ -119,7 +119,8 @@ pub async fn report_return(State(deps): State<AppState>, headers: HeaderMap, bod
                                 return internal(e);
                             }
                         }
-                        return (StatusCode::OK, [("idempotent-replayed", "true")], axum::Json(json!({"return_id": a.return_id, "status": "accepted"}))).into_response();
+                        return (StatusCode::OK, [("idempotent-replayed", "true")], axum::Json(json!({"return_id": a.return_id, "status": "accepted"})))
+                            .into_response();
                     }
                     status::RECEIVED | status::REFUNDED => {
                         return error(StatusCode::CONFLICT, "return_already_received", "this return parcel was reported with other counts", Some("units"))

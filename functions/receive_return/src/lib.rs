@@ -62,7 +62,12 @@ pub struct Received {
 pub async fn handle(deps: &Deps, input: Input) -> Result<Received, StepError> {
     let (oid, rid, wh) = (&input.order_id, &input.return_id, &input.warehouse);
     let order = deps.orders.get(oid).await?.ok_or_else(|| StepError::InvalidInput(format!("order {oid} not found")))?;
-    let parcel = order.returns.get(rid).and_then(|r| r.parcels.get(wh)).cloned().ok_or_else(|| StepError::InvalidInput(format!("order {oid} has no return {rid} at {wh}")))?;
+    let parcel = order
+        .returns
+        .get(rid)
+        .and_then(|r| r.parcels.get(wh))
+        .cloned()
+        .ok_or_else(|| StepError::InvalidInput(format!("order {oid} has no return {rid} at {wh}")))?;
     let restocked: i64 = parcel.inspection.values().map(|i| i.resellable).sum();
     let written_off: i64 = parcel.inspection.values().map(|i| i.damaged).sum();
     let refund_id = return_refund_id(rid, wh);
@@ -82,7 +87,8 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Received, StepError> {
     let mut amount = 0;
     let mut recorded_id = None;
     for attempt in 0..5 {
-        let order = if attempt == 0 { order.clone() } else { deps.orders.get(oid).await?.ok_or_else(|| StepError::InvalidInput(format!("order {oid} not found")))? };
+        let order =
+            if attempt == 0 { order.clone() } else { deps.orders.get(oid).await?.ok_or_else(|| StepError::InvalidInput(format!("order {oid} not found")))? };
         if let Some(existing) = order.refunds.get(&refund_id) {
             amount = existing.amount_minor;
             recorded_id = Some(refund_id.clone());

@@ -34,11 +34,17 @@ impl Deps {
     }
 }
 
+mod collection;
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RefundMessage {
     pub order_id: String,
+    #[serde(default)]
     pub refund_id: String,
+    /// An operator's decision about goods shipped uncharged (collection.rs), not a refund.
+    #[serde(default)]
+    pub collection: bool,
 }
 
 pub async fn refund(deps: &Deps, m: &RefundMessage) -> Result<String, StepError> {
@@ -79,6 +85,10 @@ pub async fn refund(deps: &Deps, m: &RefundMessage) -> Result<String, StepError>
 
 async fn one(deps: &Deps, body: &str) -> Result<(), StepError> {
     let m: RefundMessage = serde_json::from_str(body).map_err(|e| StepError::InvalidInput(format!("refund message: {e}")))?;
+    if m.collection {
+        let span = tracing::info_span!("uncharged", order_id = %m.order_id);
+        return tracing::Instrument::instrument(collection::apply(deps, &m.order_id), span).await.map(|_| ());
+    }
     let span = tracing::info_span!("refund", order_id = %m.order_id, refund_id = %m.refund_id);
     tracing::Instrument::instrument(refund(deps, &m), span).await.map(|_| ())
 }
@@ -124,7 +134,7 @@ mod tests {
         orders.create(&order).await.unwrap();
         let (gateway, queue) = (Arc::new(RecordingGateway::default()), Arc::new(RecordingQueue::default()));
         let d = deps(orders.clone(), gateway.clone(), queue.clone());
-        let m = RefundMessage { order_id: "ord_r".into(), refund_id: "rf_1".into() };
+        let m = RefundMessage { order_id: "ord_r".into(), refund_id: "rf_1".into(), collection: false };
         for _ in 0..5 {
             refund(&d, &m).await.unwrap();
         }

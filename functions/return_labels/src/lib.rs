@@ -73,7 +73,11 @@ fn carrier_error(e: GatewayError) -> StepError {
 
 async fn load(deps: &Deps, input: &Input) -> Result<(Order, ReturnRecord), StepError> {
     let order = deps.orders.get(&input.order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {} not found", input.order_id)))?;
-    let ret = order.returns.get(&input.return_id).cloned().ok_or_else(|| StepError::InvalidInput(format!("order {} has no return {}", order.order_id, input.return_id)))?;
+    let ret = order
+        .returns
+        .get(&input.return_id)
+        .cloned()
+        .ok_or_else(|| StepError::InvalidInput(format!("order {} has no return {}", order.order_id, input.return_id)))?;
     Ok((order, ret))
 }
 
@@ -111,7 +115,8 @@ async fn prepare(deps: &Deps, input: &Input) -> Result<Value, StepError> {
                 service_level: "standard".into(),
                 is_return: true,
             };
-            let label = deps.carrier.buy_label(&req, &format!("{}:return-label:{}:{}", order.order_id, ret.return_id, p.warehouse)).await.map_err(carrier_error)?;
+            let label =
+                deps.carrier.buy_label(&req, &format!("{}:return-label:{}:{}", order.order_id, ret.return_id, p.warehouse)).await.map_err(carrier_error)?;
             // Index first: the carrier's first tracking event can beat the next write.
             let target = json!({"orderId": order.order_id, "returnId": ret.return_id, "warehouse": p.warehouse});
             deps.lookups.put_lookup(&tracker_lookup_key(&label.tracking_code), &target).await?;
@@ -122,7 +127,8 @@ async fn prepare(deps: &Deps, input: &Input) -> Result<Value, StepError> {
                 label_url: label.label_url,
                 bought_at: now_rfc3339(),
             };
-            let event = TimelineEntry::now("return_label_bought", Some(format!("{} {}: {} {}", ret.return_id, p.warehouse, recorded.carrier, recorded.tracking_code)));
+            let event =
+                TimelineEntry::now("return_label_bought", Some(format!("{} {}: {} {}", ret.return_id, p.warehouse, recorded.carrier, recorded.tracking_code)));
             deps.orders
                 .update_return_parcel(
                     &order.order_id,
@@ -142,7 +148,8 @@ async fn prepare(deps: &Deps, input: &Input) -> Result<Value, StepError> {
     }
     let mut parcels = vec![];
     for p in ret.parcels.values().filter(|p| p.status == status::AWAITING) {
-        let queue_url = deps.warehouse_queue_urls.get(&p.warehouse).ok_or_else(|| StepError::Internal(format!("warehouse {} has no queue in this stack", p.warehouse)))?;
+        let queue_url =
+            deps.warehouse_queue_urls.get(&p.warehouse).ok_or_else(|| StepError::Internal(format!("warehouse {} has no queue in this stack", p.warehouse)))?;
         parcels.push(json!({
             "warehouse": p.warehouse,
             "queueUrl": queue_url,
@@ -163,7 +170,8 @@ async fn expire(deps: &Deps, input: &Input) -> Result<Value, StepError> {
     let (order, ret, p) = loop {
         attempts += 1;
         let (order, ret) = load(deps, input).await?;
-        let p = ret.parcels.get(warehouse).cloned().ok_or_else(|| StepError::InvalidInput(format!("return {} has no parcel for {warehouse}", ret.return_id)))?;
+        let p =
+            ret.parcels.get(warehouse).cloned().ok_or_else(|| StepError::InvalidInput(format!("return {} has no parcel for {warehouse}", ret.return_id)))?;
         match p.status.as_str() {
             status::AWAITING if attempts <= 3 => {
                 let event = TimelineEntry::now("return_expired", Some(format!("{} {warehouse}: nothing arrived", ret.return_id)));
@@ -190,7 +198,14 @@ async fn expire(deps: &Deps, input: &Input) -> Result<Value, StepError> {
             .map_err(carrier_error)?;
         let event = TimelineEntry::now("return_label_refund", Some(format!("{} {warehouse}: {refund_status}", label.tracking_code)));
         deps.orders
-            .update_return_parcel(&order.order_id, &ret.return_id, warehouse, &[status::EXPIRED], vec![("label_refund_status", json!(refund_status))], Some(event))
+            .update_return_parcel(
+                &order.order_id,
+                &ret.return_id,
+                warehouse,
+                &[status::EXPIRED],
+                vec![("label_refund_status", json!(refund_status))],
+                Some(event),
+            )
             .await?;
         tracing::info!(return_id = %ret.return_id, %warehouse, %refund_status, "unused return label refunded with the carrier");
     }

@@ -78,6 +78,21 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Settled, StepError> {
     };
     let remaining = payment.amount_authorized.minor - payment.captured_minor;
     let mut released = released_by_final_capture;
+    // Goods left and nothing was charged for them: the hold is kept (it expires by itself) so an
+    // operator can still retry the charge on it (POST /ops/orders/{id}/uncharged, #9 item 4); the
+    // operator's decision releases it otherwise.
+    let keep_for_operator =
+        outcome == OrderStatus::Failed && !orderflow_shared::domain::collection::uncharged(&order).is_empty() && payment.status == "requires_capture";
+    if keep_for_operator && payment.settled.is_none() {
+        tracing::warn!(remaining, "goods shipped uncharged: hold kept for an operator's decision");
+        deps.orders
+            .append_timeline(
+                &order.order_id,
+                TimelineEntry::now("payment_uncharged", Some(format!("{reason}: parcels shipped and not charged; hold kept for an operator"))),
+            )
+            .await?;
+        return Ok(Settled { captured_minor: payment.captured_minor, released_minor: 0, outcome, reason });
+    }
     if payment.settled.is_none() && remaining > 0 && payment.status != "canceled" {
         // Cancel releases what is still held; the captures stand.
         let status = deps.gateway.void(&payment.intent_id, &release_key(&order.order_id)).await.map_err(|e| match e {

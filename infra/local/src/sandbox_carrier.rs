@@ -141,11 +141,7 @@ impl Carrier {
 }
 
 pub fn router(c: Arc<Carrier>) -> Router {
-    Router::new()
-        .route("/v2/shipments", post(create))
-        .route("/v2/shipments/{id}/buy", post(buy))
-        .route("/v2/shipments/{id}/refund", post(refund))
-        .with_state(c)
+    Router::new().route("/v2/shipments", post(create)).route("/v2/shipments/{id}/buy", post(buy)).route("/v2/shipments/{id}/refund", post(refund)).with_state(c)
 }
 
 fn err(status: StatusCode, code: &str, message: &str) -> (u16, Value) {

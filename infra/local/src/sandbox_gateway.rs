@@ -40,6 +40,8 @@ pub struct Gateway {
     pub standard_pricing: std::sync::atomic::AtomicBool,
     /// Where the gateway sends its signed events (the partner API's /webhooks/gateway); empty = none.
     pub webhook_url: Mutex<String>,
+    /// Intents whose captures answer 500 `api_error` (an outage a test switches on and off).
+    pub failing_captures: Mutex<std::collections::HashSet<String>>,
     http: reqwest::Client,
 }
 
@@ -497,6 +499,12 @@ async fn capture(State(gw): State<Arc<Gateway>>, headers: HeaderMap, Path(id): P
 }
 
 async fn capture_inner(gw: Arc<Gateway>, headers: HeaderMap, id: String, body: Bytes) -> Response {
+    if gw.failing_captures.lock().unwrap().contains(&id) {
+        return reply(
+            stripe_error(StatusCode::INTERNAL_SERVER_ERROR, "api_error", "api_error", "An error occurred with our connection to Stripe.", json!({})),
+            false,
+        );
+    }
     let g = gw.clone();
     let path = format!("/v1/payment_intents/{id}/capture");
     idempotent(&gw, &headers, &path, &body.clone(), move || {

@@ -1,5 +1,6 @@
 //! The order domain: pure types and rules, no AWS, no I/O.
 pub mod checkout;
+pub mod collection;
 pub mod fraud;
 pub mod fulfillment;
 pub mod order;

@@ -323,6 +323,9 @@ pub struct Order {
     pub returns: std::collections::BTreeMap<String, super::returns::ReturnRecord>,
     #[serde(default)]
     pub return_seq: i64,
+    /// What an operator decided about goods that shipped uncharged (FAILED orders only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collection: Option<super::collection::Collection>,
     pub timeline: Vec<TimelineEntry>,
     pub created_at: String,
     pub updated_at: String,

@@ -278,6 +278,42 @@ impl OrderRepository for DynamoOrders {
         })
     }
 
+    async fn record_collection(&self, order_id: &str, c: &crate::domain::collection::Collection, event: TimelineEntry) -> Result<bool> {
+        let req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            .update_expression("SET #c = :c, updated_at = :now, timeline = list_append(timeline, :ev)")
+            .condition_expression("#status = :failed AND (attribute_not_exists(#c) OR #c.#cs = :refused)")
+            .expression_attribute_names("#c", "collection")
+            .expression_attribute_names("#cs", "status")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":c", av(c)?)
+            .expression_attribute_values(":failed", s(OrderStatus::Failed.as_str()))
+            .expression_attribute_values(":refused", s("failed"));
+        self.conditional(req, event, "orders.record_collection").await.map(|o| o.is_some())
+    }
+
+    async fn settle_collection(&self, order_id: &str, from: &str, fields: Vec<(&str, serde_json::Value)>, event: TimelineEntry) -> Result<bool> {
+        let mut expr = vec!["updated_at = :now".to_string(), "timeline = list_append(timeline, :ev)".to_string()];
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            .condition_expression("#c.#cs = :from")
+            .expression_attribute_names("#c", "collection")
+            .expression_attribute_names("#cs", "status")
+            .expression_attribute_values(":from", s(from));
+        for (i, (field, value)) in fields.into_iter().enumerate() {
+            expr.push(format!("#c.#f{i} = :v{i}"));
+            req = req.expression_attribute_names(format!("#f{i}"), field).expression_attribute_values(format!(":v{i}"), av(&value)?);
+        }
+        let req = req.update_expression(format!("SET {}", expr.join(", ")));
+        self.conditional(req, event, "orders.settle_collection").await.map(|o| o.is_some())
+    }
+
     async fn record_return(
         &self,
         order_id: &str,
