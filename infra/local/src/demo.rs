@@ -233,6 +233,61 @@ pub async fn run(stack: &Stack) -> Result<(), String> {
     println!("POST /orders -> HTTP {} replayed={} same order={}", replay.status, replay.replayed, replay.order_id() == happy.order_id());
     check("a retried POST replays the first answer", replay.replayed && replay.order_id() == happy.order_id());
 
+    // 7. After the sale: delivered, returned (the sandbox carrier sells a return label, the sandbox
+    // warehouse reports the parcel resellable), restocked and refunded.
+    let ret = post_order(&http, api, Some(&key("return")), order_body(&email("return"), &[("MUG-BLUE", 2)], "pm_card_visa").to_string().as_bytes()).await;
+    println!("\n=== 7. Return: delivered -> POST /orders/{{id}}/returns (1 of 2 mugs) -> label -> warehouse inspects -> restock -> refund ===");
+    wait_quietly(stack, &ret.order_id(), "DELIVERED", Duration::from_secs(90)).await;
+    let asked = http
+        .post(format!("{api}/orders/{}/returns", ret.order_id()))
+        .bearer_auth(ret.token())
+        .header("Idempotency-Key", key("return-1"))
+        .json(&json!({"lines": [{"sku": "MUG-BLUE", "quantity": 1}], "reason": "no_longer_needed"}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("POST /orders/{}/returns -> HTTP {}", ret.order_id(), asked.status().as_u16());
+    let started = Instant::now();
+    let mut refunded = 0;
+    while started.elapsed() < Duration::from_secs(90) {
+        if let Some(o) = stack.observer.orders.get(&ret.order_id()).await.ok().flatten() {
+            if let Some(r) = o.refunds.values().find(|r| r.return_id.is_some() && r.status == "succeeded") {
+                refunded = r.amount_minor;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // confirmation, shipped, out for delivery, delivered, feedback, return label, refund
+    let (_, mails) = show(stack, &http, "7. (continued) the return's journey", &ret, 7).await;
+    let (_, view) = get_order(&http, api, &ret.order_id(), &ret.token()).await;
+    let parcel = &view["returns"][0]["parcels"][0];
+    println!("  return {}: parcel {} (label {}), refunded {refunded} of {} charged", view["returns"][0]["return_id"], parcel["status"], parcel["label_url"], view["charged"]);
+    check("a returned unit is restocked and refunded (what was charged for it), label and refund emailed", refunded > 0 && parcel["status"] == "refunded" && mails == 7);
+
+    // 8. A cancel before anything ships: the order waits for a reviewer, the customer cancels.
+    let cancelled =
+        post_order(&http, api, Some(&key("cancel")), order_body(&email("cancel"), &[("BAG-TOTE", 1)], "pm_card_riskLevelElevated").to_string().as_bytes()).await;
+    println!("\n=== 8. Cancel before it ships: UNDER_REVIEW, the customer cancels -> hold voided, stock released, one email ===");
+    let started = Instant::now();
+    let mut cancel_status = 0;
+    while started.elapsed() < Duration::from_secs(30) {
+        let r = http.post(format!("{api}/orders/{}/cancel", cancelled.order_id())).bearer_auth(cancelled.token()).send().await.map_err(|e| e.to_string())?;
+        cancel_status = r.status().as_u16();
+        // 409 review_not_ready while the review task is still being queued
+        if cancel_status != 409 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    println!("POST /orders/{}/cancel -> HTTP {cancel_status}", cancelled.order_id());
+    wait_quietly(stack, &cancelled.order_id(), "CANCELLED", Duration::from_secs(60)).await;
+    let (st, mails) = show(stack, &http, "8. (continued) cancelled", &cancelled, 1).await;
+    check(
+        "a cancel before shipping voids the hold and emails once",
+        st == "CANCELLED" && mails == 1 && stack.gateway.intents_for_order(&cancelled.order_id()).iter().all(|pi| pi["status"] == "canceled"),
+    );
+
     // WH-4: the webhook endpoint only verifies, records the event id and queues; these are its
     // answer times as the carrier saw them (through the local API's event conversion).
     let mut t: Vec<u128> = stack.carrier.answer_micros.lock().unwrap().clone();
