@@ -262,12 +262,19 @@ pub async fn run(stack: &Stack) -> Result<(), String> {
     let (_, mails) = show(stack, &http, "7. (continued) the return's journey", &ret, 7).await;
     let (_, view) = get_order(&http, api, &ret.order_id(), &ret.token()).await;
     let parcel = &view["returns"][0]["parcels"][0];
-    println!("  return {}: parcel {} (label {}), refunded {refunded} of {} charged", view["returns"][0]["return_id"], parcel["status"], parcel["label_url"], view["charged"]);
-    check("a returned unit is restocked and refunded (what was charged for it), label and refund emailed", refunded > 0 && parcel["status"] == "refunded" && mails == 7);
+    println!(
+        "  return {}: parcel {} (label {}), refunded {refunded} of {} charged",
+        view["returns"][0]["return_id"], parcel["status"], parcel["label_url"], view["charged"]
+    );
+    check(
+        "a returned unit is restocked and refunded (what was charged for it), label and refund emailed",
+        refunded > 0 && parcel["status"] == "refunded" && mails == 7,
+    );
 
     // 8. A cancel before anything ships: the order waits for a reviewer, the customer cancels.
     let cancelled =
-        post_order(&http, api, Some(&key("cancel")), order_body(&email("cancel"), &[("BAG-TOTE", 1)], "pm_card_riskLevelElevated").to_string().as_bytes()).await;
+        post_order(&http, api, Some(&key("cancel")), order_body(&email("cancel"), &[("BAG-TOTE", 1)], "pm_card_riskLevelElevated").to_string().as_bytes())
+            .await;
     println!("\n=== 8. Cancel before it ships: UNDER_REVIEW, the customer cancels -> hold voided, stock released, one email ===");
     let started = Instant::now();
     let mut cancel_status = 0;
