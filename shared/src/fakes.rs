@@ -482,6 +482,10 @@ impl Queue for RecordingQueue {
         self.sent.lock().unwrap().push((queue_url.to_string(), body.clone(), delay_seconds));
         Ok(())
     }
+    async fn start_redrive(&self, dead_letter_arn: &str, destination_arn: &str) -> Result<String> {
+        self.sent.lock().unwrap().push((dead_letter_arn.to_string(), serde_json::json!({"redriveTo": destination_arn}), 0));
+        Ok(format!("task:{dead_letter_arn}"))
+    }
 }
 
 /// Emails sent: (to, subject, text); addresses in `suppressed` are skipped as SES's list would.

@@ -336,6 +336,9 @@ pub trait Queue: Send + Sync {
     async fn send(&self, queue_url: &str, body: &serde_json::Value) -> Result<()>;
     /// Deliver after `delay_seconds` (SQS caps this at 900).
     async fn send_delayed(&self, queue_url: &str, body: &serde_json::Value, delay_seconds: i32) -> Result<()>;
+    /// Move every message of a dead-letter queue back to `destination_arn` (SQS
+    /// StartMessageMoveTask: asynchronous on AWS); the task handle.
+    async fn start_redrive(&self, dead_letter_arn: &str, destination_arn: &str) -> Result<String>;
 }
 
 #[async_trait]

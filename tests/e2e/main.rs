@@ -6,6 +6,7 @@ mod after_sale;
 mod api_properties;
 mod checkout_paths;
 mod contracts;
+mod dead_letters;
 mod fulfillment;
 mod iam_enforcement;
 mod ops_listing;

@@ -142,7 +142,7 @@ fn ret_1_3_a_whole_order_returned_is_restocked_and_refunded_to_the_cent() {
         assert_eq!(view["returns"][0]["parcels"][0]["status"], "refunded", "{view}");
         assert!(view["returns"][0]["parcels"][0]["label_url"].is_string());
         assert_eq!(view["refunds"][0]["amount"].as_i64(), Some(total));
-        let emails = wait_for_emails(&h.stack, &id, 5, WAIT).await;
+        wait_for_emails(&h.stack, &id, 5, WAIT).await;
         h.settle().await;
         let emails: Vec<_> = h.stack.edge.emails_for(&id).into_iter().filter(|e| e.subject.contains("return") || e.subject.starts_with("Refund")).collect();
         assert_eq!(emails.len(), 2, "one label email, one refund email: {emails:?}");

@@ -308,7 +308,7 @@ mod refund_event_tests {
             orders: orders.clone(),
             lookups: Arc::new(InMemoryLookups::default()),
             queue: Arc::new(RecordingQueue::default()),
-            feedback_delay_seconds: 0,
+            notifications_queue_url: "notifications".into(),
             workflows: Arc::new(orderflow_shared::fakes::RecordingWorkflows::default()),
             feedback_delay_seconds: 0,
         };

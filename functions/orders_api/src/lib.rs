@@ -47,6 +47,8 @@ pub struct Deps {
     pub checkout_budget: std::time::Duration,
     /// How long after its parcel's delivery a unit may be returned (`RETURN_WINDOW_DAYS`, a store setting).
     pub return_window_days: i64,
+    /// The dead-letter queues operators may redrive, by name (`DEAD_LETTER_QUEUES`).
+    pub dead_letter_queues: std::collections::BTreeMap<String, dead_letters::DeadLetterQueue>,
 }
 
 impl Deps {
@@ -63,6 +65,7 @@ impl Deps {
             refunds_queue_url: w.queue_url("REFUNDS_QUEUE_URL")?,
             checkout_budget: std::time::Duration::from_secs(w.env.parse("CHECKOUT_BUDGET_SECONDS")?),
             return_window_days: w.env.parse("RETURN_WINDOW_DAYS")?,
+            dead_letter_queues: w.env.json("DEAD_LETTER_QUEUES")?,
         })
     }
 }
@@ -70,6 +73,7 @@ impl Deps {
 pub type AppState = Arc<Deps>;
 
 mod cancel;
+mod dead_letters;
 mod listing;
 mod refunds;
 mod returns;
@@ -87,6 +91,7 @@ pub fn router(deps: AppState) -> Router {
         .route("/ops/orders/{id}/refunds", post(refunds::ops_refund))
         .route("/orders/{id}/returns", post(returns::customer_return))
         .route("/ops/orders/{id}/uncharged", post(uncharged::ops_uncharged))
+        .route("/ops/dead-letters/{queue}/redrive", post(dead_letters::ops_redrive))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route", None) })
         .method_not_allowed_fallback(|| async { error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route", None) })
         .with_state(deps)

@@ -40,6 +40,8 @@ pub struct Edge {
     pub moto_base: String,
     pub http: reqwest::Client,
     pub moto_sfn: aws_sdk_sfn::Client,
+    /// For StartMessageMoveTask, which moto lacks (`move_messages`).
+    pub moto_sqs: aws_sdk_sqs::Client,
     pub calls: Mutex<Vec<Call>>,
     pub emails: Mutex<Vec<SentEmail>>,
     /// The SES account suppression list (address -> BOUNCE | COMPLAINT); moto has none.
@@ -171,6 +173,9 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
     if service == "states" && operation == "StartSyncExecution" {
         return start_sync_execution(&edge, &body).await;
     }
+    if service == "sqs" && operation == "StartMessageMoveTask" {
+        return move_messages(&edge, &body).await;
+    }
     if service == "sesv2" && operation.ends_with("SuppressedDestination") {
         return suppression_list(&edge, &operation, uri.path(), &body);
     }
@@ -207,6 +212,43 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
         }
         Err(e) => (StatusCode::BAD_GATEWAY, format!("edge could not reach moto: {e}")).into_response(),
     }
+}
+
+/// SQS StartMessageMoveTask (a DLQ redrive), which moto 5.2.5 does not implement: every message of
+/// the source queue is sent to the destination and then deleted from the source, as AWS's task does
+/// (AWS runs it asynchronously; here it has finished when the answer comes). The caller was
+/// authorized for it like AWS authorizes it (`iam::needs`).
+async fn move_messages(edge: &Edge, body: &[u8]) -> Response {
+    let v: Value = serde_json::from_slice(body).unwrap_or_default();
+    let url_of = |arn: &str| format!("{}/{}/{}", edge.moto_base, crate::iam::ACCOUNT, arn.rsplit(':').next().unwrap_or(""));
+    let (Some(source), Some(dest)) = (v["SourceArn"].as_str(), v["DestinationArn"].as_str()) else {
+        let e = json!({"__type": "com.amazonaws.sqs#InvalidParameterValueException", "message": "SourceArn and DestinationArn are required here"});
+        return (StatusCode::BAD_REQUEST, axum::Json(e)).into_response();
+    };
+    let (from, to) = (url_of(source), url_of(dest));
+    let mut moved = 0;
+    loop {
+        let got = match edge.moto_sqs.receive_message().queue_url(&from).max_number_of_messages(10).visibility_timeout(30).send().await {
+            Ok(o) => o.messages.unwrap_or_default(),
+            Err(e) => {
+                let e = json!({"__type": "com.amazonaws.sqs#ResourceNotFoundException", "message": format!("{e:?}")});
+                return (StatusCode::BAD_REQUEST, axum::Json(e)).into_response();
+            }
+        };
+        if got.is_empty() {
+            break;
+        }
+        for m in got {
+            if edge.moto_sqs.send_message().queue_url(&to).message_body(m.body.unwrap_or_default()).send().await.is_ok() {
+                if let Some(h) = m.receipt_handle {
+                    let _ = edge.moto_sqs.delete_message().queue_url(&from).receipt_handle(h).send().await;
+                }
+                moved += 1;
+            }
+        }
+    }
+    tracing::info!(%source, %dest, moved, "edge: dead letters moved");
+    axum::Json(json!({"TaskHandle": format!("local-move:{source}:{moved}")})).into_response()
 }
 
 /// AccessDeniedException as each protocol carries it: JSON-protocol services (DynamoDB, SQS, Step

@@ -259,6 +259,17 @@ pub fn needs(service: &str, operation: &str, body: &[u8], path: &str) -> Vec<Nee
     let need = |action: String, resource: String| Need { action, resource };
     match service {
         "dynamodb" => dynamodb_needs(operation, &v),
+        // A DLQ redrive: the task reads and deletes from the dead-letter queue and sends to the
+        // destination, and AWS checks the caller for each of those (SQS developer guide, DLQ redrive).
+        "sqs" if operation == "StartMessageMoveTask" => {
+            let source = v["SourceArn"].as_str().unwrap_or("*").to_string();
+            let mut out: Vec<Need> = ["StartMessageMoveTask", "ReceiveMessage", "DeleteMessage", "GetQueueAttributes"]
+                .iter()
+                .map(|a| need(format!("sqs:{a}"), source.clone()))
+                .collect();
+            out.push(need("sqs:SendMessage".into(), v["DestinationArn"].as_str().unwrap_or("*").to_string()));
+            out
+        }
         "sqs" => {
             let resource = match v["QueueUrl"].as_str() {
                 Some(url) => queue_arn(url),

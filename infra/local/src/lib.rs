@@ -242,6 +242,7 @@ impl Stack {
             moto_base: moto_url.clone(),
             http: reqwest::Client::builder().pool_max_idle_per_host(64).build().map_err(|e| e.to_string())?,
             moto_sfn: moto_sfn.clone(),
+            moto_sqs: moto_sqs.clone(),
             calls: Mutex::new(Vec::new()),
             emails: Mutex::new(Vec::new()),
             suppressed: Mutex::new(Default::default()),

@@ -82,6 +82,32 @@ async fn main() {
         }
         return;
     }
+    if cmd == "redrive" {
+        // The operator API's DLQ redrive, for a person at a terminal (README, "Dead letters").
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+        let token = flag("--ops-token").or_else(|| std::env::var("ORDERFLOW_OPS_TOKEN").ok());
+        let (Some(api), Some(token), Some(queue)) = (flag("--api"), token, flag("--queue")) else {
+            eprintln!("usage: orderflow-local redrive --api URL --queue notifications|refunds|review|supplier|webhook-events [--ops-token T | env ORDERFLOW_OPS_TOKEN]");
+            std::process::exit(2);
+        };
+        let url = format!("{}/ops/dead-letters/{queue}/redrive", api.trim_end_matches('/'));
+        match reqwest::Client::new().post(&url).bearer_auth(token).send().await {
+            Ok(r) => {
+                let st = r.status();
+                let body = r.text().await.unwrap_or_default();
+                println!("[redrive] {queue}: HTTP {} {body}", st.as_u16());
+                if !st.is_success() {
+                    std::process::exit(1);
+                }
+            }
+            Err(e) => {
+                eprintln!("[redrive] FAILED: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     if cmd == "iam-report" {
         let args: Vec<String> = std::env::args().skip(2).collect();
         let mut definition = None;

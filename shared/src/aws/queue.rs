@@ -32,4 +32,16 @@ impl Queue for SqsQueue {
             .map_err(|e| StepError::from_sdk("sqs.send_delayed", e))?;
         Ok(())
     }
+
+    async fn start_redrive(&self, dead_letter_arn: &str, destination_arn: &str) -> Result<String> {
+        let out = self
+            .client
+            .start_message_move_task()
+            .source_arn(dead_letter_arn)
+            .destination_arn(destination_arn)
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("sqs.start_message_move_task", e))?;
+        Ok(out.task_handle.unwrap_or_default())
+    }
 }
