@@ -572,3 +572,49 @@ fn without_multicapture_what_ships_is_captured_once_when_fulfillment_ends() {
         assert_eq!(body["error"]["param"], "final_capture", "{body}");
     });
 }
+
+/// #10 item 5: one warehouse's parcel fails (the carrier sells no label for it) and only its branch
+/// ends; the other warehouse's pick list is still waited for, ships and is charged, and the order
+/// is settled as a stall afterwards (what shipped charged, the rest released, alarmed).
+#[test]
+fn a_parcel_that_fails_ends_only_its_branch_and_the_other_warehouse_ships_and_is_charged() {
+    let h = harness();
+    h.run(async {
+        let east_only = h.new_sku(1000, 5).await;
+        let west_only = h.new_sku(3000, 0).await;
+        h.stack.deps.stock.receive(&west_only, "wh-west", 5, &format!("seed:{west_only}:west")).await.unwrap();
+        let placed = h.place(&order_body(&h.email("branchfail"), &[(&east_only, 1), (&west_only, 1)], "pm_card_visa")).await;
+        assert_eq!(placed.status, 201, "{}", placed.body);
+        let id = placed.order_id();
+        let east = pick(h, &id, Some("wh-east")).await;
+        let west = pick(h, &id, Some("wh-west")).await;
+        // east's parcel weighs 40 kg: its label is refused, its branch fails after its retries
+        let mut heavy = east.report("E1", &east.lines());
+        heavy["weightGrams"] = json!(40_000);
+        let (st, body) = h.stack.warehouses.send_report(&east, &heavy).await;
+        assert_eq!(st, 202, "{body}");
+        let started = std::time::Instant::now();
+        loop {
+            let r = h.stack.report(&id).await;
+            if r.states.get(orderflow_local::provision::LIFECYCLE_MACHINE).is_some_and(|s| s.iter().any(|n| n == "BranchFailed")) {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "east's branch never ended: {:?}", r.states);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // the west warehouse's pick list is still awaited: its parcel is accepted, labelled, charged
+        ship(h, &west, "W1", &west.lines()).await;
+        let o = until(h, &id, "settled", |o| o.status.as_str() == "PARTIALLY_FULFILLED").await;
+        let w = &o.shipments["W1"];
+        assert!(w.tracking_code.is_some() && w.captured.is_some(), "{w:?}");
+        assert_eq!(o.payment.as_ref().unwrap().captured_minor, w.captured.unwrap().minor, "only what left with the carrier is charged");
+        let pi = &h.intents(&id)[0];
+        assert_eq!(pi["amount_received"].as_i64(), Some(w.captured.unwrap().minor));
+        assert_ne!(pi["status"], "requires_capture", "the rest of the hold is released");
+        assert!(o.status_reason.as_deref().unwrap_or("").contains("parcel_failed"), "{:?}", o.status_reason);
+        assert_eq!(lifecycle_status(h, &id).await, "FAILED", "the failed-executions alarm sees it");
+        for sku in [&east_only, &west_only] {
+            conserved(h, sku).await;
+        }
+    });
+}

@@ -37,6 +37,19 @@ pub struct Input {
     /// The Catch output of a stalled fulfillment; absent on the happy path.
     #[serde(default)]
     pub error: Option<CaughtError>,
+    /// The warehouses' branches as they ended (`{"failed": bool, "error"?}`): a parcel step that
+    /// failed after its retries ended only its own branch (#10 item 5), and the order is settled as
+    /// a stalled one once the others have finished.
+    #[serde(default)]
+    pub branches: Vec<Branch>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Branch {
+    #[serde(default)]
+    pub failed: bool,
+    #[serde(default)]
+    pub error: Option<CaughtError>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -47,9 +60,19 @@ pub struct Settled {
     /// The order's end state when fulfillment stalled.
     pub outcome: OrderStatus,
     pub reason: String,
+    /// Settled as a stall (the workflow then releases what did not ship, records the end state
+    /// and fails, so the alarm sees it).
+    pub stalled: bool,
 }
 
-pub async fn handle(deps: &Deps, input: Input) -> Result<Settled, StepError> {
+pub async fn handle(deps: &Deps, mut input: Input) -> Result<Settled, StepError> {
+    if input.error.is_none() {
+        if let Some(b) = input.branches.iter_mut().find(|b| b.failed) {
+            let e = b.error.take().unwrap_or_default();
+            tracing::error!(error = %e.error, cause = %e.message(), "parcel failed");
+            input.error = Some(CaughtError { error: "ParcelFailed".into(), cause: format!("{}: {}", e.error, e.message()) });
+        }
+    }
     let order = deps.orders.get(&input.order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {} not found", input.order_id)))?;
     let payment = order.payment.clone().ok_or_else(|| StepError::InvalidState(format!("order {} has no payment", order.order_id)))?;
     let now = chrono::Utc::now().timestamp();
@@ -59,8 +82,10 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Settled, StepError> {
         None => "fulfilled".to_string(),
         Some(_) if guard_due => "payment_hold_expiring".to_string(),
         Some(e) if e.error == "DispatchTimedOut" || e.error == "States.Timeout" || e.cause.contains("DispatchTimedOut") => "warehouse_no_answer".to_string(),
+        Some(e) if e.error == "ParcelFailed" => format!("parcel_failed: {}", e.cause.chars().take(300).collect::<String>()),
         Some(e) => format!("fulfillment_error: {}: {}", e.error, e.cause.chars().take(300).collect::<String>()),
     };
+    let stalled = input.error.is_some();
     let settled_before = payment.settled.is_some();
     let payment = capture_deferred(deps, &order, payment, &reason).await?;
     // The final capture released the rest of the hold.
@@ -91,7 +116,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Settled, StepError> {
                 TimelineEntry::now("payment_uncharged", Some(format!("{reason}: parcels shipped and not charged; hold kept for an operator"))),
             )
             .await?;
-        return Ok(Settled { captured_minor: payment.captured_minor, released_minor: 0, outcome, reason });
+        return Ok(Settled { captured_minor: payment.captured_minor, released_minor: 0, outcome, reason, stalled });
     }
     if payment.settled.is_none() && remaining > 0 && payment.status != "canceled" {
         // Cancel releases what is still held; the captures stand.
@@ -116,7 +141,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Settled, StepError> {
         deps.orders.update_payment(&order.order_id, vec![("settled", json!(format!("fully captured ({reason})")))], None).await?;
     }
     tracing::info!(captured_minor = payment.captured_minor, released_minor = released, %reason, "payment settled");
-    Ok(Settled { captured_minor: payment.captured_minor, released_minor: released, outcome, reason })
+    Ok(Settled { captured_minor: payment.captured_minor, released_minor: released, outcome, reason, stalled })
 }
 
 /// Parcels shipped on a hold without multicapture were recorded as owed (capture_payment); capture
@@ -174,7 +199,7 @@ mod tests {
         let gw = Arc::new(RecordingGateway::default());
         let d = Deps { orders: orders.clone(), gateway: gw.clone(), hold_expiry_margin_seconds: 86_400 };
         for _ in 0..3 {
-            let out = handle(&d, Input { order_id: "ord_1".into(), error: None }).await.unwrap();
+            let out = handle(&d, Input { order_id: "ord_1".into(), error: None, branches: vec![] }).await.unwrap();
             assert_eq!(out.captured_minor, 10_000);
         }
         let captures: Vec<_> = gw.requests().into_iter().filter(|r| r.operation == "capture").collect();
@@ -194,7 +219,7 @@ mod tests {
         let gw = Arc::new(RecordingGateway::default());
         let d = Deps { orders: orders.clone(), gateway: gw.clone(), hold_expiry_margin_seconds: 86_400 };
         let stalled = CaughtError { error: "DispatchTimedOut".into(), cause: String::new() };
-        let out = handle(&d, Input { order_id: "ord_1".into(), error: Some(stalled) }).await.unwrap();
+        let out = handle(&d, Input { order_id: "ord_1".into(), error: Some(stalled), branches: vec![] }).await.unwrap();
         assert_eq!((out.captured_minor, out.released_minor, out.outcome), (6_000, 4_000, OrderStatus::PartiallyFulfilled));
         assert_eq!(gw.requests().len(), 1);
     }

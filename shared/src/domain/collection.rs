@@ -36,9 +36,15 @@ pub struct CollectionRequest {
     pub reference: Option<String>,
 }
 
-/// The parcels that shipped and were never charged, with their amounts.
+/// The parcels that left with the carrier (a label was bought) and were never charged, with their
+/// amounts. A parcel whose label the carrier refused never left the warehouse's dock: it is not owed.
 pub fn uncharged(order: &Order) -> Vec<(String, crate::money::Money)> {
-    order.shipments.iter().filter(|(_, s)| s.captured.is_none()).filter_map(|(id, s)| s.amount.or(s.capture_deferred).map(|m| (id.clone(), m))).collect()
+    order
+        .shipments
+        .iter()
+        .filter(|(_, s)| s.captured.is_none() && s.tracking_code.is_some())
+        .filter_map(|(id, s)| s.amount.or(s.capture_deferred).map(|m| (id.clone(), m)))
+        .collect()
 }
 
 /// Why an operator's request cannot be taken now; None when it can.
@@ -52,11 +58,11 @@ pub fn refusal(order: &Order, req: &CollectionRequest) -> Option<(&'static str, 
     if req.action == "record_external" && req.reference.as_deref().is_none_or(|r| r.trim().is_empty() || r.len() > 200) {
         return Some(("invalid_field", "record_external needs a reference (1-200 characters): where the payment was taken".into()));
     }
-    if order.status != OrderStatus::Failed || uncharged(order).is_empty() {
-        return Some(("nothing_uncharged", format!("the order is {} with nothing shipped and uncharged", order.status.as_str())));
-    }
     if order.collection.as_ref().is_some_and(|c| c.status != "failed") {
         return Some(("collection_already_decided", "an operator already decided about this amount".into()));
+    }
+    if order.status != OrderStatus::Failed || uncharged(order).is_empty() {
+        return Some(("nothing_uncharged", format!("the order is {} with nothing shipped and uncharged", order.status.as_str())));
     }
     if req.action == "retry_charge"
         && order.payment.as_ref().is_none_or(|p| p.status != "requires_capture" || p.settled.is_some() || p.gateway_status.as_deref() == Some("canceled"))

@@ -95,7 +95,8 @@ impl OrderStatus {
             Failed => &[Pending, UnderReview, Confirmed, PartiallyShipped, Shipped],
             PartiallyShipped => &[Confirmed],
             Shipped => &[Confirmed, PartiallyShipped],
-            PartiallyFulfilled => &[Confirmed, PartiallyShipped],
+            // From SHIPPED too: a parcel off the books whose label or capture then failed (#10 item 5).
+            PartiallyFulfilled => &[Confirmed, PartiallyShipped, Shipped],
             Cancelled => &[UnderReview, Confirmed],
             Delivered => &[Shipped, PartiallyFulfilled],
         }
