@@ -328,7 +328,11 @@ pub trait OnceLedger: Send + Sync {
 pub trait VelocityCounter: Send + Sync {
     /// Record that `order_id` (placed at `placed_at`, RFC 3339) used `subject`, and count the
     /// orders for that subject in the 24 h before now. Idempotent per order.
-    async fn record_and_count(&self, subject: &str, order_id: &str, placed_at: &str) -> Result<u32>;
+    async fn record_and_count(&self, subject: &str, order_id: &str, placed_at: &str) -> Result<u32> {
+        self.record_and_count_within(subject, order_id, placed_at, 86_400).await
+    }
+    /// The same over the last `window_seconds` (checkout attempt limits count the last hour).
+    async fn record_and_count_within(&self, subject: &str, order_id: &str, placed_at: &str, window_seconds: i64) -> Result<u32>;
 }
 
 #[async_trait]

@@ -371,3 +371,59 @@ fn idem_4_a_claim_left_by_a_killed_function_is_taken_over_after_its_lease() {
         assert!(again.replayed && again.body["order_id"].as_str() == Some(id.as_str()));
     });
 }
+
+/// #10 item 7 (card testing): checkout attempts are limited per email and per shopper IP per hour
+/// (CheckoutAttemptsPerHour, 10), before anything is authorized.
+#[test]
+fn card_testing_attempts_per_email_and_per_address_are_limited_before_anything_is_held() {
+    let h = harness();
+    h.run(async {
+        let http = reqwest::Client::new();
+        let sku = h.new_sku(1000, 5).await;
+        let attempt = |email: String, sku: String, ip: Option<&'static str>| {
+            let http = http.clone();
+            async move {
+                let mut req =
+                    http.post(format!("{}/orders", h.api())).header("Idempotency-Key", h.key()).json(&order_body(&email, &[(&sku, 1)], "pm_card_visa"));
+                if let Some(ip) = ip {
+                    req = req.header("X-Shopper-Ip", ip);
+                }
+                let r = req.send().await.unwrap();
+                let retry_after = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+                (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap(), retry_after)
+            }
+        };
+        // ten attempts with cards or items that go nowhere (here: an unknown item, answered at once)
+        let email = h.email("cardtest");
+        for _ in 0..10 {
+            let (st, body, _) = attempt(email.clone(), "NO-SUCH-ITEM".into(), None).await;
+            assert_eq!((st, body["error"]["code"].as_str()), (400, Some("unknown_sku")));
+        }
+        // the eleventh from that email is refused before any hold, whatever it buys
+        let (st, body, retry) = attempt(email.clone(), sku.clone(), None).await;
+        assert_eq!((st, body["error"]["code"].as_str(), retry.as_deref()), (429, Some("too_many_attempts"), Some("3600")), "{body}");
+        // the same from one address with ever new emails
+        for i in 0..10 {
+            let (st, _, _) = attempt(h.email(&format!("ip{i}")), "NO-SUCH-ITEM".into(), Some("198.51.100.23")).await;
+            assert_eq!(st, 400);
+        }
+        let (st, body, _) = attempt(h.email("ip-last"), sku.clone(), Some("198.51.100.23")).await;
+        assert_eq!((st, body["error"]["code"].as_str()), (429, Some("too_many_attempts")), "{body}");
+        // another shopper is served, and nothing was held for the refused ones
+        let (st, body, _) = attempt(h.email("someone-else"), sku.clone(), Some("198.51.100.24")).await;
+        assert_eq!(st, 201, "{body}");
+        assert_eq!(
+            h.stack
+                .gateway
+                .intents
+                .lock()
+                .unwrap()
+                .values()
+                .filter(|pi| pi["metadata"]["order_id"].as_str().is_some_and(|o| o == body["order_id"].as_str().unwrap()))
+                .count(),
+            1
+        );
+        let (available, reserved) = h.stock(&sku).await;
+        assert_eq!((available, reserved), (4, 1), "only the served order reserved");
+    });
+}

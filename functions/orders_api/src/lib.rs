@@ -47,6 +47,9 @@ pub struct Deps {
     pub checkout_budget: std::time::Duration,
     /// How long after its parcel's delivery a unit may be returned (`RETURN_WINDOW_DAYS`, a store setting).
     pub return_window_days: i64,
+    /// Checkout attempts per email / shopper IP per hour before 429 (`CHECKOUT_ATTEMPTS_PER_HOUR`).
+    pub velocity: Arc<dyn orderflow_shared::ports::VelocityCounter>,
+    pub checkout_attempts_per_hour: u32,
     /// The dead-letter queues operators may redrive, by name (`DEAD_LETTER_QUEUES`).
     pub dead_letter_queues: std::collections::BTreeMap<String, dead_letters::DeadLetterQueue>,
 }
@@ -66,12 +69,15 @@ impl Deps {
             checkout_budget: std::time::Duration::from_secs(w.env.parse("CHECKOUT_BUDGET_SECONDS")?),
             return_window_days: w.env.parse("RETURN_WINDOW_DAYS")?,
             dead_letter_queues: w.env.json("DEAD_LETTER_QUEUES")?,
+            velocity: w.velocity()?,
+            checkout_attempts_per_hour: w.env.parse("CHECKOUT_ATTEMPTS_PER_HOUR")?,
         })
     }
 }
 
 pub type AppState = Arc<Deps>;
 
+mod attempts;
 mod cancel;
 mod dead_letters;
 mod listing;
@@ -297,6 +303,12 @@ async fn place_order(State(deps): State<AppState>, headers: HeaderMap, body: Byt
             };
         }
         Claim::Won => {}
+    }
+    // Card testing: too many attempts for this email or from this address -> 429, nothing held; the
+    // key is let go so the same request may be retried after the wait.
+    if let Some(refused) = attempts::over_limit(&deps, &order_id, &headers, &body).await {
+        let _ = deps.idempotency.abandon(&key).await;
+        return refused;
     }
     // Every log line of this order's checkout carries its id.
     let span = tracing::info_span!("place_order", order_id = %order_id);

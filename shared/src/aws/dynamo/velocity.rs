@@ -1,4 +1,5 @@
-//! The velocity table: one item per (email or card, order), counted over 24 hours.
+//! The velocity table: one item per (subject, order), counted over a window: fraud velocity (email,
+//! card) over 24 hours, checkout attempts (email, shopper IP) over the last hour.
 
 use super::*;
 use crate::ports::*;
@@ -19,7 +20,7 @@ impl DynamoVelocity {
 
 #[async_trait]
 impl VelocityCounter for DynamoVelocity {
-    async fn record_and_count(&self, subject: &str, order_id: &str, placed_at: &str) -> Result<u32> {
+    async fn record_and_count_within(&self, subject: &str, order_id: &str, placed_at: &str, window_seconds: i64) -> Result<u32> {
         let placed = chrono::DateTime::parse_from_rfc3339(placed_at).map_err(|e| StepError::InvalidInput(format!("placed_at: {e}")))?;
         // The sort key is derived from the order, so a replayed step writes the same item (idempotent).
         self.client
@@ -31,7 +32,7 @@ impl VelocityCounter for DynamoVelocity {
             .send()
             .await
             .map_err(|e| StepError::from_sdk("velocity.record", e))?;
-        let since = (chrono::Utc::now() - chrono::Duration::hours(24)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let since = (chrono::Utc::now() - chrono::Duration::seconds(window_seconds)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let out = self
             .client
             .query()
