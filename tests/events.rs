@@ -48,6 +48,11 @@ fn api_event_with_a_card_number_is_refused_before_any_aws_call() {
             ("PICK_LIST_QUEUE_URL_PREFIX", "https://sqs.us-east-1.amazonaws.com/123456789012/orderflow-pick-lists-"),
             ("REFUNDS_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/refunds"),
             ("CHECKOUT_BUDGET_SECONDS", "25"),
+            ("RETURNS_STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:orderflow-returns"),
+            ("RETURN_WINDOW_DAYS", "30"),
+            ("DEAD_LETTER_QUEUES", "{}"),
+            ("VELOCITY_TABLE", "v"),
+            ("CHECKOUT_ATTEMPTS_PER_HOUR", "10"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

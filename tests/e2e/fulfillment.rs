@@ -618,3 +618,30 @@ fn a_parcel_that_fails_ends_only_its_branch_and_the_other_warehouse_ships_and_is
         }
     });
 }
+
+/// #10 item 9: parcel ids are the warehouses' own; two warehouses both calling their parcel "P1"
+/// ship a split order, each parcel charged once.
+#[test]
+fn two_warehouses_may_use_the_same_parcel_id() {
+    let h = harness();
+    h.run(async {
+        let east_only = h.new_sku(1000, 5).await;
+        let west_only = h.new_sku(3000, 0).await;
+        h.stack.deps.stock.receive(&west_only, "wh-west", 5, &format!("seed:{west_only}:west")).await.unwrap();
+        let placed = h.place(&order_body(&h.email("sameid"), &[(&east_only, 1), (&west_only, 1)], "pm_card_visa")).await;
+        assert_eq!(placed.status, 201, "{}", placed.body);
+        let id = placed.order_id();
+        let total = placed.body["totals"]["total"].as_i64().unwrap();
+        let east = pick(h, &id, Some("wh-east")).await;
+        let west = pick(h, &id, Some("wh-west")).await;
+        ship(h, &east, "P1", &east.lines()).await;
+        ship(h, &west, "P1", &west.lines()).await;
+        // each warehouse's replay is still a replay of its own parcel
+        let (st, body) = h.stack.warehouses.send_report(&west, &west.report("P1", &west.lines())).await;
+        assert_eq!((st, body["shipment_id"].as_str()), (200, Some("P1")), "{body}");
+        let o = until(h, &id, "both captured", |o| o.shipments.len() == 2 && o.shipments.values().all(|s| s.captured.is_some())).await;
+        assert_eq!(o.payment.as_ref().unwrap().captured_minor, total);
+        assert_eq!(o.status.as_str(), "SHIPPED");
+        assert!(o.shipments.contains_key("P1") && o.shipments.contains_key("wh-west:P1"), "{:?}", o.shipments.keys());
+    });
+}

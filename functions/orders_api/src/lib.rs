@@ -421,6 +421,17 @@ async fn checkout(deps: &Deps, order_id: &str, access_token: &str, body: &[u8]) 
         Ok(v) => v,
         Err(i) => return Ok(invalid(i)),
     };
+    // One set of limits at the door: with three or more warehouses routing's transaction is the
+    // tighter one (#10 item 10).
+    let limit = orderflow_shared::domain::checkout::max_distinct_skus(deps.warehouse_queue_urls.len());
+    let distinct: std::collections::BTreeSet<&str> = valid.lines.iter().map(|l| l.sku.as_str()).collect();
+    if distinct.len() > limit {
+        return Ok(invalid(Invalid {
+            code: "too_many_skus",
+            field: Some("lines".into()),
+            message: format!("an order has at most {limit} different SKUs in this store, got {}", distinct.len()),
+        }));
+    }
     let skus: Vec<String> = valid.lines.iter().map(|l| l.sku.clone()).collect();
     let catalog = deps.catalog.items(&skus).await?;
     let rates = deps.catalog.rates().await?;

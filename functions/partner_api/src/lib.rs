@@ -185,6 +185,12 @@ async fn report_shipment(State(deps): State<AppState>, headers: HeaderMap, body:
     let Some(dispatch) = order.dispatches.iter().find(|d| d.dispatch_id == r.dispatch_id && d.warehouse == warehouse) else {
         return error(StatusCode::NOT_FOUND, "dispatch_not_found", "no such dispatch for this warehouse", None);
     };
+    // Parcel ids are the warehouse's own: two warehouses may both call theirs "P1" (#10 item 9). The
+    // order keeps the first under its own id and any other warehouse's under `<warehouse>:<id>`.
+    let sid = match order.shipments.get(&r.shipment_id) {
+        Some(s) if s.warehouse != warehouse => format!("{warehouse}:{}", r.shipment_id),
+        _ => r.shipment_id.clone(),
+    };
     let mut merged: std::collections::BTreeMap<String, i64> = Default::default();
     for l in &r.lines {
         *merged.entry(l.sku.clone()).or_default() += l.quantity;
@@ -198,7 +204,7 @@ async fn report_shipment(State(deps): State<AppState>, headers: HeaderMap, body:
         let reported: i64 = order
             .shipments
             .values()
-            .filter(|s| s.dispatch_id == dispatch.dispatch_id && s.shipment_id != r.shipment_id)
+            .filter(|s| s.dispatch_id == dispatch.dispatch_id && s.shipment_id != sid)
             .flat_map(|s| s.lines.iter().filter(|x| x.sku == l.sku).map(|x| x.quantity))
             .sum();
         if reported + l.quantity > ordered.quantity {
@@ -212,7 +218,7 @@ async fn report_shipment(State(deps): State<AppState>, headers: HeaderMap, body:
     }
     let token_hash = hex_sha256(r.dispatch_token.as_bytes());
     let shipment = Shipment {
-        shipment_id: r.shipment_id.clone(),
+        shipment_id: sid.clone(),
         dispatch_id: dispatch.dispatch_id.clone(),
         warehouse: warehouse.clone(),
         lines,
@@ -234,6 +240,11 @@ async fn report_shipment(State(deps): State<AppState>, headers: HeaderMap, body:
     match deps.orders.add_shipment(&order.order_id, &shipment, &token_hash).await {
         Ok(AddShipment::Added) => {}
         Ok(AddShipment::Exists(prev)) => {
+            if prev.warehouse != warehouse {
+                // Another warehouse's parcel of the same id was recorded a moment ago: the retry
+                // finds it and keeps this one under `<warehouse>:<id>`.
+                return error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "temporarily unavailable; retry", None);
+            }
             if prev.lines != shipment.lines || prev.dispatch_id != shipment.dispatch_id {
                 return error(StatusCode::CONFLICT, "shipment_id_reused", "this shipmentId was already reported with other contents", Some("shipmentId"));
             }
@@ -250,7 +261,7 @@ async fn report_shipment(State(deps): State<AppState>, headers: HeaderMap, body:
                     Err(e) => return internal(e),
                 }
             }
-            return (StatusCode::OK, [("idempotent-replayed", "true")], axum::Json(json!({"shipment_id": prev.shipment_id, "status": "accepted"})))
+            return (StatusCode::OK, [("idempotent-replayed", "true")], axum::Json(json!({"shipment_id": r.shipment_id, "status": "accepted"})))
                 .into_response();
         }
         Ok(AddShipment::TokenAnswered) => {
@@ -287,7 +298,7 @@ async fn report_shipment(State(deps): State<AppState>, headers: HeaderMap, body:
         Err(e) => return internal(e),
     }
     tracing::info!(order_id = %order.order_id, shipment_id = %shipment.shipment_id, %warehouse, "shipment accepted");
-    (StatusCode::ACCEPTED, axum::Json(json!({"shipment_id": shipment.shipment_id, "status": "accepted"}))).into_response()
+    (StatusCode::ACCEPTED, axum::Json(json!({"shipment_id": r.shipment_id, "status": "accepted"}))).into_response()
 }
 
 #[derive(Debug, Deserialize)]

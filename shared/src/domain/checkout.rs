@@ -15,6 +15,14 @@ pub const MAX_QUANTITY: i64 = 99;
 pub const MAX_DISTINCT_SKUS: usize = 49;
 pub const MAX_NOTES_CHARS: usize = 1000;
 
+/// Distinct SKUs an order may have in a store with `warehouses` warehouses. Routing moves every
+/// (SKU, warehouse) pair it uses in one transaction with the reservation record (at most 100
+/// actions, so 99 pairs), and a SKU may be split over every warehouse: with three or more
+/// warehouses the limit is 99 / warehouses (#10 item 10), never more than MAX_DISTINCT_SKUS.
+pub fn max_distinct_skus(warehouses: usize) -> usize {
+    MAX_DISTINCT_SKUS.min(99 / warehouses.max(1))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrderRequest {
@@ -488,5 +496,17 @@ mod tests {
             let body = format!("{{\"notes\":\"card {s} thanks\"}}");
             prop_assert!(contains_card_number(body.as_bytes()));
         }
+    }
+
+    #[test]
+    fn the_sku_limit_keeps_every_routing_and_ship_transaction_within_100_actions() {
+        for wh in 1..=10 {
+            let n = super::max_distinct_skus(wh);
+            assert!(n * wh < 100, "{wh} warehouses: {n} SKUs could need {} pairs + the marker", n * wh);
+            assert!(2 * n < 100, "a parcel of {n} SKUs: marker + 2 writes per SKU");
+            assert!(n >= 1);
+        }
+        assert_eq!(super::max_distinct_skus(2), super::MAX_DISTINCT_SKUS, "two warehouses keep 49");
+        assert_eq!(super::max_distinct_skus(3), 33);
     }
 }
