@@ -27,15 +27,7 @@ async fn ship(h: &Harness, msg: &PickMessage, parcel: &str, lines: &[(String, i6
 
 /// Wait until the order satisfies `f` (order record as stored).
 async fn until(h: &Harness, id: &str, what: &str, f: impl Fn(&Order) -> bool) -> Order {
-    let started = std::time::Instant::now();
-    loop {
-        let o = order(h, id).await;
-        if f(&o) {
-            return o;
-        }
-        assert!(started.elapsed() < Duration::from_secs(90), "{id}: timed out waiting for {what}; status {:?}", o.status);
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
+    h.until(id, what, f).await
 }
 
 fn tracking_codes(o: &Order) -> Vec<String> {
@@ -467,14 +459,7 @@ fn wf_3_a_capture_that_fails_after_shipping_compensates_and_alarms() {
         let msg = pick(h, &id, None).await;
         // the hold disappears at the gateway (canceled from its dashboard) before the warehouse ships
         let pi = h.intents(&id)[0]["id"].as_str().unwrap().to_string();
-        let st = reqwest::Client::new()
-            .post(format!("{}/v1/payment_intents/{pi}/cancel", h.stack.gateway_url))
-            .bearer_auth(orderflow_local::sandbox_gateway::SANDBOX_SECRET_KEY)
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert!(st.is_success());
+        h.cancel_hold_at_gateway(&pi).await;
         ship(h, &msg, "C1", &[(sku.clone(), 1)]).await;
         // the capture is refused: the order ends FAILED with the reason; what was not shipped is back;
         // no hold is open; the compensation ran once; the execution fails (alarm)

@@ -15,15 +15,7 @@ async fn order(h: &Harness, id: &str) -> Order {
 }
 
 async fn until(h: &Harness, id: &str, what: &str, f: impl Fn(&Order) -> bool) -> Order {
-    let started = std::time::Instant::now();
-    loop {
-        let o = order(h, id).await;
-        if f(&o) {
-            return o;
-        }
-        assert!(started.elapsed() < Duration::from_secs(120), "{id}: timed out waiting for {what}; status {:?}", o.status);
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
+    h.until(id, what, f).await
 }
 
 async fn pick(h: &Harness, id: &str, wh: &str) -> PickMessage {

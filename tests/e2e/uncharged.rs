@@ -8,15 +8,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 async fn until(h: &Harness, id: &str, what: &str, f: impl Fn(&Order) -> bool) -> Order {
-    let started = std::time::Instant::now();
-    loop {
-        let o = h.stack.deps.orders.get(id).await.unwrap().unwrap();
-        if f(&o) {
-            return o;
-        }
-        assert!(started.elapsed() < Duration::from_secs(120), "{id}: timed out waiting for {what}; status {:?}", o.status);
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
+    h.until(id, what, f).await
 }
 
 async fn decide(h: &Harness, id: &str, body: Value) -> (u16, Value) {
@@ -88,14 +80,7 @@ fn a_hold_that_is_gone_cannot_be_charged_again_and_a_payment_elsewhere_is_record
     h.run(async {
         let (id, _, pi, owed) = shipped_uncharged(h, "uncharged-gone").await;
         // the hold is canceled at the gateway (its dashboard) after the order failed
-        let st = reqwest::Client::new()
-            .post(format!("{}/v1/payment_intents/{pi}/cancel", h.stack.gateway_url))
-            .bearer_auth(orderflow_local::sandbox_gateway::SANDBOX_SECRET_KEY)
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert!(st.is_success());
+        h.cancel_hold_at_gateway(&pi).await;
         let o = until(h, &id, "gateway said canceled", |o| o.payment.as_ref().and_then(|p| p.gateway_status.as_deref()) == Some("canceled")).await;
         assert_eq!(o.status.as_str(), "FAILED");
         let (st, r) = decide(h, &id, json!({"action": "retry_charge", "note": "try again"})).await;

@@ -143,6 +143,31 @@ impl Harness {
         self.stack.gateway.requests_for_order(order_id)
     }
 
+    /// Wait (up to two minutes) until the stored order satisfies `f`; fails naming `what` and the status.
+    pub async fn until(&self, id: &str, what: &str, f: impl Fn(&orderflow_shared::domain::order::Order) -> bool) -> orderflow_shared::domain::order::Order {
+        let started = std::time::Instant::now();
+        loop {
+            let o = self.stack.deps.orders.get(id).await.expect("order read").expect("order exists");
+            if f(&o) {
+                return o;
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "{id}: timed out waiting for {what}; status {:?}", o.status);
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    /// Cancel a payment intent at the gateway, as the store would from its dashboard.
+    pub async fn cancel_hold_at_gateway(&self, intent_id: &str) {
+        let st = reqwest::Client::new()
+            .post(format!("{}/v1/payment_intents/{intent_id}/cancel", self.stack.gateway_url))
+            .bearer_auth(orderflow_local::sandbox_gateway::SANDBOX_SECRET_KEY)
+            .send()
+            .await
+            .expect("gateway reachable")
+            .status();
+        assert!(st.is_success(), "cancel {intent_id}: {st}");
+    }
+
     pub fn intents(&self, order_id: &str) -> Vec<serde_json::Value> {
         self.stack.gateway.intents_for_order(order_id)
     }

@@ -22,8 +22,14 @@ pub struct Call {
     pub service: String,
     pub operation: String,
     pub order_id: Option<String>,
-    /// For Lambda invocations: the function.
+    /// For Lambda invocations: the function; for DynamoDB: the tables the call touches.
     pub target: Option<String>,
+    /// For Lambda invocations: the handler's wall time here (microseconds).
+    #[serde(default)]
+    pub micros: u64,
+    /// For DynamoDB batch and transaction calls: how many items.
+    #[serde(default)]
+    pub items: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -72,7 +78,7 @@ pub fn find_order_id(text: &str) -> Option<String> {
 
 impl Edge {
     pub fn record(&self, service: &str, operation: &str, order_id: Option<String>, target: Option<String>) {
-        self.calls.lock().unwrap().push(Call { service: service.into(), operation: operation.into(), order_id, target });
+        self.calls.lock().unwrap().push(Call { service: service.into(), operation: operation.into(), order_id, target, micros: 0, items: 0 });
     }
 
     pub fn calls_for(&self, order_id: &str) -> Vec<Call> {
@@ -87,15 +93,29 @@ impl Edge {
     /// X-Amz-Function-Error and `{errorType, errorMessage}`, which Step Functions matches in Catch.
     pub async fn invoke(&self, name: &str, payload: Value) -> Result<Value, (String, String)> {
         let order = find_order_id(&payload.to_string());
-        self.record("lambda", "Invoke", order, Some(name.to_string()));
         let Some(f) = self.functions.get(name) else {
+            self.record("lambda", "Invoke", order, Some(name.to_string()));
             return Err(("ResourceNotFoundException".into(), format!("Function not found: {name}")));
         };
+        let started = Instant::now();
         let h = match f.handler().await {
             Ok(h) => h,
-            Err(e) => return Err(("Runtime.InitError".into(), e.message())),
+            Err(e) => {
+                self.record("lambda", "Invoke", order, Some(name.to_string()));
+                return Err(("Runtime.InitError".into(), e.message()));
+            }
         };
-        match h(payload).await {
+        let out = h(payload).await;
+        let micros = started.elapsed().as_micros() as u64;
+        self.calls.lock().unwrap().push(Call {
+            service: "lambda".into(),
+            operation: "Invoke".into(),
+            order_id: order,
+            target: Some(name.to_string()),
+            micros,
+            items: 0,
+        });
+        match out {
             Ok(v) => Ok(v),
             Err(e) => Err((e.error_type().to_string(), e.message())),
         }
@@ -169,7 +189,24 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
         edge.record(&service, &format!("{operation} (AccessDenied)"), order, None);
         return access_denied(&service, &d);
     }
-    edge.record(&service, &operation, order.clone(), None);
+    if service == "dynamodb" {
+        // The tables and the number of items, for the bench's write and read units.
+        let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+        let transact = v["TransactItems"].as_array().map(|a| a.len()).unwrap_or(0);
+        let batch: usize =
+            v["RequestItems"].as_object().map(|m| m.values().map(|x| x["Keys"].as_array().or(x.as_array()).map(|a| a.len()).unwrap_or(0)).sum()).unwrap_or(0);
+        let call = Call {
+            service: service.clone(),
+            operation: operation.clone(),
+            order_id: order.clone(),
+            target: Some(tables_in(&body).join(",")),
+            micros: 0,
+            items: (transact + batch) as u32,
+        };
+        edge.calls.lock().unwrap().push(call);
+    } else {
+        edge.record(&service, &operation, order.clone(), None);
+    }
     if service == "states" && operation == "StartSyncExecution" {
         return start_sync_execution(&edge, &body).await;
     }

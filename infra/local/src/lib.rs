@@ -10,6 +10,7 @@
 //! ```
 
 pub mod api;
+pub mod bench;
 pub mod demo;
 pub use demo::demo_address;
 pub mod edge;

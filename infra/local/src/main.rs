@@ -165,6 +165,16 @@ async fn main() {
     eprintln!("[local] moto            {}", stack.moto_url);
     eprintln!("[local] function logs   {}", log.display());
     match cmd.as_str() {
+        "bench" => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse::<usize>().ok());
+            let r = orderflow_local::bench::run(&stack, flag("--orders").unwrap_or(200), flag("--concurrency").unwrap_or(10)).await;
+            stack.shutdown();
+            if let Err(e) = r {
+                eprintln!("[local] bench failed: {e}");
+                std::process::exit(1);
+            }
+        }
         "demo" => {
             let r = demo::run(&stack).await;
             stack.shutdown();
@@ -185,7 +195,7 @@ async fn main() {
             stack.shutdown();
         }
         other => {
-            eprintln!("usage: orderflow-local [up|demo]  (got '{other}')");
+            eprintln!("usage: orderflow-local [up|demo|bench [--orders N] [--concurrency C]]  (got '{other}')");
             std::process::exit(2);
         }
     }
