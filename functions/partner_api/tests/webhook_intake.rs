@@ -110,3 +110,16 @@ async fn a_delivery_while_the_first_is_in_flight_is_told_to_retry_and_nothing_is
     assert_eq!(status, 200);
     assert_only_queued(&ports, &["evt_inflight"]);
 }
+
+/// #10 item 7: no endpoint reads an unbounded body; a 300 KB webhook is 413 in the API's error shape
+/// and nothing is claimed or queued.
+#[tokio::test]
+async fn an_oversized_body_is_refused_before_any_handler_reads_it() {
+    let (deps, ports) = deps();
+    let big = vec![b' '; 300 * 1024];
+    for path in ["/webhooks/gateway", "/webhooks/carrier", "/warehouse/receipts", "/warehouse/returns"] {
+        let (st, body) = post(&deps, path, ("x-any", "1".into()), &big).await;
+        assert_eq!((st, body["error"]["code"].as_str()), (413, Some("payload_too_large")), "{path}: {body}");
+    }
+    assert!(ports.queue.sent.lock().unwrap().is_empty());
+}

@@ -68,6 +68,7 @@ pub fn router(deps: AppState) -> Router {
         .route("/ops/warehouses/{id}", put(put_warehouse))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route", None) })
         .method_not_allowed_fallback(|| async { error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route", None) })
+        .layer(axum::middleware::from_fn(orderflow_shared::http::body_cap))
         .with_state(deps)
 }
 
