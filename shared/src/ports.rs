@@ -173,12 +173,18 @@ pub enum AdjustOutcome {
     },
 }
 
-/// One SKU at one warehouse: free units, units allocated to routed orders, units shipped.
+/// One SKU at one warehouse: free units, units allocated to routed orders, units shipped; and its
+/// books (INV-2 per warehouse): available + allocated + (shipped - returned) + written_off ==
+/// received + adjusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WarehouseStock {
     pub available: i64,
     pub allocated: i64,
     pub shipped: i64,
+    pub received: i64,
+    pub adjusted: i64,
+    pub returned: i64,
+    pub written_off: i64,
     pub reorder_point: i64,
     pub reorder_quantity: i64,
 }

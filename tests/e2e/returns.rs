@@ -34,6 +34,13 @@ async fn conserved(h: &Harness, sku: &str) -> orderflow_shared::ports::StockLeve
     l
 }
 
+/// INV-2 per warehouse: available + allocated + (shipped - returned) + written off == received + adjusted.
+async fn conserved_at(h: &Harness, sku: &str, wh: &str) {
+    let all = h.stack.deps.stock.warehouse_stock(&[sku.to_string()], &[wh.to_string()]).await.unwrap();
+    let s = all[wh][sku];
+    assert_eq!(s.available + s.allocated + (s.shipped - s.returned) + s.written_off, s.received + s.adjusted, "{sku} at {wh}: {s:?}");
+}
+
 async fn warehouse_available(h: &Harness, sku: &str, wh: &str) -> i64 {
     let all = h.stack.deps.stock.warehouse_stock(&[sku.to_string()], &[wh.to_string()]).await.unwrap();
     all.get(wh).and_then(|m| m.get(sku)).map(|s| s.available).unwrap_or(0)
@@ -129,6 +136,7 @@ fn ret_1_3_a_whole_order_returned_is_restocked_and_refunded_to_the_cent() {
         assert_eq!(warehouse_available(h, &sku, "wh-east").await, before_east + 2);
         let l = conserved(h, &sku).await;
         assert_eq!((l.returned, l.written_off), (2, 0));
+        conserved_at(h, &sku, "wh-east").await;
         // the customer sees the return and the refund, and was emailed the label and the refund
         let view = get_order(&reqwest::Client::new(), h.api(), &id, &token).await.1;
         assert_eq!(view["returns"][0]["parcels"][0]["status"], "refunded", "{view}");
@@ -183,6 +191,8 @@ fn ret_2_3_a_partial_return_from_a_split_order_with_a_damaged_unit() {
         let l = conserved(h, &west).await;
         assert_eq!((l.returned, l.written_off), (2, 1));
         conserved(h, &east).await;
+        conserved_at(h, &west, "wh-west").await;
+        conserved_at(h, &east, "wh-east").await;
     });
 }
 

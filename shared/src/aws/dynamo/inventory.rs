@@ -306,6 +306,10 @@ impl StockLedger for DynamoInventory {
                         available: num(&item, "available"),
                         allocated: num(&item, "allocated"),
                         shipped: num(&item, "shipped"),
+                        received: num(&item, "received"),
+                        adjusted: num(&item, "adjusted"),
+                        returned: num(&item, "returned"),
+                        written_off: num(&item, "written_off"),
                         reorder_point: num(&item, "reorder_point"),
                         reorder_quantity: num(&item, "reorder_quantity"),
                     };
@@ -680,7 +684,7 @@ fn stock_receive(table: &str, sku: &str, warehouse: &str, q: i64) -> Result<Tran
             .table_name(table)
             .key("pk", s(stock_key(sku, warehouse)))
             .update_expression(
-                "SET available = if_not_exists(available, :zero) + :q, allocated = if_not_exists(allocated, :zero), shipped = if_not_exists(shipped, :zero), sku = :sku, warehouse = :wh",
+                "SET available = if_not_exists(available, :zero) + :q, received = if_not_exists(received, :zero) + :q, allocated = if_not_exists(allocated, :zero), shipped = if_not_exists(shipped, :zero), sku = :sku, warehouse = :wh",
             )
             .expression_attribute_values(":q", n(q))
             .expression_attribute_values(":zero", n(0))

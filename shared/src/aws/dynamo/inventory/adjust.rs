@@ -40,7 +40,7 @@ impl DynamoInventory {
                     .table_name(&self.table)
                     .key("pk", s(stock_key(&a.sku, &a.warehouse)))
                     .update_expression(
-                        "SET available = if_not_exists(available, :zero) + :d, allocated = if_not_exists(allocated, :zero), shipped = if_not_exists(shipped, :zero), sku = :sku, warehouse = :wh",
+                        "SET available = if_not_exists(available, :zero) + :d, adjusted = if_not_exists(adjusted, :zero) + :d, allocated = if_not_exists(allocated, :zero), shipped = if_not_exists(shipped, :zero), sku = :sku, warehouse = :wh",
                     )
                     .set_condition_expression(guard.map(String::from))
                     .set_expression_attribute_values(values(HashMap::from([
