@@ -73,16 +73,11 @@ pub async fn report_return(State(deps): State<AppState>, headers: HeaderMap, bod
     let span = tracing::info_span!("return_arrival", order_id = %a.order_id, return_id = %a.return_id, %warehouse);
     tracing::Instrument::instrument(
         async move {
-            let order = match deps.orders.get(&a.order_id).await {
-                Ok(Some(o)) => o,
-                Ok(None) => return error(StatusCode::NOT_FOUND, "return_not_found", "no such return for this warehouse", None),
-                Err(e) => return internal(e),
+            let parcel = match parcel_of(&deps, &a.order_id, &a.return_id, &warehouse).await {
+                Ok(p) => p,
+                Err(answer) => return answer,
             };
-            // Another warehouse's return parcel is indistinguishable from a missing one.
-            let Some(parcel) = order.returns.get(&a.return_id).and_then(|r| r.parcels.get(&warehouse)) else {
-                return error(StatusCode::NOT_FOUND, "return_not_found", "no such return for this warehouse", None);
-            };
-            if let Err(m) = check_inspection(parcel, &inspection) {
+            if let Err(m) = check_inspection(&parcel, &inspection) {
                 return error(StatusCode::UNPROCESSABLE_ENTITY, "inspection_invalid", &m, Some("units"));
             }
             let units: i64 = inspection.values().map(Inspection::units).sum();
@@ -90,7 +85,7 @@ pub async fn report_return(State(deps): State<AppState>, headers: HeaderMap, bod
             let recorded = match deps
                 .orders
                 .update_return_parcel(
-                    &order.order_id,
+                    &a.order_id,
                     &a.return_id,
                     &warehouse,
                     &[status::AWAITING],
@@ -104,13 +99,9 @@ pub async fn report_return(State(deps): State<AppState>, headers: HeaderMap, bod
             };
             if !recorded {
                 // Arrived before (a replay, or other counts) or the authorization expired.
-                let now = match deps.orders.get(&order.order_id).await {
-                    Ok(Some(o)) => o,
-                    Ok(None) => return error(StatusCode::NOT_FOUND, "return_not_found", "no such return for this warehouse", None),
-                    Err(e) => return internal(e),
-                };
-                let Some(p) = now.returns.get(&a.return_id).and_then(|r| r.parcels.get(&warehouse)) else {
-                    return error(StatusCode::NOT_FOUND, "return_not_found", "no such return for this warehouse", None);
+                let p = match parcel_of(&deps, &a.order_id, &a.return_id, &warehouse).await {
+                    Ok(p) => p,
+                    Err(answer) => return answer,
                 };
                 match p.status.as_str() {
                     status::RECEIVED | status::REFUNDED if p.inspection == inspection => {
@@ -138,6 +129,17 @@ pub async fn report_return(State(deps): State<AppState>, headers: HeaderMap, bod
         span,
     )
     .await
+}
+
+/// The return parcel a warehouse reports about, as stored now; Err is the answer to send (404:
+/// another warehouse's parcel is indistinguishable from a missing one; 503 on a read failure).
+async fn parcel_of(deps: &AppState, order_id: &str, return_id: &str, warehouse: &str) -> Result<orderflow_shared::domain::returns::ReturnParcel, Response> {
+    let not_found = || error(StatusCode::NOT_FOUND, "return_not_found", "no such return for this warehouse", None);
+    match deps.orders.get(order_id).await {
+        Ok(Some(o)) => o.returns.get(return_id).and_then(|r| r.parcels.get(warehouse)).cloned().ok_or_else(not_found),
+        Ok(None) => Err(not_found()),
+        Err(e) => Err(internal(e)),
+    }
 }
 
 /// Wake the return's wait. A token no longer waiting is fine: either the same arrival woke it
