@@ -46,18 +46,21 @@ impl StepError {
         self.to_string()
     }
 
-    /// Map an AWS SDK error: throttling, timeouts and dispatch failures are retryable.
-    pub fn from_sdk<E: std::error::Error + 'static, R: std::fmt::Debug>(context: &str, err: aws_smithy_runtime_api::client::result::SdkError<E, R>) -> Self {
+    /// Map an AWS SDK error: throttling, timeouts, 5xx answers and dispatch failures are retryable
+    /// (what is left of them once the SDK's own retries ran out), the rest is not.
+    pub fn from_sdk<E: std::error::Error + 'static>(context: &str, err: aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>) -> Self {
         use aws_smithy_runtime_api::client::result::SdkError;
         let retryable = match &err {
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
             SdkError::ServiceError(se) => {
                 let text = format!("{:?}", se.err());
-                text.contains("Throttl")
+                se.raw().status().is_server_error()
+                    || text.contains("Throttl")
                     || text.contains("ProvisionedThroughputExceeded")
                     || text.contains("InternalServer")
                     || text.contains("RequestLimitExceeded")
                     || text.contains("TransactionConflict")
+                    || text.contains("TransactionInProgress")
             }
             _ => false,
         };

@@ -9,6 +9,7 @@ mod contracts;
 mod dead_letters;
 mod fulfillment;
 mod iam_enforcement;
+mod lost_answers;
 mod ops_listing;
 mod returns;
 mod stock_properties;

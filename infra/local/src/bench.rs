@@ -10,7 +10,7 @@
 //! units use the order item's final size for writes to the orders table and 1 KB for others, SQS
 //! requests count each message as send + receive + delete.
 
-use crate::demo::{order_body, post_order, wait_quietly};
+use crate::demo::{order_body, post_order};
 use crate::edge::Call;
 use crate::Stack;
 use serde_json::{json, Value};
@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Path {
+pub enum Path {
     Delivered,
     Review,
     Declined,
@@ -38,7 +38,7 @@ impl Path {
             _ => Path::Delivered,
         }
     }
-    fn name(&self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             Path::Delivered => "delivered (1 parcel)",
             Path::Review => "review -> approved -> delivered",
@@ -55,6 +55,40 @@ fn prices(repo: &std::path::Path) -> Result<Value, String> {
     serde_json::from_str(&text).map_err(|e| e.to_string())
 }
 
+/// Statuses an order ends in (or waits in for a person): where the driver stops waiting.
+fn at_rest(status: &str) -> bool {
+    matches!(status, "DELIVERED" | "DECLINED" | "OUT_OF_STOCK" | "REJECTED" | "FAILED" | "CANCELLED" | "PARTIALLY_FULFILLED")
+}
+
+/// Wait until the order is `want` or at rest elsewhere (a fault may end it another way).
+async fn reach(stack: &Stack, id: &str, want: &str, wait: Duration) -> String {
+    let started = Instant::now();
+    loop {
+        let st = stack.observer.orders.get(id).await.ok().flatten().map(|o| o.status.as_str().to_string()).unwrap_or_default();
+        if st == want || at_rest(&st) || started.elapsed() > wait {
+            return st;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+/// A storefront's or operator's request, retried as a client should when the answer is a 5xx or 429
+/// (or none): the same request, the same Idempotency-Key. 0 when it never got an answer.
+pub async fn send_retrying(make: impl Fn() -> reqwest::RequestBuilder) -> (u16, Value) {
+    let mut last = (0, Value::Null);
+    for attempt in 0..8u32 {
+        if let Ok(r) = make().send().await {
+            let st = r.status().as_u16();
+            last = (st, r.json().await.unwrap_or(Value::Null));
+            if st < 500 && st != 429 {
+                return last;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250 * (attempt as u64 + 1))).await;
+    }
+    last
+}
+
 /// One order down its path; its id when it got there.
 async fn one(stack: &Stack, http: &reqwest::Client, i: usize, run: &str) -> Option<(Path, String)> {
     let path = Path::of(i);
@@ -66,41 +100,46 @@ async fn one(stack: &Stack, http: &reqwest::Client, i: usize, run: &str) -> Opti
         Path::OutOfStock => (vec![("POSTER-LTD", 99)], "pm_card_visa"),
         _ => (vec![("MUG-BLUE", 1)], "pm_card_visa"),
     };
-    let placed = post_order(http, api, Some(&format!("bench-{run}-{i}")), order_body(&email, &lines, pm).to_string().as_bytes()).await;
-    let id = placed.order_id();
+    let body = order_body(&email, &lines, pm);
+    let key = format!("bench-{run}-{i}");
+    let (st, placed) = send_retrying(|| http.post(format!("{api}/orders")).header("Idempotency-Key", &key).json(&body)).await;
+    let id = placed["order_id"].as_str().unwrap_or_default().to_string();
+    let token = placed["access_token"].as_str().unwrap_or_default().to_string();
     if id.is_empty() {
+        eprintln!("[drive] order {i} ({}) not placed: {st} {placed}", path.name());
         return None;
     }
     let wait = Duration::from_secs(120);
     match path {
         Path::Declined | Path::OutOfStock => {}
-        Path::Delivered => wait_quietly(stack, &id, "DELIVERED", wait).await,
+        Path::Delivered => {
+            reach(stack, &id, "DELIVERED", wait).await;
+        }
         Path::Review | Path::Cancelled => {
-            let decision = if path == Path::Review { "approve" } else { "cancel" };
+            reach(stack, &id, "UNDER_REVIEW", wait).await;
             let started = Instant::now();
             while started.elapsed() < wait {
-                let st = if decision == "approve" {
-                    crate::demo::review(http, stack, &id, "approve").await.0
+                let (st, body) = if path == Path::Review {
+                    let review = json!({"decision": "approve", "note": "checked by the bench"});
+                    send_retrying(|| http.post(format!("{api}/ops/orders/{id}/review")).bearer_auth(&stack.ops_token).json(&review)).await
                 } else {
-                    http.post(format!("{api}/orders/{id}/cancel")).bearer_auth(placed.token()).send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+                    send_retrying(|| http.post(format!("{api}/orders/{id}/cancel")).bearer_auth(&token)).await
                 };
-                if st != 409 {
+                // The review task's token may still be on its way (review_not_ready); anything else is an answer.
+                if st != 409 || body["error"]["code"] != "review_not_ready" {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
-            wait_quietly(stack, &id, if path == Path::Review { "DELIVERED" } else { "CANCELLED" }, wait).await;
+            reach(stack, &id, if path == Path::Review { "DELIVERED" } else { "CANCELLED" }, wait).await;
         }
         Path::Returned => {
-            wait_quietly(stack, &id, "DELIVERED", wait).await;
+            if reach(stack, &id, "DELIVERED", wait).await != "DELIVERED" {
+                return Some((path, id));
+            }
             let body = json!({"lines": [{"sku": "MUG-BLUE", "quantity": 1}], "reason": "no_longer_needed"});
-            let _ = http
-                .post(format!("{api}/orders/{id}/returns"))
-                .bearer_auth(placed.token())
-                .header("Idempotency-Key", format!("bench-ret-{run}-{i}"))
-                .json(&body)
-                .send()
-                .await;
+            let key = format!("bench-ret-{run}-{i}");
+            send_retrying(|| http.post(format!("{api}/orders/{id}/returns")).bearer_auth(&token).header("Idempotency-Key", &key).json(&body)).await;
             let started = Instant::now();
             while started.elapsed() < wait {
                 let done = stack
@@ -119,6 +158,21 @@ async fn one(stack: &Stack, http: &reqwest::Client, i: usize, run: &str) -> Opti
         }
     }
     Some((path, id))
+}
+
+/// The load driver the bench and the soak share: `orders` orders down the mix, `concurrency` in
+/// flight at a time; each order's path and id once it got to the end of its path.
+pub async fn drive(stack: &Stack, orders: usize, concurrency: usize, run: &str) -> Vec<(Path, String)> {
+    use futures::StreamExt;
+    futures::stream::iter(0..orders)
+        .map(|i| async move {
+            let http = reqwest::Client::new();
+            one(stack, &http, i, run).await
+        })
+        .buffer_unordered(concurrency.max(1))
+        .filter_map(|x| async move { x })
+        .collect()
+        .await
 }
 
 /// The AWS bill of one order, by service (dollars), from what crossed the edge.
@@ -228,15 +282,7 @@ pub async fn run(stack: &Stack, orders: usize, concurrency: usize) -> Result<(),
     let run = uuid::Uuid::new_v4().simple().to_string()[..6].to_string();
     println!("[bench] {orders} orders, {concurrency} at a time, mix: 70% delivered, 10% returned, 5% each review, cancel, decline, out of stock");
     let started = Instant::now();
-    let mut done: Vec<(Path, String)> = vec![];
-    for chunk in (0..orders).collect::<Vec<_>>().chunks(concurrency.max(1)) {
-        let futs = chunk.iter().map(|i| {
-            let http = reqwest::Client::new();
-            let run = run.clone();
-            async move { one(stack, &http, *i, &run).await }
-        });
-        done.extend(futures::future::join_all(futs).await.into_iter().flatten());
-    }
+    let done = drive(stack, orders, concurrency, &run).await;
     let journey_secs = started.elapsed().as_secs_f64();
     // Let the queues drain (emails, webhooks) before counting.
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -59,6 +59,8 @@ pub struct Edge {
     /// tables and all reads pass freely.
     pub ddb_writes: tokio::sync::Mutex<()>,
     pub transactional_tables: Mutex<std::collections::BTreeSet<String>>,
+    /// Transient faults on the functions' DynamoDB and SQS calls (the soak; off otherwise).
+    pub faults: Arc<crate::faults::Faults>,
 }
 
 /// The first order id (`ord_` + 32 hex) in a payload: what a call served.
@@ -207,6 +209,15 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
     } else {
         edge.record(&service, &operation, order.clone(), None);
     }
+    // The soak's faults strike the functions' own DynamoDB and SQS calls (not the operator's, nor
+    // the engine's): before the call (nothing done) or after it (done, answer lost).
+    let fault = match &principal {
+        crate::iam::Principal::Function(_) if matches!(service.as_str(), "dynamodb" | "sqs") => edge.faults.roll(&service, &operation, order.clone(), &text),
+        _ => None,
+    };
+    if let Some(kind) = fault.filter(|k| !k.after_effect()) {
+        return crate::faults::aws_error(&service, kind);
+    }
     if service == "states" && operation == "StartSyncExecution" {
         return start_sync_execution(&edge, &body).await;
     }
@@ -235,7 +246,11 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
             req = req.header(k, v);
         }
     }
-    match req.send().await {
+    let answered = req.send().await;
+    if let Some(kind) = fault {
+        return crate::faults::aws_error(&service, kind);
+    }
+    match answered {
         Ok(resp) => {
             let status = resp.status();
             let mut out = Response::builder().status(status.as_u16());

@@ -14,6 +14,7 @@ pub mod bench;
 pub mod demo;
 pub use demo::demo_address;
 pub mod edge;
+pub mod faults;
 pub mod functions;
 pub mod iam;
 pub mod iam_report;
@@ -27,6 +28,7 @@ pub mod sandbox_gateway;
 pub mod sandbox_warehouse;
 pub mod secrets_extension;
 pub mod smoke;
+pub mod soak;
 pub mod template;
 
 use edge::{Call, Edge};
@@ -56,6 +58,9 @@ pub struct Options {
     /// Sandbox carrier walks each parcel to delivered with this step (demo), or waits for commands.
     pub carrier_auto_walk: Option<std::time::Duration>,
     pub log_dir: PathBuf,
+    /// Share of the functions' DynamoDB, SQS, gateway and carrier calls that fail transiently (the
+    /// soak; `faults.rs`). 0 = none.
+    pub fault_rate: f64,
 }
 
 impl Default for Options {
@@ -74,6 +79,7 @@ impl Default for Options {
             return_authorization_seconds: 30,
             warehouse_auto: false,
             carrier_auto_walk: None,
+            fault_rate: 0.0,
         }
     }
 }
@@ -85,6 +91,7 @@ pub struct Stack {
     pub moto_url: String,
     pub edge: Arc<Edge>,
     pub gateway: Arc<sandbox_gateway::Gateway>,
+    pub faults: Arc<faults::Faults>,
     pub carrier: Arc<sandbox_carrier::Carrier>,
     pub warehouses: Arc<sandbox_warehouse::Warehouses>,
     /// The operator's ports through the edge (tests set up and read with them).
@@ -237,6 +244,8 @@ impl Stack {
 
         let moto_sfn = aws_sdk_sfn::Client::new(&moto_sdk);
         let moto_sqs = aws_sdk_sqs::Client::new(&moto_sdk);
+        let faults = Arc::new(faults::Faults::new(opts.fault_rate, std::process::id() as u64));
+        faults.arm(false);
         let edge = Arc::new(Edge {
             functions,
             iam,
@@ -249,6 +258,7 @@ impl Stack {
             suppressed: Mutex::new(Default::default()),
             ddb_writes: tokio::sync::Mutex::new(()),
             transactional_tables: Mutex::new(Default::default()),
+            faults: faults.clone(),
         });
         let gateway = Arc::new(sandbox_gateway::Gateway::default());
         *gateway.webhook_url.lock().unwrap() = format!("{api_url}/webhooks/gateway");
@@ -260,8 +270,8 @@ impl Stack {
         let mut tasks = vec![
             serve(edge_listener, edge::router(edge.clone())),
             serve(api_listener, api::router(edge.clone(), routes)),
-            serve(gw_listener, sandbox_gateway::router(gateway.clone())),
-            serve(carrier_listener, sandbox_carrier::router(carrier.clone())),
+            serve(gw_listener, sandbox_gateway::router(gateway.clone()).layer(axum::middleware::from_fn_with_state((faults.clone(), "gateway"), faults::partner_layer))),
+            serve(carrier_listener, sandbox_carrier::router(carrier.clone()).layer(axum::middleware::from_fn_with_state((faults.clone(), "carrier"), faults::partner_layer))),
             serve(ext_listener, secrets_extension::router(extension)),
         ];
         for (logical, url) in &p.queue_urls {
@@ -302,6 +312,7 @@ impl Stack {
         // data), so that path runs on every start.
         let loaded = load::load(&api_url, &opts.ops_token, &opts.repo.join("infra/local/fixtures/store.json")).await.map_err(|e| format!("seeding: {e}"))?;
         tracing::debug!(requests = loaded.requests, "store data loaded through the operator API");
+        faults.arm(true);
         Ok(Stack {
             api_url,
             edge_url,
@@ -309,6 +320,7 @@ impl Stack {
             moto_url,
             edge,
             gateway,
+            faults,
             carrier,
             warehouses,
             deps,

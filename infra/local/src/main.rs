@@ -1,5 +1,7 @@
 //! `orderflow-local up`   start the local stack and keep it running until Ctrl-C
 //! `orderflow-local demo` start it, place the sample orders, print what happened, stop
+//! `orderflow-local bench [--orders N] [--concurrency C]` what an order costs on AWS, how fast checkout is
+//! `orderflow-local soak [--orders N] [--concurrency C] [--fault-rate R]` the mix with transient faults, then checks
 //! `orderflow-local render-asl DIR` write the state machines with the template's substitutions
 //! `orderflow-local iam-report [--iam-definition FILE] [RUN_DIR...]` permissions granted vs used
 //! `orderflow-local load --api URL [--ops-token T] FILE` load catalog, stock, rates and warehouses
@@ -136,7 +138,15 @@ async fn main() {
     };
     // `up` and `demo` run the sandbox warehouses and carrier on their own: pick lists are shipped
     // at once and parcels walk to delivered, so an order goes all the way without a hand on it.
+    let fault_rate = match cmd.as_str() {
+        "soak" => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            args.iter().position(|a| a == "--fault-rate").and_then(|i| args.get(i + 1)).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.05)
+        }
+        _ => 0.0,
+    };
     let opts = Options {
+        fault_rate,
         edge_port: edge,
         api_port: api,
         gateway_port: gw,
@@ -175,6 +185,18 @@ async fn main() {
                 std::process::exit(1);
             }
         }
+        "soak" => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse::<usize>().ok());
+            let started = std::time::Instant::now();
+            let r = orderflow_local::soak::run(&stack, flag("--orders").unwrap_or(1000), flag("--concurrency").unwrap_or(20)).await;
+            stack.shutdown();
+            eprintln!("[soak] took {:.0} s", started.elapsed().as_secs_f64());
+            if let Err(e) = r {
+                eprintln!("[local] soak failed: {e}");
+                std::process::exit(1);
+            }
+        }
         "demo" => {
             let r = demo::run(&stack).await;
             stack.shutdown();
@@ -195,7 +217,7 @@ async fn main() {
             stack.shutdown();
         }
         other => {
-            eprintln!("usage: orderflow-local [up|demo|bench [--orders N] [--concurrency C]]  (got '{other}')");
+            eprintln!("usage: orderflow-local [up|demo|bench [--orders N] [--concurrency C]|soak [--orders N] [--concurrency C] [--fault-rate R]]  (got '{other}')");
             std::process::exit(2);
         }
     }

@@ -60,6 +60,11 @@ impl IdempotencyStore for DynamoIdempotency {
             (Some(st), Some(body)) => Some((st.parse().unwrap_or(500), body)),
             _ => None,
         };
+        // The SDK retried a claim that had taken effect (its answer was lost): the order id there
+        // is the one drawn for this very request, so the claim is ours.
+        if get("order_id").as_deref() == Some(order_id) {
+            return Ok(Claim::Won);
+        }
         Ok(Claim::Existing(IdempotencyRecord {
             request_hash: get("request_hash").unwrap_or_default(),
             order_id: get("order_id").unwrap_or_default(),

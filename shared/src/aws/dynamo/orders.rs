@@ -85,15 +85,17 @@ impl OrderRepository for DynamoOrders {
             item.insert("attention_pk".into(), s(pk));
             item.insert("attention_key".into(), s(sk));
         }
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(order_id)")
-            .send()
-            .await
-            .map_err(|e| StepError::from_sdk("orders.create", e))?;
-        Ok(())
+        let res = self.client.put_item().table_name(&self.table).set_item(Some(item)).condition_expression("attribute_not_exists(order_id)").send().await;
+        match res {
+            Ok(_) => Ok(()),
+            // The SDK retried a put that had taken effect (its answer was lost): the order there is
+            // this one (same id and access token, both drawn for this request), so it is made.
+            Err(e) if is_ccf(&e) => match self.get(&order.order_id).await? {
+                Some(existing) if existing.access_token_sha256 == order.access_token_sha256 => Ok(()),
+                _ => Err(StepError::Internal(format!("orders.create: order id {} is taken", order.order_id))),
+            },
+            Err(e) => Err(StepError::from_sdk("orders.create", e)),
+        }
     }
 
     async fn get(&self, order_id: &str) -> Result<Option<Order>> {

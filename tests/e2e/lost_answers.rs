@@ -1,0 +1,55 @@
+//! Faults aimed at single calls (#10 item 12, the edge's fault injection): a call that took effect
+//! and whose answer was lost is retried by the SDK, and the retry must find its own work done rather
+//! than a conflict; a write that keeps failing after the SDK's retries is retried by the workflow.
+//! Each is what a lost answer on AWS does; the soak (`orderflow-local soak`) meets them at random.
+
+use orderflow_e2e::*;
+use orderflow_local::faults::Kind;
+
+/// The first POST answers the order: no 409 for the customer's own claim, no second order or hold.
+async fn placed_once(h: &Harness, email: &str, key: &str, sku: &str) {
+    let body = order_body(email, &[(sku, 1)], "pm_card_visa");
+    let placed = post_order(&reqwest::Client::new(), h.api(), Some(key), body.to_string().as_bytes()).await;
+    assert_eq!(placed.status, 201, "{}", placed.body);
+    assert_eq!(placed.body["status"], "CONFIRMED", "{}", placed.body);
+    let id = placed.order_id();
+    assert_eq!(h.intents(&id).len(), 1, "one hold");
+    let creates = h.gateway_requests(&id).iter().filter(|r| r.path == "/v1/payment_intents").count();
+    assert_eq!(creates, 1, "one create crossed the wire");
+}
+
+#[test]
+fn a_lost_answer_on_the_idempotency_claim_still_answers_the_order() {
+    let h = harness();
+    h.run(async {
+        let sku = h.new_sku(1500, 5).await;
+        let key = h.key();
+        h.stack.faults.aim("dynamodb", "PutItem", &format!("orders-post#{key}"), Kind::LostResponse);
+        placed_once(h, &h.email("lost-claim"), &key, &sku).await;
+        assert!(h.stack.faults.injected.lock().unwrap().iter().any(|i| i.operation == "PutItem"), "the fault struck");
+    });
+}
+
+#[test]
+fn a_lost_answer_on_the_order_write_still_answers_the_order() {
+    let h = harness();
+    h.run(async {
+        let sku = h.new_sku(1500, 5).await;
+        let email = h.email("lost-create");
+        h.stack.faults.aim("dynamodb", "PutItem", &format!("\"customer_email\":{{\"S\":\"{email}\"}}"), Kind::Timeout);
+        placed_once(h, &email, &h.key(), &sku).await;
+    });
+}
+
+#[test]
+fn a_write_that_fails_past_the_sdk_retries_is_retried_by_the_checkout() {
+    let h = harness();
+    // Alone: the aimed faults must strike this order's confirmation and no other.
+    h.run_alone(async {
+        let sku = h.new_sku(1500, 5).await;
+        for _ in 0..3 {
+            h.stack.faults.aim("dynamodb", "UpdateItem", "\":next\":{\"S\":\"CONFIRMED\"}", Kind::Timeout);
+        }
+        placed_once(h, &h.email("confirm-5xx"), &h.key(), &sku).await;
+    });
+}
