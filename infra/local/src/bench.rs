@@ -167,7 +167,12 @@ pub async fn drive(stack: &Stack, orders: usize, concurrency: usize, run: &str) 
     futures::stream::iter(0..orders)
         .map(|i| async move {
             let http = reqwest::Client::new();
-            one(stack, &http, i, run).await
+            let t = Instant::now();
+            let r = one(stack, &http, i, run).await;
+            if t.elapsed() > Duration::from_secs(30) {
+                eprintln!("[drive] order {i} ({}) took {:.0} s", Path::of(i).name(), t.elapsed().as_secs_f64());
+            }
+            r
         })
         .buffer_unordered(concurrency.max(1))
         .filter_map(|x| async move { x })

@@ -64,6 +64,67 @@ def watch():
     os._exit(0)
 threading.Thread(target=watch, daemon=True).start()
 sys.argv = ["moto_server"] + sys.argv[1:]
+
+# Speed (#11): two costs per request that are moto's own, not AWS's, fixed here without changing
+# what any answer says. Measured with py-spy under the bench: ~60% of moto's CPU went to
+# serializing DynamoDB item results through the generic shape walker, ~12% to finding the backend
+# (a directory listing and hundreds of regexes per request, under a global lock).
+import functools, json
+import moto.backends as _backends
+_modules = tuple(_backends.list_of_moto_modules())
+_backends.list_of_moto_modules = lambda: _modules
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication as _D
+_find = _D.get_backend_for_host
+_found = {}
+def _cached(self, host):
+    if host not in _found:
+        _found[host] = _find(self, host)
+    return _found[host]
+_D.get_backend_for_host = _cached
+# Item operations answer attribute values that are already in DynamoDB's JSON form: written as
+# they are (None members left out, as the serializer leaves them out).
+from moto.dynamodb.responses import DynamoResult as _R
+_serialize = _R.execute_result
+_ITEM_OPS = {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "BatchGetItem", "BatchWriteItem", "TransactGetItems", "TransactWriteItems"}
+def _drop_none(v):
+    if isinstance(v, dict):
+        return {k: _drop_none(x) for k, x in v.items() if x is not None}
+    if isinstance(v, list):
+        return [_drop_none(x) for x in v]
+    return v
+def _fast(self, context):
+    if context.operation_model.name in _ITEM_OPS and isinstance(self.result, dict):
+        body = json.dumps(_drop_none(self.result), separators=(",", ":"))
+        if os.environ.get("ORDERFLOW_MOTO_CHECK"):
+            st, h, slow = _serialize(self, context)
+            if json.loads(slow) != json.loads(body):
+                print("ORDERFLOW_MOTO_CHECK mismatch", context.operation_model.name, slow[:300], body[:300], flush=True)
+        return 200, {"Content-Type": "application/x-amz-json-1.0"}, body
+    return _serialize(self, context)
+_R.execute_result = _fast
+
+# The engine made a boto3 client per Lambda and SQS task; one per service is enough (clients are
+# thread-safe). Each request's access-log line and a new TCP connection per request were the next
+# costs: keep connections alive (HTTP/1.1) and log warnings only.
+import logging
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
+from werkzeug.serving import WSGIRequestHandler as _H
+_H.protocol_version = "HTTP/1.1"
+import moto.stepfunctions.parser.asl.utils.boto_client as _bc
+_client_for = _bc.boto_client_for
+_clients = {}
+def _one_client(region, service, state_credentials=None):
+    # moto's own function ignores the credentials too (it signs as "ak").
+    if (region, service) not in _clients:
+        _clients[(region, service)] = _client_for(region, service)
+    return _clients[(region, service)]
+import importlib
+for _m in ("moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils",
+           "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sqs"):
+    _mod = importlib.import_module(_m)
+    if hasattr(_mod, "boto_client_for"):
+        _mod.boto_client_for = _one_client
+
 from moto.server import main
 main()
 "#;
@@ -83,6 +144,7 @@ pub async fn start(venv: &Path, port: u16, edge_port: u16, log: &Path) -> Result
     Command::new(venv.join("bin/python"))
         .args(["-c", MOTO_WITH_WATCHDOG, "-H", "127.0.0.1", "-p", &port.to_string()])
         .env("MOTO_PORT", edge_port.to_string())
+        .envs(std::env::var("ORDERFLOW_MOTO_CHECK").ok().map(|v| ("ORDERFLOW_MOTO_CHECK", v)))
         .env("AWS_ACCESS_KEY_ID", "local")
         .env("AWS_SECRET_ACCESS_KEY", "local")
         .env("AWS_DEFAULT_REGION", "us-east-1")
