@@ -14,6 +14,7 @@ mod ops_listing;
 mod returns;
 mod stock_properties;
 mod store_data;
+mod soak;
 mod sweeper;
 mod uncharged;
 mod workflow_properties;

@@ -22,6 +22,12 @@ static HARNESS: OnceLock<Harness> = OnceLock::new();
 /// scenarios are about.
 static LOAD: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
+/// Run `f` with no other scenario running (a scenario that brings its own stack, like the soak).
+pub fn alone<T>(f: impl FnOnce() -> T) -> T {
+    let _exclusive = LOAD.write().unwrap_or_else(|e| e.into_inner());
+    f()
+}
+
 pub fn harness() -> &'static Harness {
     HARNESS.get_or_init(|| {
         std::thread::spawn(|| {
