@@ -48,7 +48,10 @@ impl StepError {
 
     /// Map an AWS SDK error: throttling, timeouts, 5xx answers and dispatch failures are retryable
     /// (what is left of them once the SDK's own retries ran out), the rest is not.
-    pub fn from_sdk<E: std::error::Error + 'static>(context: &str, err: aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>) -> Self {
+    pub fn from_sdk<E: std::error::Error + 'static>(
+        context: &str,
+        err: aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>,
+    ) -> Self {
         use aws_smithy_runtime_api::client::result::SdkError;
         let retryable = match &err {
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,

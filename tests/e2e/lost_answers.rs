@@ -53,3 +53,16 @@ fn a_write_that_fails_past_the_sdk_retries_is_retried_by_the_checkout() {
         placed_once(h, &h.email("confirm-5xx"), &h.key(), &sku).await;
     });
 }
+
+#[test]
+fn a_lost_answer_on_a_webhook_events_claim_still_takes_the_event_in() {
+    let h = harness();
+    h.run(async {
+        let event = h.stack.carrier.event(&format!("EZLOST{}", &uuid::Uuid::new_v4().simple().to_string()[..8]), "in_transit", "2026-11-27T03:00:00Z");
+        let id = event["id"].as_str().unwrap().to_string();
+        h.stack.faults.aim("dynamodb", "PutItem", &format!("once#webhook:carrier:{id}"), Kind::LostResponse);
+        let status = h.stack.carrier.deliver(&event).await;
+        assert!((200..300).contains(&status), "the first delivery is taken in, not told another is in progress: {status}");
+        assert!(h.stack.faults.injected.lock().unwrap().iter().any(|i| i.kind == Kind::LostResponse && i.operation == "PutItem"));
+    });
+}

@@ -67,7 +67,14 @@ fn splitmix64(mut z: u64) -> u64 {
 impl Faults {
     /// `rate` of the calls fail (0.05 = 5%); 0 turns injection off.
     pub fn new(rate: f64, seed: u64) -> Faults {
-        Faults { rate: rate.clamp(0.0, 1.0), seed, counter: AtomicU64::new(0), armed: std::sync::atomic::AtomicBool::new(true), aimed: Mutex::new(vec![]), injected: Mutex::new(vec![]) }
+        Faults {
+            rate: rate.clamp(0.0, 1.0),
+            seed,
+            counter: AtomicU64::new(0),
+            armed: std::sync::atomic::AtomicBool::new(true),
+            aimed: Mutex::new(vec![]),
+            injected: Mutex::new(vec![]),
+        }
     }
 
     pub fn off() -> Faults {

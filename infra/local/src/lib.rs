@@ -270,8 +270,14 @@ impl Stack {
         let mut tasks = vec![
             serve(edge_listener, edge::router(edge.clone())),
             serve(api_listener, api::router(edge.clone(), routes)),
-            serve(gw_listener, sandbox_gateway::router(gateway.clone()).layer(axum::middleware::from_fn_with_state((faults.clone(), "gateway"), faults::partner_layer))),
-            serve(carrier_listener, sandbox_carrier::router(carrier.clone()).layer(axum::middleware::from_fn_with_state((faults.clone(), "carrier"), faults::partner_layer))),
+            serve(
+                gw_listener,
+                sandbox_gateway::router(gateway.clone()).layer(axum::middleware::from_fn_with_state((faults.clone(), "gateway"), faults::partner_layer)),
+            ),
+            serve(
+                carrier_listener,
+                sandbox_carrier::router(carrier.clone()).layer(axum::middleware::from_fn_with_state((faults.clone(), "carrier"), faults::partner_layer)),
+            ),
             serve(ext_listener, secrets_extension::router(extension)),
         ];
         for (logical, url) in &p.queue_urls {

@@ -217,7 +217,9 @@ async fn main() {
             stack.shutdown();
         }
         other => {
-            eprintln!("usage: orderflow-local [up|demo|bench [--orders N] [--concurrency C]|soak [--orders N] [--concurrency C] [--fault-rate R]]  (got '{other}')");
+            eprintln!(
+                "usage: orderflow-local [up|demo|bench [--orders N] [--concurrency C]|soak [--orders N] [--concurrency C] [--fault-rate R]]  (got '{other}')"
+            );
             std::process::exit(2);
         }
     }

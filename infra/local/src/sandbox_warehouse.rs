@@ -134,6 +134,20 @@ impl Warehouses {
         }
     }
 
+    /// POST as a warehouse system would in production: a 5xx, a 429 or no answer is retried with
+    /// backoff until the API answers (a refusal is final).
+    async fn send_until_answered(&self, warehouse: &str, path: &str, body: &Value) -> (u16, Value) {
+        let mut last = (0, Value::Null);
+        for attempt in 0..8u32 {
+            last = self.send_as(warehouse, path, body).await;
+            if last.0 != 0 && last.0 != 429 && last.0 < 500 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500 << attempt.min(4))).await;
+        }
+        last
+    }
+
     async fn take(self: &Arc<Self>, msg: PickMessage) {
         if msg.body["type"] == "cancel_request" {
             return self.take_cancel(msg.body).await;
@@ -149,7 +163,7 @@ impl Warehouses {
         // A moment to "pick and pack", then one parcel with everything open.
         tokio::time::sleep(Duration::from_millis(200)).await;
         let report = msg.report(&format!("pkg-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]), &msg.lines());
-        let (st, body) = self.send_report(&msg, &report).await;
+        let (st, body) = self.send_until_answered(msg.warehouse(), "/warehouse/shipments", &report).await;
         if st >= 300 {
             tracing::warn!(order_id = msg.order_id(), status = st, body = %body, "sandbox warehouse: report refused");
         }
@@ -242,7 +256,7 @@ impl Warehouses {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let units: Vec<(String, i64, i64)> = msg.lines().into_iter().map(|(s, q)| (s, q, 0)).collect();
-        let (st, body) = self.report_return(&msg, &units).await;
+        let (st, body) = self.send_until_answered(msg.warehouse(), "/warehouse/returns", &msg.arrival(&units)).await;
         if st >= 300 {
             tracing::warn!(order_id = msg.order_id(), status = st, body = %body, "sandbox warehouse: return arrival refused");
         }

@@ -36,8 +36,10 @@ async fn top_up(stack: &Stack, orders: usize, run: &str) -> Result<(), String> {
         let body = json!({"warehouse": wh, "delta": orders, "reason": "soak stock"});
         let url = format!("{}/ops/stock/{sku}/adjustments", stack.api_url);
         let key = format!("soak-{run}-{sku}-{wh}");
-        let (st, b) =
-            crate::bench::send_retrying(|| http.post(&url).bearer_auth(&stack.ops_token).header("Idempotency-Key", &key).header("X-Operator", "soak").json(&body)).await;
+        let (st, b) = crate::bench::send_retrying(|| {
+            http.post(&url).bearer_auth(&stack.ops_token).header("Idempotency-Key", &key).header("X-Operator", "soak").json(&body)
+        })
+        .await;
         if !(200..300).contains(&st) {
             return Err(format!("stock top-up {sku}@{wh}: {st} {b}"));
         }
@@ -68,8 +70,9 @@ async fn settle(stack: &Stack, ids: &[String], wait: Duration) -> BTreeMap<Strin
 fn at_rest(o: &orderflow_shared::domain::order::Order) -> bool {
     let st = o.status.as_str();
     use orderflow_shared::domain::returns::status;
-    let returns_done = o.returns.values().flat_map(|r| r.parcels.values()).all(|p| [status::RECEIVED, status::REFUNDED, status::EXPIRED].contains(&p.status.as_str()))
-        && o.refunds.values().all(|r| matches!(r.status.as_str(), "succeeded" | "failed" | "canceled"));
+    let returns_done =
+        o.returns.values().flat_map(|r| r.parcels.values()).all(|p| [status::RECEIVED, status::REFUNDED, status::EXPIRED].contains(&p.status.as_str()))
+            && o.refunds.values().all(|r| matches!(r.status.as_str(), "succeeded" | "failed" | "canceled"));
     (FINAL.contains(&st) && returns_done) || st == "UNDER_REVIEW"
 }
 
@@ -82,7 +85,12 @@ pub async fn check(stack: &Stack, placed: &[(Path, String)], wait: Duration) -> 
     for id in &ids {
         match orders.get(id) {
             None => bad(format!("{id}: no order record")),
-            Some(o) if !at_rest(o) => bad(format!("{id}: not at rest: {} (returns {:?}, refunds {:?})", o.status.as_str(), o.returns.values().flat_map(|r| r.parcels.values().map(|p| p.status.clone())).collect::<Vec<_>>(), o.refunds.values().map(|r| r.status.clone()).collect::<Vec<_>>())),
+            Some(o) if !at_rest(o) => bad(format!(
+                "{id}: not at rest: {} (returns {:?}, refunds {:?})",
+                o.status.as_str(),
+                o.returns.values().flat_map(|r| r.parcels.values().map(|p| p.status.clone())).collect::<Vec<_>>(),
+                o.refunds.values().map(|r| r.status.clone()).collect::<Vec<_>>()
+            )),
             _ => {}
         }
     }
@@ -90,7 +98,7 @@ pub async fn check(stack: &Stack, placed: &[(Path, String)], wait: Duration) -> 
     let mut held: BTreeMap<String, i64> = BTreeMap::new();
     for o in orders.values().filter(|o| o.status.as_str() == "UNDER_REVIEW") {
         for l in &o.lines {
-            *held.entry(l.sku.clone()).or_default() += l.quantity as i64;
+            *held.entry(l.sku.clone()).or_default() += l.quantity;
         }
     }
     let skus: BTreeSet<String> = orders.values().flat_map(|o| o.lines.iter().map(|l| l.sku.clone())).collect();

@@ -130,11 +130,14 @@ const ONCE_STALE_SECONDS: i64 = 120;
 impl OnceLedger for DynamoIdempotency {
     async fn begin(&self, marker: &str) -> Result<OnceClaim> {
         let now = epoch_now();
+        // Who claimed: a retry of this very put (the SDK's, after a lost answer) finds its own claim.
+        let claimant = uuid::Uuid::new_v4().simple().to_string();
         let put = self
             .client
             .put_item()
             .table_name(&self.table)
             .item("pk", s(format!("once#{marker}")))
+            .item("claimant", s(&claimant))
             .item("state", s("IN_PROGRESS"))
             .item("claimed_at", n(now))
             .item("expires_at", n(now + 30 * 86_400))
@@ -156,8 +159,13 @@ impl OnceLedger for DynamoIdempotency {
                     .send()
                     .await
                     .map_err(|e| StepError::from_sdk("once.get", e))?;
-                let done = out.item.and_then(|i| i.get("state").and_then(|v| v.as_s().ok()).cloned()).as_deref() == Some("DONE");
-                Ok(if done { OnceClaim::AlreadyDone } else { OnceClaim::InProgress })
+                let item = out.item.unwrap_or_default();
+                let get = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+                Ok(match (get("state").as_deref(), get("claimant")) {
+                    (Some("DONE"), _) => OnceClaim::AlreadyDone,
+                    (_, Some(c)) if c == claimant => OnceClaim::Go,
+                    _ => OnceClaim::InProgress,
+                })
             }
             Err(e) => Err(StepError::from_sdk("once.begin", e)),
         }
