@@ -597,6 +597,11 @@ fn a_parcel_that_fails_ends_only_its_branch_and_the_other_warehouse_ships_and_is
         assert_eq!(pi["amount_received"].as_i64(), Some(w.captured.unwrap().minor));
         assert_ne!(pi["status"], "requires_capture", "the rest of the hold is released");
         assert!(o.status_reason.as_deref().unwrap_or("").contains("parcel_failed"), "{:?}", o.status_reason);
+        // The execution's Fail state follows the step that recorded the order's end by a moment.
+        let started = std::time::Instant::now();
+        while lifecycle_status(h, &id).await == "RUNNING" && started.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         assert_eq!(lifecycle_status(h, &id).await, "FAILED", "the failed-executions alarm sees it");
         for sku in [&east_only, &west_only] {
             conserved(h, sku).await;
