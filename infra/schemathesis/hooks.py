@@ -91,4 +91,3 @@ def before_call(ctx, case, kwargs):
                 mac = hmac.new(CARRIER_SECRET.encode(), raw, hashlib.sha256).hexdigest()
                 headers["X-Hmac-Signature"] = f"hmac-sha256-hex={mac}"
     case.headers = headers
-    if os.environ.get("HOOK_DEBUG"): print("HOOK", method, path, headers, flush=True)
