@@ -341,8 +341,8 @@ fn adding_a_warehouse_is_one_parameter_and_reaches_every_place() {
         assert_eq!(urls.keys().collect::<Vec<_>>(), ["wh-east", "wh-north", "wh-west"], "{}", f.logical_id);
         assert_eq!(urls["wh-north"].rsplit('/').next(), Some(north.name.as_str()), "{}", f.logical_id);
     }
-    assert_eq!(readers, 5, "orders_api, store_data_api, route_shipments, ship_stock and return_labels read the warehouses");
-    let senders: Vec<String> = ["OrdersApiFunction", "LifecycleStateMachine", "ReturnsStateMachine"]
+    assert_eq!(readers, 6, "orders_api, store_data_api, route_shipments, send_pick_list, ship_stock and return_labels read the warehouses");
+    let senders: Vec<String> = ["OrdersApiFunction", "SendPickListFunction", "LifecycleStateMachine", "ReturnsStateMachine"]
         .into_iter()
         .filter(|id| {
             t.policy(id)
@@ -354,8 +354,8 @@ fn adding_a_warehouse_is_one_parameter_and_reaches_every_place() {
         .collect();
     assert_eq!(
         senders,
-        ["OrdersApiFunction", "LifecycleStateMachine", "ReturnsStateMachine"],
-        "cancel requests, pick lists and expected returns can reach wh-north"
+        ["OrdersApiFunction", "SendPickListFunction", "ReturnsStateMachine"],
+        "cancel requests, pick lists (send_pick_list, no longer the lifecycle itself) and expected returns can reach wh-north"
     );
     for q in &queues {
         let arn = t.get_att(&format!("{}.Arn", q.logical_id)).unwrap();

@@ -1,5 +1,5 @@
 //! The unit of work between the lifecycle workflow and a warehouse: one warehouse's pick list for an
-//! order, the queue it goes to and how long to wait for the next shipment report. route_shipments
+//! order and how long to wait for the next shipment report. route_shipments
 //! makes the first; ship_stock makes the next one (the lines still open) after each parcel.
 
 use crate::domain::fulfillment::wait_seconds;
@@ -9,13 +9,12 @@ use crate::StepError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// What the workflow's Map iterates over: one warehouse's pick list and where to send it.
+/// What the workflow's Map iterates over: one warehouse's pick list (send_pick_list sends it).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DispatchTask {
     pub dispatch_id: String,
     pub warehouse: String,
-    pub queue_url: String,
     /// How long the workflow waits for this warehouse's next shipment report: the warehouse
     /// timeout, capped by the payment hold guard (fulfillment::wait_seconds).
     pub wait_seconds: i64,
@@ -24,7 +23,7 @@ pub struct DispatchTask {
     pub pick_list: PickList,
 }
 
-/// The message a warehouse receives (plus the `dispatchToken` the workflow adds).
+/// The message a warehouse receives (with the `dispatchToken`, `pick_list_message`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PickList {
@@ -34,6 +33,20 @@ pub struct PickList {
     pub lines: Vec<ShipLine>,
     pub ship_to: Address,
     pub service_level: String,
+}
+
+/// A pick list's token as the order keeps it: a SHA-256 prefix (the token itself is a bearer
+/// credential for the workflow's wait and is never stored). send_pick_list records it against its
+/// dispatch before the warehouse can see the token; partner_api accepts a report or cancellation
+/// only with a token issued for that order and that dispatch (#10 item 9).
+pub fn token_hash(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))[..32].to_string()
+}
+
+/// The message a warehouse's queue receives: the pick list and the token its answer must carry.
+pub fn pick_list_message(pick_list: &PickList, token: &str) -> serde_json::Value {
+    serde_json::json!({"type": "pick_list", "pickList": pick_list, "dispatchToken": token})
 }
 
 pub fn dispatch_id(order_id: &str, warehouse: &str) -> String {
@@ -64,17 +77,15 @@ impl DispatchSettings {
 
 /// The task for one warehouse's still-open lines (also used after each shipment by ship_stock).
 pub fn task(settings: &DispatchSettings, order: &Order, warehouse: &str, open: &BTreeMap<String, i64>) -> Result<DispatchTask, StepError> {
-    let queue_url = settings
-        .warehouse_queue_urls
-        .get(warehouse)
-        .cloned()
-        .ok_or_else(|| StepError::Internal(format!("no pick-list queue configured for warehouse {warehouse}")))?;
+    // The queue itself is send_pick_list's to choose; a warehouse without one is a setup error here.
+    if !settings.warehouse_queue_urls.contains_key(warehouse) {
+        return Err(StepError::Internal(format!("no pick-list queue configured for warehouse {warehouse}")));
+    }
     let capture_before = order.payment.as_ref().and_then(|p| p.capture_before);
     let lines: Vec<ShipLine> = open.iter().filter(|(_, q)| **q > 0).map(|(sku, q)| ShipLine { sku: sku.clone(), quantity: *q }).collect();
     Ok(DispatchTask {
         dispatch_id: dispatch_id(&order.order_id, warehouse),
         warehouse: warehouse.to_string(),
-        queue_url,
         wait_seconds: wait_seconds(chrono::Utc::now().timestamp(), capture_before, settings.hold_expiry_margin_seconds, settings.warehouse_timeout_seconds),
         open_units: lines.iter().map(|l| l.quantity).sum(),
         pick_list: PickList {

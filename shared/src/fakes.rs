@@ -257,6 +257,12 @@ impl OrderRepository for InMemoryOrders {
         let (page, cursor) = merge(vec![keys], query.limit);
         Ok((page.iter().map(|k| all[order_of(k)].clone()).collect(), cursor))
     }
+    async fn record_issued_token(&self, order_id: &str, token_hash: &str, dispatch_id: &str) -> Result<()> {
+        self.with_order(order_id, |o| {
+            o.issued_tokens.insert(token_hash.to_string(), dispatch_id.to_string());
+            Ok(())
+        })
+    }
     async fn record_dispatch_cancelled(&self, order_id: &str, token_hash: &str, event: TimelineEntry) -> Result<bool> {
         self.with_order(order_id, |o| {
             if o.cancel.is_none() || o.answered_tokens.contains_key(token_hash) || !matches!(o.status, OrderStatus::Confirmed | OrderStatus::PartiallyShipped) {

@@ -85,6 +85,8 @@ pub trait OrderRepository: Send + Sync {
     async fn record_collection(&self, order_id: &str, collection: &crate::domain::collection::Collection, event: TimelineEntry) -> Result<bool>;
     /// Set fields of `collection`, compare-and-set on its status (`from`). False when it moved.
     async fn settle_collection(&self, order_id: &str, from: &str, fields: Vec<(&str, serde_json::Value)>, event: TimelineEntry) -> Result<bool>;
+    /// A pick-list token (its hash) issued for one of the order's dispatches. Idempotent.
+    async fn record_issued_token(&self, order_id: &str, token_hash: &str, dispatch_id: &str) -> Result<()>;
     async fn record_dispatch_cancelled(&self, order_id: &str, token_hash: &str, event: TimelineEntry) -> Result<bool>;
     /// One page of the orders an operator asked for (`domain::order_index`), oldest first, and the
     /// cursor of the next page.

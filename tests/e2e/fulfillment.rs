@@ -635,3 +635,41 @@ fn two_warehouses_may_use_the_same_parcel_id() {
         assert!(o.shipments.contains_key("P1") && o.shipments.contains_key("wh-west:P1"), "{:?}", o.shipments.keys());
     });
 }
+
+/// #10 item 9: a pick list's token is bound to its order and dispatch. A report (or a cancellation
+/// answer) that carries another order's token is refused before it can wake that order's wait; the
+/// other order keeps waiting and takes its own parcel as usual.
+#[test]
+fn a_dispatch_token_only_answers_the_pick_list_it_came_with() {
+    let h = harness();
+    h.run(async {
+        let sku = h.new_sku(1500, 10).await;
+        let a = h.place(&order_body(&h.email("token-a"), &[(&sku, 1)], "pm_card_visa")).await;
+        let b = h.place(&order_body(&h.email("token-b"), &[(&sku, 2)], "pm_card_visa")).await;
+        assert_eq!((a.status, b.status), (201, 201), "{} {}", a.body, b.body);
+        let (ida, idb) = (a.order_id(), b.order_id());
+        let pa = pick(h, &ida, None).await;
+        let pb = pick(h, &idb, None).await;
+        // order A's report, carrying order B's token (same warehouse, so the caller is authentic)
+        let mut forged = pa.clone();
+        forged.body["dispatchToken"] = json!(pb.token());
+        let (st, body) = h.stack.warehouses.send_report(&forged, &forged.report("P1", &pa.lines())).await;
+        assert_eq!((st, body["error"]["code"].as_str()), (409, Some("dispatch_token_mismatch")), "{body}");
+        let (st, body) = h.stack.warehouses.answer_cancel(&forged, "cancelled").await;
+        assert_eq!((st, body["error"]["code"].as_str()), (409, Some("dispatch_token_mismatch")), "{body}");
+        // nothing recorded on either order, and B's wait was not woken
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(order(h, &ida).await.shipments.is_empty());
+        let ob = order(h, &idb).await;
+        assert!(ob.shipments.is_empty() && ob.answered_tokens.is_empty(), "{:?}", ob.shipments);
+        assert_eq!(lifecycle_status(h, &idb).await, "RUNNING");
+        // each order's own token still works
+        ship(h, &pa, "P1", &pa.lines()).await;
+        ship(h, &pb, "P1", &pb.lines()).await;
+        for id in [&ida, &idb] {
+            let o = until(h, id, "captured", |o| o.shipments.values().any(|s| s.captured.is_some())).await;
+            assert_eq!(o.shipments.len(), 1);
+        }
+        conserved(h, &sku).await;
+    });
+}

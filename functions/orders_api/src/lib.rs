@@ -471,6 +471,7 @@ async fn checkout(deps: &Deps, order_id: &str, access_token: &str, body: &[u8]) 
         dispatches: vec![],
         shipments: Default::default(),
         answered_tokens: Default::default(),
+        issued_tokens: Default::default(),
         cancel: None,
         review_decision: None,
         refunds: Default::default(),

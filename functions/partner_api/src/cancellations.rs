@@ -8,7 +8,7 @@
 //! - too_late: the goods are packed or gone; the warehouse reports the parcel as usual and it is
 //!   charged as usual. Only the timeline records the answer.
 
-use super::{bad, hex_sha256, internal, warehouse_of, AppState};
+use super::{bad, internal, issued_token, warehouse_of, AppState};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -54,6 +54,10 @@ pub async fn answer_cancellation(State(deps): State<AppState>, headers: HeaderMa
     if !order.dispatches.iter().any(|d| d.dispatch_id == a.dispatch_id && d.warehouse == warehouse) {
         return error(StatusCode::NOT_FOUND, "dispatch_not_found", "no such dispatch for this warehouse", None);
     }
+    let token_hash = match issued_token(&order, &a.dispatch_id, &a.dispatch_token) {
+        Ok(h) => h,
+        Err(refused) => return refused,
+    };
     if order.cancel.is_none() {
         return error(StatusCode::CONFLICT, "no_cancel_requested", "no cancel was requested for this order", None);
     }
@@ -68,7 +72,6 @@ pub async fn answer_cancellation(State(deps): State<AppState>, headers: HeaderMa
                 tracing::info!("warehouse answered too late; its parcels ship and are charged as usual");
                 return (StatusCode::OK, axum::Json(json!({"order_id": a.order_id, "outcome": "too_late"}))).into_response();
             }
-            let token_hash = hex_sha256(a.dispatch_token.as_bytes());
             let event = TimelineEntry::now("dispatch_cancelled", Some(format!("{warehouse} cancelled its open lines")));
             match deps.orders.record_dispatch_cancelled(&a.order_id, &token_hash, event).await {
                 Ok(true) => {}

@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use orderflow_shared::domain::order::{is_order_id, now_rfc3339, Parcel, ShipLine, Shipment};
+use orderflow_shared::domain::order::{is_order_id, now_rfc3339, Order, Parcel, ShipLine, Shipment};
 use orderflow_shared::http::error;
 use orderflow_shared::ports::{AddShipment, OnceClaim, ReceiveOutcome};
 use orderflow_shared::ports::{OnceLedger, OrderRepository, Queue, StockLedger, Workflows};
@@ -137,10 +137,21 @@ pub struct ParcelReport {
     pub height_cm: u32,
 }
 
-/// Tokens are long; the guard keys on a digest prefix.
-fn hex_sha256(data: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(data))[..32].to_string()
+/// The token's hash, when the token was issued for this order's `dispatch_id` (send_pick_list records
+/// each before its pick list leaves); otherwise the answer refusing it. A token of another order or
+/// another warehouse's dispatch never reaches the workflow (#10 item 9).
+fn issued_token(order: &Order, dispatch_id: &str, token: &str) -> Result<String, Response> {
+    let hash = orderflow_shared::dispatch::token_hash(token);
+    if order.issued_tokens.get(&hash).is_some_and(|d| d == dispatch_id) {
+        return Ok(hash);
+    }
+    tracing::warn!(order_id = %order.order_id, %dispatch_id, "dispatch token not issued for this dispatch");
+    Err(error(
+        StatusCode::CONFLICT,
+        "dispatch_token_mismatch",
+        "this dispatchToken was not issued for this order's dispatch; use the token of its pick list",
+        Some("dispatchToken"),
+    ))
 }
 
 fn bad(code: &str, message: &str, field: Option<&str>) -> Response {
@@ -186,6 +197,10 @@ async fn report_shipment(State(deps): State<AppState>, headers: HeaderMap, body:
     let Some(dispatch) = order.dispatches.iter().find(|d| d.dispatch_id == r.dispatch_id && d.warehouse == warehouse) else {
         return error(StatusCode::NOT_FOUND, "dispatch_not_found", "no such dispatch for this warehouse", None);
     };
+    let token_hash = match issued_token(&order, &dispatch.dispatch_id, &r.dispatch_token) {
+        Ok(h) => h,
+        Err(refused) => return refused,
+    };
     // Parcel ids are the warehouse's own: two warehouses may both call theirs "P1" (#10 item 9). The
     // order keeps the first under its own id and any other warehouse's under `<warehouse>:<id>`.
     let sid = match order.shipments.get(&r.shipment_id) {
@@ -217,7 +232,6 @@ async fn report_shipment(State(deps): State<AppState>, headers: HeaderMap, body:
             );
         }
     }
-    let token_hash = hex_sha256(r.dispatch_token.as_bytes());
     let shipment = Shipment {
         shipment_id: sid.clone(),
         dispatch_id: dispatch.dispatch_id.clone(),

@@ -300,6 +300,10 @@ pub struct Order {
     /// one report per token, whatever the workflow engine does with a reused token.
     #[serde(default)]
     pub answered_tokens: std::collections::BTreeMap<String, String>,
+    /// Pick-list tokens (SHA-256 prefix) issued for this order -> their dispatch id, recorded before
+    /// the pick list leaves (send_pick_list). Always stored (an empty map) for the nested update.
+    #[serde(default)]
+    pub issued_tokens: std::collections::BTreeMap<String, String>,
     /// A cancel asked for (once): by the customer or an operator. It takes effect through the
     /// workflow (the review wait, routing, or the warehouses' answers), never around it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -443,6 +443,27 @@ impl OrderRepository for DynamoOrders {
         self.list_orders(query).await
     }
 
+    async fn record_issued_token(&self, order_id: &str, token_hash: &str, dispatch_id: &str) -> Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            .update_expression("SET issued_tokens.#th = :d")
+            .condition_expression("attribute_exists(order_id)")
+            .expression_attribute_names("#th", token_hash)
+            .expression_attribute_values(":d", s(dispatch_id))
+            .send()
+            .await
+            .map_err(|e| {
+                if is_ccf(&e) {
+                    StepError::InvalidInput(format!("order {order_id} not found"))
+                } else {
+                    StepError::from_sdk("orders.record_issued_token", e)
+                }
+            })?;
+        Ok(())
+    }
+
     async fn record_dispatch_cancelled(&self, order_id: &str, token_hash: &str, event: TimelineEntry) -> Result<bool> {
         let req = self
             .client
