@@ -8,7 +8,7 @@
 //! - too_late: the goods are packed or gone; the warehouse reports the parcel as usual and it is
 //!   charged as usual. Only the timeline records the answer.
 
-use super::{bad, internal, issued_token, warehouse_of, AppState};
+use super::{bad, internal, issued_token, token_mismatch, warehouse_of, AppState};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -54,9 +54,8 @@ pub async fn answer_cancellation(State(deps): State<AppState>, headers: HeaderMa
     if !order.dispatches.iter().any(|d| d.dispatch_id == a.dispatch_id && d.warehouse == warehouse) {
         return error(StatusCode::NOT_FOUND, "dispatch_not_found", "no such dispatch for this warehouse", None);
     }
-    let token_hash = match issued_token(&order, &a.dispatch_id, &a.dispatch_token) {
-        Ok(h) => h,
-        Err(refused) => return refused,
+    let Some(token_hash) = issued_token(&order, &a.dispatch_id, &a.dispatch_token) else {
+        return token_mismatch();
     };
     if order.cancel.is_none() {
         return error(StatusCode::CONFLICT, "no_cancel_requested", "no cancel was requested for this order", None);

@@ -138,20 +138,24 @@ pub struct ParcelReport {
 }
 
 /// The token's hash, when the token was issued for this order's `dispatch_id` (send_pick_list records
-/// each before its pick list leaves); otherwise the answer refusing it. A token of another order or
-/// another warehouse's dispatch never reaches the workflow (#10 item 9).
-fn issued_token(order: &Order, dispatch_id: &str, token: &str) -> Result<String, Response> {
+/// each before its pick list leaves). A token of another order or another warehouse's dispatch never
+/// reaches the workflow (#10 item 9): the caller answers `token_mismatch()`.
+fn issued_token(order: &Order, dispatch_id: &str, token: &str) -> Option<String> {
     let hash = orderflow_shared::dispatch::token_hash(token);
     if order.issued_tokens.get(&hash).is_some_and(|d| d == dispatch_id) {
-        return Ok(hash);
+        return Some(hash);
     }
     tracing::warn!(order_id = %order.order_id, %dispatch_id, "dispatch token not issued for this dispatch");
-    Err(error(
+    None
+}
+
+fn token_mismatch() -> Response {
+    error(
         StatusCode::CONFLICT,
         "dispatch_token_mismatch",
         "this dispatchToken was not issued for this order's dispatch; use the token of its pick list",
         Some("dispatchToken"),
-    ))
+    )
 }
 
 fn bad(code: &str, message: &str, field: Option<&str>) -> Response {
@@ -197,9 +201,8 @@ async fn report_shipment(State(deps): State<AppState>, headers: HeaderMap, body:
     let Some(dispatch) = order.dispatches.iter().find(|d| d.dispatch_id == r.dispatch_id && d.warehouse == warehouse) else {
         return error(StatusCode::NOT_FOUND, "dispatch_not_found", "no such dispatch for this warehouse", None);
     };
-    let token_hash = match issued_token(&order, &dispatch.dispatch_id, &r.dispatch_token) {
-        Ok(h) => h,
-        Err(refused) => return refused,
+    let Some(token_hash) = issued_token(&order, &dispatch.dispatch_id, &r.dispatch_token) else {
+        return token_mismatch();
     };
     // Parcel ids are the warehouse's own: two warehouses may both call theirs "P1" (#10 item 9). The
     // order keeps the first under its own id and any other warehouse's under `<warehouse>:<id>`.
