@@ -356,6 +356,9 @@ impl RecordingGateway {
 
 #[async_trait]
 impl PaymentGateway for RecordingGateway {
+    async fn card_fingerprint(&self, payment_method: &str) -> std::result::Result<Option<String>, GatewayError> {
+        Ok(Some(format!("fp_{payment_method}")))
+    }
     async fn holds_for_order(&self, order_id: &str, _from: i64, _to: i64) -> std::result::Result<Vec<String>, GatewayError> {
         self.requests.lock().unwrap().push(GatewayRequest {
             operation: "list",

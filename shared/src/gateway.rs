@@ -126,6 +126,12 @@ impl PaymentGateway for HttpGateway {
         Err(GatewayError::Retryable(format!("more than 2,000 intents created in the window of {order_id}; narrow it")))
     }
 
+    async fn card_fingerprint(&self, payment_method: &str) -> Result<Option<String>, GatewayError> {
+        // The token was validated at the door (`pm_` + letters, digits, '_'): safe as a path segment.
+        let pm = self.get(&format!("/v1/payment_methods/{payment_method}"), &[]).await?;
+        Ok(pm["card"]["fingerprint"].as_str().map(String::from))
+    }
+
     async fn authorize(&self, order_id: &str, amount: Money, payment_method: &str, idempotency_key: &str) -> Result<Authorization, GatewayError> {
         let form = [
             ("amount", amount.minor.to_string()),

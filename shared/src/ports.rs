@@ -341,6 +341,8 @@ pub trait VelocityCounter: Send + Sync {
     }
     /// The same over the last `window_seconds` (checkout attempt limits count the last hour).
     async fn record_and_count_within(&self, subject: &str, order_id: &str, placed_at: &str, window_seconds: i64) -> Result<u32>;
+    /// Count what was recorded for `subject` over the last `window_seconds`, recording nothing.
+    async fn count_within(&self, subject: &str, window_seconds: i64) -> Result<u32>;
 }
 
 #[async_trait]
@@ -415,6 +417,9 @@ pub enum GatewayError {
 pub trait PaymentGateway: Send + Sync {
     /// Place a hold (manual capture). `idempotency_key` is derived from the order so replays hold once.
     async fn authorize(&self, order_id: &str, amount: Money, payment_method: &str, idempotency_key: &str) -> std::result::Result<Authorization, GatewayError>;
+    /// The card's fingerprint (the same for every PaymentMethod made from one card number), read
+    /// from the PaymentMethod before anything is authorized; None for a method without a card.
+    async fn card_fingerprint(&self, payment_method: &str) -> std::result::Result<Option<String>, GatewayError>;
     /// Release a hold. Voiding an already-canceled intent is success.
     async fn void(&self, intent_id: &str, idempotency_key: &str) -> std::result::Result<String, GatewayError>;
     /// Capture part of a hold. `final_capture` = false keeps the rest held for later shipments.

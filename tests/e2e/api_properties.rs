@@ -427,3 +427,47 @@ fn card_testing_attempts_per_email_and_per_address_are_limited_before_anything_i
         assert_eq!((available, reserved), (4, 1), "only the served order reserved");
     });
 }
+
+/// #10 item 7 (card testing, per card): every guess at a card's expiry or CVC is a new PaymentMethod
+/// of the same card. Once one card (by the gateway's fingerprint) has collected CardDeclinesPerHour
+/// declines, the next attempt with it, from any email, is declined without reaching the gateway;
+/// the customer reads the generic decline, operators the reason; nothing is held, stock is back.
+#[test]
+fn a_card_past_its_decline_limit_is_declined_before_the_gateway_sees_it() {
+    let h = harness();
+    h.run(async {
+        let t = orderflow_local::template::Template::load(&orderflow_local::Options::default().repo.join("infra/template.yaml")).unwrap();
+        let limit: usize = t.param("CardDeclinesPerHour").unwrap().parse().unwrap();
+        let sku = h.new_sku(1000, 5).await;
+        // a card no other scenario uses, declined (expired) by its bank each time
+        let card = "pm_card_chargeDeclinedExpiredCard";
+        for i in 0..limit {
+            let placed = h.place(&order_body(&h.email(&format!("guess{i}")), &[(&sku, 1)], card)).await;
+            assert_eq!((placed.status, placed.body["status"].as_str()), (402, Some("DECLINED")), "{}", placed.body);
+            assert_eq!(placed.body["reason"], "The card has expired. Use another card.");
+            let creates = h.gateway_requests(&placed.order_id()).into_iter().filter(|q| q.path == "/v1/payment_intents").count();
+            assert_eq!(creates, 1, "attempt {i} reached the gateway");
+        }
+        // the next guess, from yet another email, never reaches the gateway
+        let placed = h.place(&order_body(&h.email("guess-last"), &[(&sku, 1)], card)).await;
+        assert_eq!((placed.status, placed.body["status"].as_str()), (402, Some("DECLINED")), "{}", placed.body);
+        assert_eq!(placed.body["reason"], "The card was declined. Use another card or contact the card's bank.", "nothing tells the tester why");
+        let id = placed.order_id();
+        assert!(h.gateway_requests(&id).is_empty(), "no request about the order crossed to the gateway: {:?}", h.gateway_requests(&id));
+        assert!(h.intents(&id).is_empty());
+        let ops = reqwest::Client::new()
+            .get(format!("{}/ops/orders/{id}", h.api()))
+            .bearer_auth(&h.stack.ops_token)
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap();
+        assert!(ops["reason"].as_str().unwrap().contains("card_velocity"), "{ops}");
+        // another card is served as usual, and all the stock is back
+        let ok = h.place(&order_body(&h.email("guess-other-card"), &[(&sku, 1)], "pm_card_visa")).await;
+        assert_eq!(ok.status, 201, "{}", ok.body);
+        assert_eq!(h.stock(&sku).await, (4, 1));
+    });
+}

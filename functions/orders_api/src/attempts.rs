@@ -4,9 +4,8 @@
 //! pre-generated order id, so a replay of the same request is not a second attempt). Past the limit
 //! (`CHECKOUT_ATTEMPTS_PER_HOUR`) the answer is 429 `too_many_attempts` with Retry-After, and no order,
 //! no hold. Declines are answered with generic reasons (customer_view), so a card tester learns
-//! nothing per attempt either. Per card fingerprint the fraud rules count cards over 24 h after the
-//! hold (the fingerprint is only known once the gateway has the card); a stricter per-card limit
-//! before authorizing belongs in the gateway's own rules (Stripe Radar).
+//! nothing per attempt either. Per card (fingerprint), authorize_payment declines a card that
+//! collected `CARD_DECLINES_PER_HOUR` declines in the last hour before it reaches the gateway.
 
 use super::{error, Deps};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};

@@ -118,6 +118,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/payment_intents/{id}/capture", post(capture))
         .route("/v1/payment_intents/{id}/cancel", post(cancel))
         .route("/v1/refunds", post(refund))
+        .route("/v1/payment_methods/{id}", get(payment_method))
         .with_state(gw)
 }
 
@@ -255,6 +256,7 @@ fn behaviour(pm: &str) -> Option<Behaviour> {
         "pm_card_chargeDeclined" => decline("generic_decline", "0002", "normal"),
         "pm_card_chargeDeclinedInsufficientFunds" => decline("insufficient_funds", "9995", "normal"),
         "pm_card_chargeDeclinedFraudulent" => decline("fraudulent", "0019", "highest"),
+        "pm_card_chargeDeclinedExpiredCard" => decline("expired_card", "0069", "normal"),
         "pm_card_threeDSecure2Required" | "pm_card_authenticationRequired" => {
             Some(Behaviour { outcome: Ok("requires_action"), risk: "normal", last4: "3220", brand: "visa" })
         }
@@ -345,7 +347,7 @@ async fn create(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes)
         let id = format!("pi_{}", &uuid::Uuid::new_v4().simple().to_string()[..24]);
         let charge_id = format!("ch_{}", &uuid::Uuid::new_v4().simple().to_string()[..24]);
         let now = chrono::Utc::now().timestamp();
-        let fingerprint = format!("fp_{}", &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(pm.as_bytes()))[..16]);
+        let fingerprint = card_fingerprint(&b);
         let metadata: serde_json::Map<String, Value> =
             p.iter().filter_map(|(k, v)| k.strip_prefix("metadata[").and_then(|r| r.strip_suffix(']')).map(|k| (k.to_string(), json!(v)))).collect();
         // Multicapture only when asked for at creation, on an IC+ account, for a brand that has it.
@@ -397,6 +399,35 @@ async fn retrieve(State(gw): State<Arc<Gateway>>, headers: HeaderMap, Path(id): 
             false,
         ),
     }
+}
+
+/// Stripe's card fingerprint identifies the card number: every PaymentMethod made from one card
+/// has the same. The sandbox's cards differ by brand and last four digits.
+fn card_fingerprint(b: &Behaviour) -> String {
+    format!("fp_{}", &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(format!("{}:{}", b.brand, b.last4).as_bytes()))[..16])
+}
+
+/// `GET /v1/payment_methods/{id}`: the PaymentMethod as Stripe returns it (type card, with the
+/// card's brand, last4 and fingerprint); an unknown id is 404 resource_missing.
+async fn payment_method(headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if !authorized(&headers) {
+        return reply(stripe_error(StatusCode::UNAUTHORIZED, "invalid_request_error", "api_key_invalid", "Invalid API Key provided", json!({})), false);
+    }
+    if let Err(e) = api_version(&headers) {
+        return reply(e, false);
+    }
+    let Some(b) = behaviour(&id) else {
+        return reply(
+            stripe_error(StatusCode::NOT_FOUND, "invalid_request_error", "resource_missing", &format!("No such PaymentMethod: '{id}'"), json!({"param": "id"})),
+            false,
+        );
+    };
+    let pm = json!({
+        "id": id, "object": "payment_method", "type": "card", "created": chrono::Utc::now().timestamp(), "customer": null, "livemode": false, "metadata": {},
+        "billing_details": {"address": null, "email": null, "name": null, "phone": null},
+        "card": {"brand": b.brand, "last4": b.last4, "exp_month": 12, "exp_year": 2034, "funding": "credit", "country": "US", "fingerprint": card_fingerprint(&b)}
+    });
+    reply((200, pm), false)
 }
 
 /// `query=metadata['order_id']:'ord_...'` (the one search form we support).

@@ -32,6 +32,10 @@ impl VelocityCounter for DynamoVelocity {
             .send()
             .await
             .map_err(|e| StepError::from_sdk("velocity.record", e))?;
+        self.count_within(subject, window_seconds).await
+    }
+
+    async fn count_within(&self, subject: &str, window_seconds: i64) -> Result<u32> {
         let since = (chrono::Utc::now() - chrono::Duration::seconds(window_seconds)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let out = self
             .client
