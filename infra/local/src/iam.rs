@@ -21,6 +21,8 @@ use std::sync::{Mutex, RwLock};
 
 pub const ACCOUNT: &str = crate::template::ACCOUNT;
 pub const REGION: &str = crate::template::REGION;
+/// Marks a state machine reference whose target is chosen at run time (`machine_refs`).
+pub const DYNAMIC_TARGET: &str = "dynamic:";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Statement {
@@ -162,8 +164,8 @@ impl Iam {
             return direct;
         }
         // A resource chosen at run time (a warehouse queue from the state's input): every machine
-        // using that integration must be allowed.
-        let integration = format!("arn:aws:states:::{}", action.to_lowercase());
+        // whose definition picks that integration's target at run time must be allowed.
+        let integration = format!("{DYNAMIC_TARGET}arn:aws:states:::{}", action.to_lowercase());
         self.machine_refs.iter().filter(|(_, refs)| refs.iter().any(|r| r.to_lowercase().starts_with(&integration))).map(|(m, _)| m.clone()).collect()
     }
 

@@ -164,6 +164,12 @@ fn machine_refs(t: &template::Template) -> Result<BTreeMap<String, std::collecti
         for part in raw.split("\"Resource\"").skip(1) {
             if let Some(r) = part.split('"').nth(1) {
                 refs.insert(r.to_string());
+                // A Task whose target is chosen at run time (`"QueueUrl.$"`): this machine may
+                // call that integration on any resource its role allows.
+                let task = part.split("\"Resource\"").next().unwrap_or_default();
+                if task.contains("\"QueueUrl.$\"") {
+                    refs.insert(format!("{}{r}", iam::DYNAMIC_TARGET));
+                }
             }
         }
         out.insert(m.logical_id, refs);
