@@ -5,8 +5,9 @@
 //! sends, API requests, emails, bytes logged) priced with `infra/local/prices-us-east-1.json`, and
 //! checkout latency at 1, 10 and 50 concurrent clients. Writes `target/bench/report.json`.
 //!
-//! What is measured and what is estimated is said in the report (`notes`): local Lambda time is
-//! wall time on this emulator (an upper bound: moto answers ~10x slower than AWS), DynamoDB write
+//! What is measured and what is estimated is said in the report (`notes`): Lambda time is each
+//! handler's own time (wall time minus waiting on the emulator) plus AWS's assumed answer times for
+//! its calls and the partners' for theirs, DynamoDB write
 //! units use the order item's final size for writes to the orders table and 1 KB for others, SQS
 //! requests count each message as send + receive + delete.
 
@@ -182,8 +183,102 @@ pub async fn drive(stack: &Stack, orders: usize, concurrency: usize, run: &str) 
         .await
 }
 
+/// How long AWS takes to answer a call a function makes, in Lambda time billed (assumed figures,
+/// said in the report's notes: DynamoDB's single-digit milliseconds, SQS and SES a little more).
+/// StartSyncExecution is the checkout itself, added from its steps.
+fn aws_latency_seconds(service: &str, operation: &str) -> f64 {
+    match (service, operation) {
+        ("dynamodb", "TransactWriteItems") => 0.015,
+        ("dynamodb", "Query" | "BatchGetItem" | "BatchWriteItem") => 0.008,
+        ("dynamodb", _) => 0.005,
+        ("sqs", _) => 0.010,
+        ("sesv2", _) => 0.040,
+        ("states", "StartSyncExecution") => 0.0,
+        ("states", _) => 0.025,
+        _ => 0.010,
+    }
+}
+
+/// Lambda time per function over a run's calls: invocations, the handlers' own time (wall time
+/// minus the time each waited on the emulator, by the caller's credentials, whatever the order) and
+/// AWS's answer time for the calls they made. Batch consumers serve several orders per invocation,
+/// and some calls name no order, so this is measured over all calls, then charged per invocation.
+#[derive(Debug, Default, Clone)]
+pub struct StepTime {
+    pub invocations: usize,
+    pub own_seconds: f64,
+    pub aws_seconds: f64,
+}
+
+impl StepTime {
+    /// Billed seconds per invocation on AWS: own time + AWS's answer time for its calls.
+    pub fn billed_per_invocation(&self) -> f64 {
+        (self.own_seconds + self.aws_seconds) / self.invocations.max(1) as f64
+    }
+}
+
+pub fn step_times(calls: &[Call]) -> BTreeMap<String, StepTime> {
+    let mut out: BTreeMap<String, StepTime> = BTreeMap::new();
+    let mut waited: BTreeMap<String, f64> = BTreeMap::new();
+    for c in calls {
+        if c.service == "lambda" && c.micros > 0 {
+            let e = out.entry(c.target.clone().unwrap_or_default()).or_default();
+            e.invocations += 1;
+            e.own_seconds += c.micros as f64 / 1e6;
+        } else if let Some(f) = &c.caller {
+            *waited.entry(f.clone()).or_default() += c.micros as f64 / 1e6;
+            out.entry(f.clone()).or_default().aws_seconds += aws_latency_seconds(&c.service, &c.operation);
+        }
+    }
+    for (f, t) in out.iter_mut() {
+        t.own_seconds = (t.own_seconds - waited.get(f).copied().unwrap_or(0.0)).max(0.0);
+    }
+    out
+}
+
+/// One order's billed Lambda seconds: each invocation at its function's billed time per
+/// invocation; orders_api also waits for the synchronous checkout (its steps + 20 ms per state).
+fn order_lambda_seconds(
+    calls: &[Call],
+    steps: &BTreeMap<String, StepTime>,
+    checkout_functions: &std::collections::BTreeSet<String>,
+    checkout_states: usize,
+) -> f64 {
+    let per = |f: &str| steps.get(f).map(StepTime::billed_per_invocation).unwrap_or(0.0);
+    let invoked: Vec<&str> = calls.iter().filter(|c| c.service == "lambda" && c.micros > 0).filter_map(|c| c.target.as_deref()).collect();
+    let mut secs: f64 = invoked.iter().map(|f| per(f)).sum();
+    if checkout_states > 0 {
+        secs += invoked.iter().filter(|f| checkout_functions.contains(**f)).map(|f| per(f)).sum::<f64>() + 0.02 * checkout_states as f64;
+    }
+    secs
+}
+
+/// Labels bought for the order (outbound parcels and return labels): carrier calls.
+fn labels_bought(o: &orderflow_shared::domain::order::Order) -> usize {
+    o.shipments.values().filter(|s| s.tracking_code.is_some()).count()
+        + o.returns.values().map(|r| r.parcels.values().filter(|p| p.label.is_some()).count()).sum::<usize>()
+}
+
+/// The functions the checkout workflow invokes (from the template's substitutions).
+pub fn checkout_functions(repo: &std::path::Path) -> std::collections::BTreeSet<String> {
+    let Ok(t) = crate::template::Template::load(&repo.join("infra/template.yaml")) else { return Default::default() };
+    let Ok(machines) = t.state_machines() else { return Default::default() };
+    machines
+        .iter()
+        .filter(|m| m.name.contains("checkout"))
+        .flat_map(|m| m.substitutions.keys().filter_map(|k| k.strip_suffix("Arn")).filter_map(|id| t.function_binary(id)).collect::<Vec<_>>())
+        .collect()
+}
+
 /// The AWS bill of one order, by service (dollars), from what crossed the edge.
-async fn cost(stack: &Stack, id: &str, p: &Value, log: &str) -> BTreeMap<&'static str, f64> {
+async fn cost(
+    stack: &Stack,
+    id: &str,
+    p: &Value,
+    log: &str,
+    steps: &BTreeMap<String, StepTime>,
+    checkout_functions: &std::collections::BTreeSet<String>,
+) -> BTreeMap<&'static str, f64> {
     let f = |k: &str| p[k].as_f64().unwrap_or(0.0);
     let report = stack.report(id).await;
     let order = stack.observer.orders.get(id).await.ok().flatten();
@@ -209,10 +304,23 @@ async fn cost(stack: &Stack, id: &str, p: &Value, log: &str) -> BTreeMap<&'stati
         add("step_functions", f("step_functions_express_per_request") + 0.3 * f("express_memory_gb") * f("step_functions_express_per_gb_second"));
     }
     let calls: &Vec<Call> = &report.calls;
+    let lambda_seconds =
+        order_lambda_seconds(calls, steps, checkout_functions, report.states.get(crate::provision::CHECKOUT_MACHINE).map(|s| s.len()).unwrap_or(0));
+    // Partner calls (gateway and carrier) are waits on AWS too: the gateway's requests about the
+    // order, the card lookup before authorizing (every order that got past reservation), labels.
+    let card_lookup = order.as_ref().is_some_and(|o| o.status != orderflow_shared::domain::order::OrderStatus::OutOfStock) as usize;
+    let partner_calls = stack.gateway.requests_for_order(id).len() + card_lookup + order.as_ref().map(labels_bought).unwrap_or(0);
+    let partner_seconds = partner_calls as f64 * f("partner_call_seconds_assumed");
+    add("lambda", (lambda_seconds + partner_seconds) * f("lambda_memory_gb") * f("lambda_arm64_per_gb_second"));
+    if checkout_ran {
+        // The same checkout as a Standard workflow: a transition per state instead of the request.
+        let states = report.states.get(crate::provision::CHECKOUT_MACHINE).map(|s| s.len()).unwrap_or(0) as f64;
+        add("all-standard delta", states * f("step_functions_standard_per_transition") - f("step_functions_express_per_request"));
+    }
     for call in calls {
         match (call.service.as_str(), call.operation.as_str()) {
             ("lambda", _) => {
-                add("lambda", f("lambda_per_request") + call.micros as f64 / 1e6 * f("lambda_memory_gb") * f("lambda_arm64_per_gb_second"));
+                add("lambda", f("lambda_per_request"));
                 if matches!(call.target.as_deref(), Some("orders_api") | Some("partner_api") | Some("store_data_api")) {
                     add("api_gateway", f("api_gateway_http_per_request"));
                 }
@@ -245,6 +353,39 @@ async fn cost(stack: &Stack, id: &str, p: &Value, log: &str) -> BTreeMap<&'stati
     add("cloudwatch_logs", logged as f64 / 1e9 * f("cloudwatch_logs_per_gb_ingested"));
     add("ses (separate)", stack.edge.emails_for(id).len() as f64 * f("ses_per_email"));
     c
+}
+
+/// What the stack costs a month before any order (dollars, and what it is made of): the secrets the
+/// store keeps in Secrets Manager, the CloudWatch alarms, the SQS event source mappings' empty long
+/// polls, and the sweeper's schedule.
+fn monthly_floor(repo: &std::path::Path, p: &Value) -> (f64, String) {
+    let f = |k: &str| p[k].as_f64().unwrap_or(0.0);
+    let Ok(t) = crate::template::Template::load(&repo.join("infra/template.yaml")) else { return (0.0, "template unreadable".into()) };
+    let secrets = t.doc["Parameters"].as_mapping().map(|m| m.keys().filter(|k| k.as_str().is_some_and(|k| k.ends_with("SecretArn"))).count()).unwrap_or(0);
+    let alarms = t.doc["Resources"]
+        .as_mapping()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    let per_warehouse = k.as_str().is_some_and(|k| k.starts_with("Fn::ForEach"));
+                    if per_warehouse {
+                        let warehouses = t.param("Warehouses").map(|w| w.split(',').count()).unwrap_or(1);
+                        v[2].as_mapping().map(|r| r.values().filter(|r| r["Type"] == "AWS::CloudWatch::Alarm").count() * warehouses).unwrap_or(0)
+                    } else {
+                        (v["Type"] == "AWS::CloudWatch::Alarm") as usize
+                    }
+                })
+                .sum::<usize>()
+        })
+        .unwrap_or(0);
+    let functions = t.functions();
+    let mappings = functions.iter().filter(|f| f.sqs_source.is_some()).count();
+    let scheduled: f64 = functions.iter().filter_map(|f| f.schedule_seconds).map(|s| 2_592_000.0 / s as f64).sum();
+    let dollars = secrets as f64 * f("secret_per_month")
+        + alarms as f64 * f("alarm_per_month")
+        + mappings as f64 * f("sqs_empty_receives_per_mapping_per_month") * f("sqs_per_request")
+        + scheduled * (f("lambda_per_request") + 0.05 * f("lambda_memory_gb") * f("lambda_arm64_per_gb_second"));
+    (dollars, format!("{secrets} secrets, {alarms} alarms, {mappings} SQS event source mappings polling, {scheduled:.0} scheduled sweeps"))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -295,8 +436,11 @@ pub async fn run(stack: &Stack, orders: usize, concurrency: usize) -> Result<(),
     tokio::time::sleep(Duration::from_secs(3)).await;
     let log = std::fs::read_to_string(repo.join("target/local/functions.log")).unwrap_or_default();
     let mut per_path: BTreeMap<Path, Vec<BTreeMap<&'static str, f64>>> = BTreeMap::new();
+    let checkout_fns = checkout_functions(&repo);
+    let all_calls = stack.edge.calls.lock().unwrap().clone();
+    let steps = step_times(&all_calls);
     for (path, id) in &done {
-        per_path.entry(*path).or_default().push(cost(stack, id, &p, &log).await);
+        per_path.entry(*path).or_default().push(cost(stack, id, &p, &log, &steps, &checkout_fns).await);
     }
     let mut table = vec![];
     let mut paths_json = serde_json::Map::new();
@@ -311,6 +455,7 @@ pub async fn run(stack: &Stack, orders: usize, concurrency: usize) -> Result<(),
                 *by.entry(k).or_default() += v / n;
             }
         }
+        let all_standard_delta = by.remove("all-standard delta").unwrap_or(0.0);
         let excl_email: f64 = by.iter().filter(|(k, _)| !k.starts_with("ses")).map(|(_, v)| v).sum();
         if *path == Path::Delivered {
             delivered_per_million = excl_email * 1e6;
@@ -318,13 +463,18 @@ pub async fn run(stack: &Stack, orders: usize, concurrency: usize) -> Result<(),
         mix_total += excl_email * n;
         mix_n += costs.len();
         table.push(format!(
-            "  {:<34} {:>4} orders  ${:>8.2} per 1M excl. email  ({})",
+            "  {:<34} {:>4} orders  ${:>8.2} per 1M excl. email (all-Standard ${:>8.2})  ({})",
             path.name(),
             costs.len(),
             excl_email * 1e6,
+            (excl_email + all_standard_delta) * 1e6,
             by.iter().map(|(k, v)| format!("{k} ${:.2}", v * 1e6)).collect::<Vec<_>>().join(", ")
         ));
-        paths_json.insert(path.name().into(), json!({"orders": costs.len(), "per_million_orders_excl_email": excl_email * 1e6, "by_service_per_million": by.iter().map(|(k, v)| (k.to_string(), v * 1e6)).collect::<BTreeMap<_, _>>()}));
+        paths_json.insert(
+            path.name().into(),
+            json!({"orders": costs.len(), "per_million_orders_excl_email": excl_email * 1e6, "all_standard_per_million_orders_excl_email": (excl_email + all_standard_delta) * 1e6,
+                   "by_service_per_million": by.iter().map(|(k, v)| (k.to_string(), v * 1e6)).collect::<BTreeMap<_, _>>()}),
+        );
     }
     println!("\n[bench] cost per path (us-east-1 list prices of {}, no free tier):", p["date"].as_str().unwrap_or("?"));
     for l in &table {
@@ -333,6 +483,16 @@ pub async fn run(stack: &Stack, orders: usize, concurrency: usize) -> Result<(),
     let mix = if mix_n > 0 { mix_total / mix_n as f64 * 1e6 } else { 0.0 };
     println!("  {:<34} {:>4} orders  ${mix:>8.2} per 1M excl. email", "the mix", mix_n);
     println!("[bench] journeys: {} of {orders} reached their end in {journey_secs:.0} s", done.len());
+    println!("\n[bench] per step, per invocation: our own code (wall time minus waiting on the emulator; gateway and carrier calls included) vs waiting on AWS (assumed answer times):");
+    let mut steps_json = serde_json::Map::new();
+    for (f, t) in &steps {
+        let n = t.invocations.max(1) as f64;
+        let (own_ms, aws_ms) = (t.own_seconds / n * 1000.0, t.aws_seconds / n * 1000.0);
+        println!("  {f:<22} {:>5} invocations  own {own_ms:>7.2} ms  waiting on AWS {aws_ms:>6.1} ms", t.invocations);
+        steps_json.insert(f.clone(), json!({"invocations": t.invocations, "own_ms_per_invocation": own_ms, "aws_wait_ms_per_invocation": aws_ms}));
+    }
+    let floor = monthly_floor(&repo, &p);
+    println!("\n[bench] fixed monthly floor, whatever the volume: ${:.2} ({})", floor.0, floor.1);
 
     println!("\n[bench] checkout latency (POST /orders to its answer), quiet stack:");
     let mut lat = serde_json::Map::new();
@@ -352,8 +512,10 @@ pub async fn run(stack: &Stack, orders: usize, concurrency: usize) -> Result<(),
     let report = json!({
         "orders": orders, "completed": done.len(), "prices": p, "paths": paths_json, "mix_per_million_excl_email": mix,
         "delivered_one_parcel_per_million_excl_email": delivered_per_million, "checkout_latency": lat,
+        "own_time_per_step": steps_json, "monthly_floor": {"dollars": floor.0, "items": floor.1},
         "notes": [
-            "Lambda duration is the handler's wall time on this machine's emulator (an upper bound: moto answers ~10x slower than AWS); 256 MB, arm64 prices.",
+            "Lambda duration billed = each handler's own time (its wall time here minus the time it waited on the emulator) + AWS's answer time for each call it made (assumed: DynamoDB 5 ms, 8 ms for queries and batches, 15 ms for transactions; SQS 10 ms; SES 40 ms; Step Functions 25 ms) + partner_call_seconds_assumed per gateway or carrier call; orders_api also bills the synchronous checkout (its steps' billed time + 20 ms per state); 256 MB, arm64 prices.",
+            "all-Standard: the same orders with the checkout as a Standard workflow (a transition per state instead of an Express request).",
             "DynamoDB: writes to the orders table use the order item's final size (ceil KB); other writes 1 KB; transactions 2x per item; 3 sparse-index writes per order; reads 1 unit.",
             "SQS: each message is send + receive + delete; messages the state machines send are counted from their states.",
             "API Gateway: each request the orders, partner and store data APIs served for the order. Logs: bytes of the order's JSON log lines.",

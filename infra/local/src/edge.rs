@@ -24,9 +24,14 @@ pub struct Call {
     pub order_id: Option<String>,
     /// For Lambda invocations: the function; for DynamoDB: the tables the call touches.
     pub target: Option<String>,
-    /// For Lambda invocations: the handler's wall time here (microseconds).
+    /// For Lambda invocations: the handler's wall time here; for the functions' own AWS calls: how
+    /// long the emulator took to answer (microseconds). The bench bills a function's own time as
+    /// the difference, plus AWS's latency for each call.
     #[serde(default)]
     pub micros: u64,
+    /// For AWS calls a function made: that function (its credentials).
+    #[serde(default)]
+    pub caller: Option<String>,
     /// For DynamoDB batch and transaction calls: how many items.
     #[serde(default)]
     pub items: u32,
@@ -52,13 +57,6 @@ pub struct Edge {
     pub emails: Mutex<Vec<SentEmail>>,
     /// The SES account suppression list (address -> BOUNCE | COMPLAINT); moto has none.
     pub suppressed: Mutex<HashMap<String, String>>,
-    /// moto 5.2.5 rolls back a failed TransactWriteItems by restoring a copy of each table taken
-    /// when the transaction started, which erases writes other requests committed meanwhile (seen
-    /// as oversells and double releases under 100-way contention). The edge therefore sends
-    /// transactions, and writes to the tables transactions touch, to moto one at a time. Other
-    /// tables and all reads pass freely.
-    pub ddb_writes: tokio::sync::Mutex<()>,
-    pub transactional_tables: Mutex<std::collections::BTreeSet<String>>,
     /// Transient faults on the functions' DynamoDB and SQS calls (the soak; off otherwise).
     pub faults: Arc<crate::faults::Faults>,
 }
@@ -79,8 +77,15 @@ pub fn find_order_id(text: &str) -> Option<String> {
 }
 
 impl Edge {
-    pub fn record(&self, service: &str, operation: &str, order_id: Option<String>, target: Option<String>) {
-        self.calls.lock().unwrap().push(Call { service: service.into(), operation: operation.into(), order_id, target, micros: 0, items: 0 });
+    /// Log a call; its index in the log.
+    pub fn record(&self, service: &str, operation: &str, order_id: Option<String>, target: Option<String>) -> usize {
+        self.push(Call { service: service.into(), operation: operation.into(), order_id, target, micros: 0, items: 0, caller: None })
+    }
+
+    fn push(&self, call: Call) -> usize {
+        let mut calls = self.calls.lock().unwrap();
+        calls.push(call);
+        calls.len() - 1
     }
 
     pub fn calls_for(&self, order_id: &str) -> Vec<Call> {
@@ -109,6 +114,8 @@ impl Edge {
         };
         let out = h(payload).await;
         let micros = started.elapsed().as_micros() as u64;
+        // POST /orders names its order only in the answer.
+        let order = order.or_else(|| out.as_ref().ok().and_then(|v| find_order_id(&v.to_string())));
         self.calls.lock().unwrap().push(Call {
             service: "lambda".into(),
             operation: "Invoke".into(),
@@ -116,6 +123,7 @@ impl Edge {
             target: Some(name.to_string()),
             micros,
             items: 0,
+            caller: None,
         });
         match out {
             Ok(v) => Ok(v),
@@ -183,6 +191,7 @@ fn classify(headers: &HeaderMap, method: &Method, uri: &Uri) -> (String, String)
 }
 
 async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let started = Instant::now();
     let (service, operation) = classify(&headers, &method, &uri);
     let text = String::from_utf8_lossy(&body);
     let order = find_order_id(&text);
@@ -191,7 +200,7 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
         edge.record(&service, &format!("{operation} (AccessDenied)"), order, None);
         return access_denied(&service, &d);
     }
-    if service == "dynamodb" {
+    let recorded = if service == "dynamodb" {
         // The tables and the number of items, for the bench's write and read units.
         let v: Value = serde_json::from_slice(&body).unwrap_or_default();
         let transact = v["TransactItems"].as_array().map(|a| a.len()).unwrap_or(0);
@@ -204,11 +213,16 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
             target: Some(tables_in(&body).join(",")),
             micros: 0,
             items: (transact + batch) as u32,
+            caller: None,
         };
-        edge.calls.lock().unwrap().push(call);
+        edge.push(call)
     } else {
-        edge.record(&service, &operation, order.clone(), None);
-    }
+        edge.record(&service, &operation, order.clone(), None)
+    };
+    let caller = match &principal {
+        crate::iam::Principal::Function(f) => Some(f.clone()),
+        _ => None,
+    };
     // The soak's faults strike the functions' own DynamoDB and SQS calls (not the operator's, nor
     // the engine's): before the call (nothing done) or after it (done, answer lost).
     let fault = match &principal {
@@ -238,7 +252,8 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
             });
         }
     }
-    let _serialized = if service == "dynamodb" && needs_serializing(&edge, &operation, &body) { Some(edge.ddb_writes.lock().await) } else { None };
+    // DynamoDB applies each write (a conditional one included) and each transaction atomically;
+    // moto's backend does too since the launcher (moto.rs) holds one lock around its writes.
     let url = format!("{}{}", edge.moto_base, uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
     let mut req = edge.http.request(method, url).body(body);
     for (k, v) in headers.iter() {
@@ -247,6 +262,10 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
         }
     }
     let answered = req.send().await;
+    if let Some(c) = edge.calls.lock().unwrap().get_mut(recorded) {
+        c.micros = started.elapsed().as_micros() as u64;
+        c.caller = caller;
+    }
     if let Some(kind) = fault {
         return crate::faults::aws_error(&service, kind);
     }
@@ -334,27 +353,6 @@ fn tables_in(body: &[u8]) -> Vec<String> {
         out.extend(m.keys().cloned());
     }
     out
-}
-
-fn needs_serializing(edge: &Edge, operation: &str, body: &[u8]) -> bool {
-    match operation {
-        "TransactWriteItems" => {
-            edge.transactional_tables.lock().unwrap().extend(tables_in(body));
-            true
-        }
-        "PutItem" | "UpdateItem" | "DeleteItem" | "BatchWriteItem" => {
-            // DynamoDB checks a write's condition and applies it atomically per item; moto checks and
-            // applies in two steps without a lock, so two concurrent conditional writes to one item
-            // can both pass (seen as two refunds that together exceed the capture). Conditional
-            // writes therefore go one at a time too.
-            if String::from_utf8_lossy(body).contains("\"ConditionExpression\"") {
-                return true;
-            }
-            let known = edge.transactional_tables.lock().unwrap();
-            tables_in(body).iter().any(|t| known.contains(t))
-        }
-        _ => false,
-    }
 }
 
 /// moto has no SESv2 suppression list: the account-level list, as SES keeps it (an address put on it
@@ -451,11 +449,21 @@ async fn start_sync_execution(edge: &Edge, body: &[u8]) -> Response {
     };
     let t0 = Instant::now();
     let exec_arn = started.execution_arn;
-    // Back off: a hundred executions polled every 10 ms would keep moto (one Python process) busy
-    // answering DescribeExecution instead of running them.
-    let mut pause = Duration::from_millis(5);
+    // moto answers this DescribeExecution when the execution has stopped or 2 s have passed (the
+    // launcher's `x-orderflow-wait-ms`, moto.rs): the end is seen within milliseconds, with no poll
+    // loop keeping moto (one Python process) busy.
     loop {
-        match edge.moto_sfn.describe_execution().execution_arn(&exec_arn).send().await {
+        let asked = edge
+            .moto_sfn
+            .describe_execution()
+            .execution_arn(&exec_arn)
+            .customize()
+            .mutate_request(|r| {
+                r.headers_mut().insert("x-orderflow-wait-ms", "2000");
+            })
+            .send()
+            .await;
+        match asked {
             Ok(d) if d.status.as_str() != "RUNNING" => {
                 let start = d.start_date.secs() as f64 + d.start_date.subsec_nanos() as f64 / 1e9;
                 let stop = d.stop_date.map(|s| s.secs() as f64 + s.subsec_nanos() as f64 / 1e9).unwrap_or(start);
@@ -482,8 +490,6 @@ async fn start_sync_execution(edge: &Edge, body: &[u8]) -> Response {
         if t0.elapsed() > Duration::from_secs(300) {
             return err("StatesException", "express execution exceeded 5 minutes".into());
         }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 3 / 2).min(Duration::from_millis(200));
     }
 }
 

@@ -262,8 +262,6 @@ impl Stack {
             calls: Mutex::new(Vec::new()),
             emails: Mutex::new(Vec::new()),
             suppressed: Mutex::new(Default::default()),
-            ddb_writes: tokio::sync::Mutex::new(()),
-            transactional_tables: Mutex::new(Default::default()),
             faults: faults.clone(),
         });
         let gateway = Arc::new(sandbox_gateway::Gateway::default());

@@ -125,6 +125,126 @@ for _m in ("moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda
     if hasattr(_mod, "boto_client_for"):
         _mod.boto_client_for = _one_client
 
+# Parsing a state machine's definition (ANTLR, in Python) was ~36% of moto's busy time under the
+# bench: moto parses the whole definition again for every execution. The parse tree depends only
+# on the definition's text, so it is kept; the evaluation components are still built fresh per
+# execution from it (they hold per-execution state, a Choice's next state for one).
+from moto.stepfunctions.parser.asl.parse import asl_parser as _ap
+_parse = _ap.AmazonStateLanguageParser.parse
+_trees = {}
+def _parse_cached(definition):
+    tree = _trees.get(definition)
+    if tree is None:
+        program, tree = _parse(definition)
+        _trees[definition] = tree
+        return program, tree
+    return _ap.Preprocessor().visit(tree), tree
+_ap.AmazonStateLanguageParser.parse = staticmethod(_parse_cached)
+
+# StartSyncExecution is the edge's (moto has none): it starts an execution and asks for it until it
+# ends. Asked with `x-orderflow-wait-ms`, DescribeExecution answers when the execution has stopped
+# (or the wait is over), so the edge learns of the end within milliseconds without a poll per 5 ms.
+from moto.stepfunctions.responses import StepFunctionResponse as _SFR
+_describe = _SFR.describe_execution
+def _describe_waiting(self):
+    wait = float(self.headers.get("x-orderflow-wait-ms") or 0) / 1000
+    if wait > 0:
+        arn = self._get_param("executionArn")
+        end = time.time() + min(wait, 30)
+        while time.time() < end:
+            try:
+                st = self.stepfunction_backend.describe_execution(arn).status
+            except Exception:
+                break
+            if str(getattr(st, "value", st)) != "RUNNING":
+                break
+            time.sleep(0.003)
+    return _describe(self)
+_SFR.describe_execution = _describe_waiting
+
+# TransactWriteItems deep-copied every table it touched before each transaction, to roll back on a
+# cancel: a third of moto's time under the bench, growing with the tables. DynamoDB checks every
+# condition against the state before the transaction (no two actions share an item), so the checks
+# run first and a cancel writes nothing; only when all pass are the writes made, with the touched
+# items (not tables) kept to restore should a write itself fail.
+import moto.dynamodb.models as _ddbm
+from moto.dynamodb import exceptions as _ddbx
+def _transact_write_items(self, transact_items):
+    if len(transact_items) > 100:
+        raise _ddbx.TooManyTransactionsException()
+    seen, plan, errors = set(), [], []
+    for item in transact_items:
+        if len(list(item.keys())) > 1:
+            raise _ddbx.TransactWriteSingleOpException
+        op_type, op = next(iter(item.items()))
+        original_item = None
+        try:
+            if op_type not in {"ConditionCheck", "Put", "Delete", "Update"}:
+                raise ValueError("Unsupported transaction operation")
+            table_name = op["TableName"]
+            if op_type == "Put":
+                table = self.get_table(table_name)
+                key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+                if table.range_key_attr is not None:
+                    key[table.range_key_attr] = op["Item"][table.range_key_attr]
+            else:
+                key = op["Key"]
+            marker = (str(table_name), str(dict(sorted(key.items()))))
+            if marker in seen:
+                raise _ddbx.MultipleTransactionsException()
+            seen.add(marker)
+            current = self.get_item(table_name, key)
+            cond = op.get("ConditionExpression")
+            if cond is not None:
+                check = _ddbm.get_filter_expression(cond, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues"))
+                if not check.expr(current):
+                    if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
+                        original_item = current.to_json()["Attributes"]
+                    raise _ddbx.ConditionalCheckFailed(item=original_item)
+            plan.append((op_type, op, table_name, key, current.to_json()["Attributes"] if current else None))
+            errors.append((None, None, None))
+        except (_ddbx.MultipleTransactionsException, _ddbx.MockValidationException):
+            raise
+        except _ddbx.ConditionalCheckFailed as e:
+            errors.append(("ConditionalCheckFailed", str(e.message), original_item))
+        except Exception as e:
+            errors.append((type(e).__name__, str(e), original_item))
+    if any(code is not None for code, _, _ in errors):
+        raise _ddbx.TransactionCanceledException(errors)
+    done = []
+    try:
+        for op_type, op, table_name, key, before in plan:
+            names, values = op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+            if op_type == "Put":
+                self.put_item(table_name, op["Item"], expression_attribute_names=names, expression_attribute_values=values)
+            elif op_type == "Delete":
+                self.delete_item(table_name, key, expression_attribute_names=names, expression_attribute_values=values)
+            elif op_type == "Update":
+                self.update_item(table_name, key, update_expression=op["UpdateExpression"], expression_attribute_names=names, expression_attribute_values=values)
+            done.append((table_name, key, before))
+    except Exception as e:
+        for table_name, key, before in reversed(done):
+            if before is None:
+                self.delete_item(table_name, key)
+            else:
+                self.put_item(table_name, before)
+        raise _ddbx.TransactionCanceledException([(type(e).__name__, str(e), None)] * len(transact_items))
+_ddbm.DynamoDBBackend.transact_write_items = _transact_write_items
+
+# DynamoDB checks a write's condition and applies it atomically per item, and a transaction as one;
+# moto checks and applies in two steps without a lock (two concurrent refunds could both pass their
+# condition). One lock around the backend's writes makes each atomic, held only for the write itself
+# (moto's work runs under the GIL anyway), so concurrent requests no longer queue outside moto.
+_write_lock = threading.RLock()
+def _atomic(fn):
+    @functools.wraps(fn)
+    def locked(*args, **kwargs):
+        with _write_lock:
+            return fn(*args, **kwargs)
+    return locked
+for _name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+    setattr(_ddbm.DynamoDBBackend, _name, _atomic(getattr(_ddbm.DynamoDBBackend, _name)))
+
 from moto.server import main
 main()
 "#;
