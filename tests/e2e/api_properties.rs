@@ -455,15 +455,7 @@ fn a_card_past_its_decline_limit_is_declined_before_the_gateway_sees_it() {
         let id = placed.order_id();
         assert!(h.gateway_requests(&id).is_empty(), "no request about the order crossed to the gateway: {:?}", h.gateway_requests(&id));
         assert!(h.intents(&id).is_empty());
-        let ops = reqwest::Client::new()
-            .get(format!("{}/ops/orders/{id}", h.api()))
-            .bearer_auth(&h.stack.ops_token)
-            .send()
-            .await
-            .unwrap()
-            .json::<serde_json::Value>()
-            .await
-            .unwrap();
+        let ops = h.ops_view(&id).await;
         assert!(ops["reason"].as_str().unwrap().contains("card_velocity"), "{ops}");
         // another card is served as usual, and all the stock is back
         let ok = h.place(&order_body(&h.email("guess-other-card"), &[(&sku, 1)], "pm_card_visa")).await;

@@ -70,15 +70,7 @@ fn declined_card_releases_stock_sends_no_email_and_says_why() {
         let generic = h.place(&order_body(&h.email("declined2"), &[(&sku, 1)], "pm_card_chargeDeclined")).await;
         assert_eq!(generic.body["status"], "DECLINED");
         assert_eq!(generic.body["reason"], "The card was declined. Use another card or contact the card's bank.");
-        let ops = reqwest::Client::new()
-            .get(format!("{}/ops/orders/{}", h.api(), generic.order_id()))
-            .bearer_auth(&h.stack.ops_token)
-            .send()
-            .await
-            .unwrap()
-            .json::<serde_json::Value>()
-            .await
-            .unwrap();
+        let ops = h.ops_view(&generic.order_id()).await;
         assert!(ops["reason"].as_str().unwrap().contains("card_declined"), "{ops}");
         assert_eq!(h.stock(&sku).await, (5, 0));
     });

@@ -145,6 +145,19 @@ impl Harness {
     }
 
     /// The gateway POSTs about an order, as they crossed the wire.
+    /// The order as an operator sees it (`GET /ops/orders/{id}`).
+    pub async fn ops_view(&self, order_id: &str) -> serde_json::Value {
+        reqwest::Client::new()
+            .get(format!("{}/ops/orders/{order_id}", self.api()))
+            .bearer_auth(&self.stack.ops_token)
+            .send()
+            .await
+            .expect("ops view")
+            .json::<serde_json::Value>()
+            .await
+            .expect("ops view body")
+    }
+
     pub fn gateway_requests(&self, order_id: &str) -> Vec<orderflow_local::sandbox_gateway::GatewayRequest> {
         self.stack.gateway.requests_for_order(order_id)
     }

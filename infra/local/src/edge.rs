@@ -82,6 +82,14 @@ impl Edge {
         self.push(Call { service: service.into(), operation: operation.into(), order_id, target, micros: 0, items: 0, caller: None })
     }
 
+    /// The logged call `index` was answered: how long it took here, and which function made it.
+    fn answered(&self, index: usize, started: Instant, caller: Option<String>) {
+        if let Some(c) = self.calls.lock().unwrap().get_mut(index) {
+            c.micros = started.elapsed().as_micros() as u64;
+            c.caller = caller;
+        }
+    }
+
     fn push(&self, call: Call) -> usize {
         let mut calls = self.calls.lock().unwrap();
         calls.push(call);
@@ -233,10 +241,14 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
         return crate::faults::aws_error(&service, kind);
     }
     if service == "states" && operation == "StartSyncExecution" {
-        return start_sync_execution(&edge, &body).await;
+        let answer = start_sync_execution(&edge, &body).await;
+        edge.answered(recorded, started, caller);
+        return answer;
     }
     if service == "sqs" && operation == "StartMessageMoveTask" {
-        return move_messages(&edge, &body).await;
+        let answer = move_messages(&edge, &body).await;
+        edge.answered(recorded, started, caller);
+        return answer;
     }
     if service == "sesv2" && operation.ends_with("SuppressedDestination") {
         return suppression_list(&edge, &operation, uri.path(), &body);
@@ -262,10 +274,7 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
         }
     }
     let answered = req.send().await;
-    if let Some(c) = edge.calls.lock().unwrap().get_mut(recorded) {
-        c.micros = started.elapsed().as_micros() as u64;
-        c.caller = caller;
-    }
+    edge.answered(recorded, started, caller);
     if let Some(kind) = fault {
         return crate::faults::aws_error(&service, kind);
     }
