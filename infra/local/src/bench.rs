@@ -343,9 +343,9 @@ async fn cost(
             _ => {}
         }
     }
-    // Messages the state machines send themselves (pick lists, review tasks, shipped emails).
-    let sent_by_machines =
-        report.states.values().flatten().filter(|s| matches!(s.as_str(), "AwaitShipment" | "AwaitReview" | "NotifyShipped" | "AwaitReturn")).count();
+    // Messages the state machines send themselves (review tasks, shipped emails, expected returns;
+    // pick lists are send_pick_list's, counted with the calls above).
+    let sent_by_machines = report.states.values().flatten().filter(|s| matches!(s.as_str(), "AwaitReview" | "NotifyShipped" | "AwaitReturn")).count();
     add("sqs", sent_by_machines as f64 * 3.0 * f("sqs_per_request"));
     // The sparse index writes (email at create; attention on entering and leaving an attention status).
     add("dynamodb", 3.0 * f("dynamodb_per_write_unit"));
