@@ -325,6 +325,7 @@ async fn cost(
                     add("api_gateway", f("api_gateway_http_per_request"));
                 }
             }
+            ("dynamodb", _) if call.write_units > 0 => add("dynamodb", call.write_units as f64 * f("dynamodb_per_write_unit")),
             ("dynamodb", op) => {
                 let orders = call.target.as_deref().is_some_and(|t| t.contains("OrdersTable"));
                 let size = if orders { order_kb } else { 1.0 };
@@ -429,8 +430,11 @@ pub async fn run(stack: &Stack, orders: usize, concurrency: usize) -> Result<(),
     let p = prices(&repo)?;
     let run = uuid::Uuid::new_v4().simple().to_string()[..6].to_string();
     println!("[bench] {orders} orders, {concurrency} at a time, mix: 70% delivered, 10% returned, 5% each review, cancel, decline, out of stock");
+    // Size every DynamoDB write the functions make (before and after), as on-demand bills them.
+    stack.edge.measure_writes.store(true, std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
     let done = drive(stack, orders, concurrency, &run).await;
+    stack.edge.measure_writes.store(false, std::sync::atomic::Ordering::Relaxed);
     let journey_secs = started.elapsed().as_secs_f64();
     // Let the queues drain (emails, webhooks) before counting.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -516,7 +520,7 @@ pub async fn run(stack: &Stack, orders: usize, concurrency: usize) -> Result<(),
         "notes": [
             "Lambda duration billed = each handler's own time (its wall time here minus the time it waited on the emulator) + AWS's answer time for each call it made (assumed: DynamoDB 5 ms, 8 ms for queries and batches, 15 ms for transactions; SQS 10 ms; SES 40 ms; Step Functions 25 ms) + partner_call_seconds_assumed per gateway or carrier call; orders_api also bills the synchronous checkout (its steps' billed time + 20 ms per state); 256 MB, arm64 prices.",
             "all-Standard: the same orders with the checkout as a Standard workflow (a transition per state instead of an Express request).",
-            "DynamoDB: writes to the orders table use the order item's final size (ceil KB); other writes 1 KB; transactions 2x per item; 3 sparse-index writes per order; reads 1 unit.",
+            "DynamoDB: each write a function makes is billed ceil(max(item size before, after) / 1 KB) per item, 2x in transactions, the sizes read from the emulator around the write and computed by DynamoDB's rules (item_size.rs); 3 sparse-index writes per order; reads 1 unit (GetItem by the order item's size).",
             "SQS: each message is send + receive + delete; messages the state machines send are counted from their states.",
             "API Gateway: each request the orders, partner and store data APIs served for the order. Logs: bytes of the order's JSON log lines.",
             "Not included: the fixed monthly floor (secrets, alarms, empty receives of the event source mappings), Express execution logs (off: level ERROR)."

@@ -32,6 +32,10 @@ pub struct Call {
     /// For AWS calls a function made: that function (its credentials).
     #[serde(default)]
     pub caller: Option<String>,
+    /// For a function's DynamoDB writes while the bench measures: the write units DynamoDB bills
+    /// (item_size.rs); 0 when not measured.
+    #[serde(default)]
+    pub write_units: u32,
     /// For DynamoDB batch and transaction calls: how many items.
     #[serde(default)]
     pub items: u32,
@@ -54,6 +58,10 @@ pub struct Edge {
     /// For StartMessageMoveTask, which moto lacks (`move_messages`).
     pub moto_sqs: aws_sdk_sqs::Client,
     pub calls: Mutex<Vec<Call>>,
+    /// The bench turns this on: each function's DynamoDB write is sized before and after (item_size.rs).
+    pub measure_writes: std::sync::atomic::AtomicBool,
+    /// Table -> its key attributes (for sizing PutItem's item), read once from moto.
+    pub key_schemas: Mutex<HashMap<String, Vec<String>>>,
     pub emails: Mutex<Vec<SentEmail>>,
     /// The SES account suppression list (address -> BOUNCE | COMPLAINT); moto has none.
     pub suppressed: Mutex<HashMap<String, String>>,
@@ -79,7 +87,7 @@ pub fn find_order_id(text: &str) -> Option<String> {
 impl Edge {
     /// Log a call; its index in the log.
     pub fn record(&self, service: &str, operation: &str, order_id: Option<String>, target: Option<String>) -> usize {
-        self.push(Call { service: service.into(), operation: operation.into(), order_id, target, micros: 0, items: 0, caller: None })
+        self.push(Call { service: service.into(), operation: operation.into(), order_id, target, micros: 0, items: 0, caller: None, write_units: 0 })
     }
 
     /// The logged call `index` was answered: how long it took here, and which function made it.
@@ -132,6 +140,7 @@ impl Edge {
             micros,
             items: 0,
             caller: None,
+            write_units: 0,
         });
         match out {
             Ok(v) => Ok(v),
@@ -222,6 +231,7 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
             micros: 0,
             items: (transact + batch) as u32,
             caller: None,
+            write_units: 0,
         };
         edge.push(call)
     } else {
@@ -267,14 +277,31 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
     // DynamoDB applies each write (a conditional one included) and each transaction atomically;
     // moto's backend does too since the launcher (moto.rs) holds one lock around its writes.
     let url = format!("{}{}", edge.moto_base, uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let body_for_sizes = body.clone();
     let mut req = edge.http.request(method, url).body(body);
     for (k, v) in headers.iter() {
         if k != "content-length" && k != "transfer-encoding" && k != "connection" {
             req = req.header(k, v);
         }
     }
+    let measured = if service == "dynamodb" && caller.is_some() && edge.measure_writes.load(std::sync::atomic::Ordering::Relaxed) {
+        let body: Value = serde_json::from_slice(&body_for_sizes).unwrap_or_default();
+        let targets = crate::item_size::targets(&operation, &body);
+        let before = item_sizes(&edge, &targets, headers.get("authorization")).await;
+        Some((targets, before))
+    } else {
+        None
+    };
     let answered = req.send().await;
     edge.answered(recorded, started, caller);
+    if let Some((targets, before)) = measured {
+        let after = item_sizes(&edge, &targets, headers.get("authorization")).await;
+        let per_item: u32 = before.iter().zip(&after).map(|(b, a)| crate::item_size::write_units(*b, *a)).sum();
+        let units = if operation == "TransactWriteItems" { 2 * per_item } else { per_item };
+        if let Some(c) = edge.calls.lock().unwrap().get_mut(recorded) {
+            c.write_units = units;
+        }
+    }
     if let Some(kind) = fault {
         return crate::faults::aws_error(&service, kind);
     }
@@ -360,6 +387,44 @@ fn tables_in(body: &[u8]) -> Vec<String> {
     }
     if let Some(m) = v["RequestItems"].as_object() {
         out.extend(m.keys().cloned());
+    }
+    out
+}
+
+/// One DynamoDB JSON call straight to moto (the bench's sizing reads; not logged, not the function's).
+async fn moto_dynamodb(edge: &Edge, target: &str, body: &Value, auth: Option<&axum::http::HeaderValue>) -> Option<Value> {
+    let mut req = edge
+        .http
+        .post(format!("{}/", edge.moto_base))
+        .header("x-amz-target", format!("DynamoDB_20120810.{target}"))
+        .header("content-type", "application/x-amz-json-1.0")
+        .body(body.to_string());
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    req.send().await.ok()?.json::<Value>().await.ok()
+}
+
+/// The current size of each target item (0 when absent), read from moto.
+async fn item_sizes(edge: &Edge, targets: &[(String, Value)], auth: Option<&axum::http::HeaderValue>) -> Vec<usize> {
+    let mut out = Vec::with_capacity(targets.len());
+    for (table, fields) in targets {
+        let known = edge.key_schemas.lock().unwrap().get(table).cloned();
+        let keys = match known {
+            Some(k) => k,
+            None => {
+                let d = moto_dynamodb(edge, "DescribeTable", &json!({"TableName": table}), auth).await.unwrap_or_default();
+                let k: Vec<String> = d["Table"]["KeySchema"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|e| e["AttributeName"].as_str().map(String::from)).collect())
+                    .unwrap_or_default();
+                edge.key_schemas.lock().unwrap().insert(table.clone(), k.clone());
+                k
+            }
+        };
+        let key: serde_json::Map<String, Value> = keys.iter().filter_map(|k| fields.get(k).map(|v| (k.clone(), v.clone()))).collect();
+        let got = moto_dynamodb(edge, "GetItem", &json!({"TableName": table, "Key": key, "ConsistentRead": true}), auth).await.unwrap_or_default();
+        out.push(got["Item"].as_object().map(crate::item_size::item_size).unwrap_or(0));
     }
     out
 }

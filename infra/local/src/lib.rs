@@ -18,6 +18,7 @@ pub mod faults;
 pub mod functions;
 pub mod iam;
 pub mod iam_report;
+pub mod item_size;
 pub mod load;
 pub mod moto;
 pub mod ports;
@@ -260,6 +261,8 @@ impl Stack {
             moto_sfn: moto_sfn.clone(),
             moto_sqs: moto_sqs.clone(),
             calls: Mutex::new(Vec::new()),
+            measure_writes: Default::default(),
+            key_schemas: Default::default(),
             emails: Mutex::new(Vec::new()),
             suppressed: Mutex::new(Default::default()),
             faults: faults.clone(),
