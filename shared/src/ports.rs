@@ -312,6 +312,9 @@ pub trait IdempotencyStore: Send + Sync {
     /// Take over an unanswered claim whose lease ran out (its function was killed): true for the
     /// one retry that wins it (the claim as seen must be unchanged).
     async fn take_over(&self, key: &str, claimed_at_seen: i64) -> Result<bool>;
+    /// End the lease of a claim whose request failed before anything was started for its order (a
+    /// retry may take it over at once and continue the same order, instead of after the lease).
+    async fn release_lease(&self, key: &str) -> Result<()>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

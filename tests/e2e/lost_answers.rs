@@ -66,3 +66,29 @@ fn a_lost_answer_on_a_webhook_events_claim_still_takes_the_event_in() {
         assert!(h.stack.faults.injected.lock().unwrap().iter().any(|i| i.kind == Kind::LostResponse && i.operation == "PutItem"));
     });
 }
+
+/// The order's write took effect but every answer the SDK waited for was lost: the API answers 5xx
+/// and keeps the key with the order (never a second order). The storefront's retry with the same key
+/// continues that order at once (nothing had been started for it), instead of 409 for the lease.
+#[test]
+fn an_order_write_that_failed_after_taking_effect_is_continued_by_the_retry_at_once() {
+    let h = harness();
+    h.run(async {
+        let sku = h.new_sku(1500, 5).await;
+        let email = h.email("create-5xx");
+        let marker = format!("\"customer_email\":{{\"S\":\"{email}\"}}");
+        h.stack.faults.aim("dynamodb", "PutItem", &marker, Kind::LostResponse);
+        for _ in 0..3 {
+            h.stack.faults.aim("dynamodb", "PutItem", &marker, Kind::ServerError);
+        }
+        let key = h.key();
+        let body = order_body(&email, &[(&sku, 1)], "pm_card_visa").to_string();
+        let first = post_order(&reqwest::Client::new(), h.api(), Some(&key), body.as_bytes()).await;
+        assert!(first.status >= 500, "the write's failure reached the storefront: {} {}", first.status, first.body);
+        let retry = post_order(&reqwest::Client::new(), h.api(), Some(&key), body.as_bytes()).await;
+        assert_eq!(retry.status, 201, "{}", retry.body);
+        assert_eq!(retry.body["status"], "CONFIRMED", "{}", retry.body);
+        let id = retry.order_id();
+        assert_eq!(h.intents(&id).len(), 1, "one hold");
+    });
+}

@@ -313,8 +313,9 @@ async fn place_order(State(deps): State<AppState>, headers: HeaderMap, body: Byt
     }
     // Every log line of this order's checkout carries its id.
     let span = tracing::info_span!("place_order", order_id = %order_id);
-    let result = tracing::Instrument::instrument(checkout(&deps, &order_id, &access_token, &body), span).await;
-    finish(&deps, &key, &order_id, result).await
+    let mut started = false;
+    let result = tracing::Instrument::instrument(checkout(&deps, &order_id, &access_token, &body, &mut started), span).await;
+    finish(&deps, &key, &order_id, result, started).await
 }
 
 /// How long a claim's first request may take before a retry may take it over: the Express
@@ -348,17 +349,17 @@ async fn take_over(deps: &Deps, key: &str, rec: &orderflow_shared::ports::Idempo
     let span = tracing::info_span!("place_order", order_id = %order_id);
     let result = match deps.orders.get(&order_id).await {
         // Killed before the order was written: run the whole checkout under the claim's id.
-        Ok(None) => tracing::Instrument::instrument(checkout(deps, &order_id, &token, body), span).await,
+        Ok(None) => tracing::Instrument::instrument(checkout(deps, &order_id, &token, body, &mut false), span).await,
         // Killed while the checkout ran: run it again (every step is idempotent per order).
         Ok(Some(_)) => tracing::Instrument::instrument(run_and_answer(deps, &order_id, &token), span).await,
         Err(e) => Err(e),
     };
-    finish(deps, key, &order_id, result).await
+    finish(deps, key, &order_id, result, true).await
 }
 
 /// Record the answer on the claim (unless the checkout is still running) and send it; on an error,
 /// forget the key only if no order was made under it.
-async fn finish(deps: &Deps, key: &str, order_id: &str, result: Result<(StatusCode, Value), StepError>) -> Response {
+async fn finish(deps: &Deps, key: &str, order_id: &str, result: Result<(StatusCode, Value), StepError>, started: bool) -> Response {
     match result {
         Ok((status, value)) => {
             let text = value.to_string();
@@ -378,7 +379,16 @@ async fn finish(deps: &Deps, key: &str, order_id: &str, result: Result<(StatusCo
                 Ok(None) => {
                     let _ = deps.idempotency.abandon(key).await;
                 }
-                Ok(Some(_)) | Err(_) => tracing::warn!(order_id = %order_id, "checkout failed after the order was made; the key stays with it"),
+                Ok(Some(_)) | Err(_) => {
+                    tracing::warn!(order_id = %order_id, "checkout failed after the order was made; the key stays with it");
+                    // Nothing was started for the order (its write failed after taking effect): the
+                    // client's retry may continue it at once instead of waiting out the lease.
+                    if !started {
+                        if let Err(e) = deps.idempotency.release_lease(key).await {
+                            tracing::warn!(%order_id, error = %e, "could not release the claim's lease; a retry waits for it");
+                        }
+                    }
+                }
             }
             internal(e)
         }
@@ -417,7 +427,8 @@ pub(crate) fn internal(e: StepError) -> Response {
     orderflow_shared::http::internal(e, " with the same Idempotency-Key")
 }
 
-async fn checkout(deps: &Deps, order_id: &str, access_token: &str, body: &[u8]) -> Result<(StatusCode, Value), StepError> {
+/// `started` turns true once the checkout workflow may be running for the order.
+async fn checkout(deps: &Deps, order_id: &str, access_token: &str, body: &[u8], started: &mut bool) -> Result<(StatusCode, Value), StepError> {
     let valid = match parse_body(body).and_then(validate) {
         Ok(v) => v,
         Err(i) => return Ok(invalid(i)),
@@ -486,6 +497,7 @@ async fn checkout(deps: &Deps, order_id: &str, access_token: &str, body: &[u8]) 
     };
     deps.orders.create(&order).await?;
     tracing::info!(order_id, total_minor = order.totals.total.minor, "order received; running checkout");
+    *started = true;
     run_and_answer(deps, order_id, access_token).await
 }
 

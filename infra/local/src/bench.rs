@@ -83,7 +83,10 @@ pub async fn send_retrying(make: impl Fn() -> reqwest::RequestBuilder) -> (u16, 
         if let Ok(r) = make().send().await {
             let st = r.status().as_u16();
             last = (st, r.json().await.unwrap_or(Value::Null));
-            if st < 500 && st != 429 {
+            // 5xx, 429 and 409 idempotency_key_in_use ("retry shortly") are retried with the same
+            // key, as a storefront following the API's contract does.
+            let in_use = st == 409 && last.1["error"]["code"] == "idempotency_key_in_use";
+            if st < 500 && st != 429 && !in_use {
                 return last;
             }
         }

@@ -111,6 +111,26 @@ impl IdempotencyStore for DynamoIdempotency {
         }
     }
 
+    async fn release_lease(&self, key: &str) -> Result<()> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(idem_key(key)))
+            .update_expression("SET claimed_at = :expired")
+            .condition_expression("#state = :ip")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":ip", s("IN_PROGRESS"))
+            .expression_attribute_values(":expired", n(0))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_ccf(&e) => Ok(()),
+            Err(e) => Err(StepError::from_sdk("idempotency.release_lease", e)),
+        }
+    }
+
     async fn abandon(&self, key: &str) -> Result<()> {
         self.client
             .delete_item()
