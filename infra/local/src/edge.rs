@@ -277,21 +277,20 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
     // DynamoDB applies each write (a conditional one included) and each transaction atomically;
     // moto's backend does too since the launcher (moto.rs) holds one lock around its writes.
     let url = format!("{}{}", edge.moto_base, uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
-    let body_for_sizes = body.clone();
-    let mut req = edge.http.request(method, url).body(body);
-    for (k, v) in headers.iter() {
-        if k != "content-length" && k != "transfer-encoding" && k != "connection" {
-            req = req.header(k, v);
-        }
-    }
     let measured = if service == "dynamodb" && caller.is_some() && edge.measure_writes.load(std::sync::atomic::Ordering::Relaxed) {
-        let body: Value = serde_json::from_slice(&body_for_sizes).unwrap_or_default();
+        let body: Value = serde_json::from_slice(&body).unwrap_or_default();
         let targets = crate::item_size::targets(&operation, &body);
         let before = item_sizes(&edge, &targets, headers.get("authorization")).await;
         Some((targets, before))
     } else {
         None
     };
+    let mut req = edge.http.request(method, url).body(body);
+    for (k, v) in headers.iter() {
+        if k != "content-length" && k != "transfer-encoding" && k != "connection" {
+            req = req.header(k, v);
+        }
+    }
     let answered = req.send().await;
     edge.answered(recorded, started, caller);
     if let Some((targets, before)) = measured {
