@@ -104,6 +104,15 @@ fn an_order_goes_from_post_to_delivered_and_captures_exactly_what_shipped() {
                 && subjects.iter().any(|s| s.starts_with("How was"))
         );
         assert_eq!(lifecycle_status(h, &id).await, "SUCCEEDED");
+        // the parcel's steps ran once, in one Express run the lifecycle waited for (#11: they are
+        // not billed per state); the lifecycle itself only waited, ran it and settled
+        let r = h.stack.report(&id).await;
+        assert_eq!(r.parcel_runs, 1);
+        let parcel = &r.states[orderflow_local::provision::PARCEL_MACHINE];
+        assert_eq!(parcel, &["ReportOrCancel", "ShipStock", "BuyLabel", "CapturePayment", "NotifyShipped", "Shipped"], "{parcel:?}");
+        let lifecycle = &r.states[orderflow_local::provision::LIFECYCLE_MACHINE];
+        assert!(lifecycle.iter().all(|s| !parcel.contains(s)), "{lifecycle:?}");
+        assert_eq!(lifecycle.iter().filter(|s| *s == "RunParcel").count(), 1, "{lifecycle:?}");
         // the gateway's own event about the capture reconciled the order's payment
         let o = until(h, &id, "gateway reconciliation", |o| o.payment.as_ref().is_some_and(|p| p.gateway_received_minor == Some(total))).await;
         assert_eq!(o.payment.unwrap().gateway_status.as_deref(), Some("succeeded"));

@@ -290,7 +290,8 @@ async fn cost(
     let mut add = |k: &'static str, v: f64| *c.entry(k).or_default() += v;
     // Step Functions: the checkout is Express (a request and its duration), the lifecycle and any
     // return are Standard (a transition per state entered).
-    let standard = report.states.iter().filter(|(m, _)| !m.contains("checkout")).map(|(_, s)| s.len()).sum::<usize>();
+    let express = |m: &str| m == crate::provision::CHECKOUT_MACHINE || m == crate::provision::PARCEL_MACHINE;
+    let standard = report.states.iter().filter(|(m, _)| !express(m)).map(|(_, s)| s.len()).sum::<usize>();
     let mut returns_transitions = 0;
     if let Some(o) = &order {
         for rid in o.returns.keys() {
@@ -307,6 +308,25 @@ async fn cost(
         add("step_functions", f("step_functions_express_per_request") + 0.3 * f("express_memory_gb") * f("step_functions_express_per_gb_second"));
     }
     let calls: &Vec<Call> = &report.calls;
+    if report.parcel_runs > 0 {
+        // A parcel's Express run lasts as long as its steps (ship, label and capture, the latter two
+        // waiting on the carrier and the gateway) plus ~20 ms per state; billed per 100 ms at 64 MB.
+        let parcel_states = report.states.get(crate::provision::PARCEL_MACHINE).map(|s| s.len()).unwrap_or(0);
+        let per_step = |f: &str| steps.get(f).map(StepTime::billed_per_invocation).unwrap_or(0.0);
+        let step_seconds: f64 = calls
+            .iter()
+            .filter(|c| c.service == "lambda" && c.micros > 0)
+            .filter_map(|c| c.target.as_deref())
+            .filter(|f| matches!(*f, "ship_stock" | "buy_label" | "capture_payment"))
+            .map(per_step)
+            .sum();
+        let runs = report.parcel_runs as f64;
+        let seconds = step_seconds + 2.0 * runs * f("partner_call_seconds_assumed") + 0.02 * parcel_states as f64;
+        let billed = ((seconds / runs * 10.0).ceil() / 10.0) * runs;
+        add("step_functions", runs * f("step_functions_express_per_request") + billed * f("express_memory_gb") * f("step_functions_express_per_gb_second"));
+        // All-Standard: a transition per parcel state instead.
+        add("all-standard delta", parcel_states as f64 * f("step_functions_standard_per_transition") - runs * f("step_functions_express_per_request"));
+    }
     let lambda_seconds =
         order_lambda_seconds(calls, steps, checkout_functions, report.states.get(crate::provision::CHECKOUT_MACHINE).map(|s| s.len()).unwrap_or(0));
     // Partner calls (gateway and carrier) are waits on AWS too: the gateway's requests about the
@@ -522,7 +542,7 @@ pub async fn run(stack: &Stack, orders: usize, concurrency: usize) -> Result<(),
         "own_time_per_step": steps_json, "monthly_floor": {"dollars": floor.0, "items": floor.1},
         "notes": [
             "Lambda duration billed = each handler's own time (its wall time here minus the time it waited on the emulator) + AWS's answer time for each call it made (assumed: DynamoDB 5 ms, 8 ms for queries and batches, 15 ms for transactions; SQS 10 ms; SES 40 ms; Step Functions 25 ms) + partner_call_seconds_assumed per gateway or carrier call; orders_api also bills the synchronous checkout (its steps' billed time + 20 ms per state); 256 MB, arm64 prices.",
-            "all-Standard: the same orders with the checkout as a Standard workflow (a transition per state instead of an Express request).",
+            "all-Standard: the same orders with the checkout and the parcels as Standard workflows (a transition per state instead of an Express request).",
             "DynamoDB: each write a function makes is billed ceil(max(item size before, after) / 1 KB) per item, 2x in transactions, the sizes read from the emulator around the write and computed by DynamoDB's rules (item_size.rs); 3 sparse-index writes per order; reads 1 unit (GetItem by the order item's size).",
             "SQS: each message is send + receive + delete; messages the state machines send are counted from their states.",
             "API Gateway: each request the orders, partner and store data APIs served for the order. Logs: bytes of the order's JSON log lines.",

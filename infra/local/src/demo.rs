@@ -158,7 +158,14 @@ async fn show(stack: &Stack, http: &reqwest::Client, title: &str, placed: &Place
     let standard = r.states.get(crate::provision::LIFECYCLE_MACHINE).map(|s| s.len()).unwrap_or(0);
     // $0.025 per 1,000 Standard transitions = 25 micro-dollars each (Express is billed per request).
     let micro = standard as u64 * 25;
-    println!("  state transitions: {} ({} Standard = ${}.{:06} at $0.025 per 1,000)", r.transitions, standard, micro / 1_000_000, micro % 1_000_000);
+    println!(
+        "  state transitions: {} ({} Standard = ${}.{:06} at $0.025 per 1,000); {} parcel run(s), Express",
+        r.transitions,
+        standard,
+        micro / 1_000_000,
+        micro % 1_000_000,
+        r.parcel_runs
+    );
     (view["status"].as_str().unwrap_or("").to_string(), stack.edge.emails_for(&id).len())
 }
 

@@ -159,6 +159,9 @@ impl Iam {
     }
 
     fn machines_that_can_call(&self, resource: &str, action: &str) -> Vec<String> {
+        // A `.sync` task's calls about the child execution (DescribeExecution, StopExecution) name
+        // the execution: the machines whose definitions name its state machine make them.
+        let resource = &execution_machine(resource).unwrap_or_else(|| resource.to_string());
         let direct: Vec<String> = self.machine_refs.iter().filter(|(_, refs)| refs.contains(resource)).map(|(m, _)| m.clone()).collect();
         if !direct.is_empty() {
             return direct;
@@ -207,6 +210,13 @@ impl Denial {
 }
 
 /// IAM's wildcard match: `*` any run of characters, `?` exactly one.
+/// `arn:aws:states:R:A:execution:M:name` -> `arn:aws:states:R:A:stateMachine:M`.
+fn execution_machine(arn: &str) -> Option<String> {
+    let (head, rest) = arn.split_once(":execution:")?;
+    let machine = rest.split(':').next()?;
+    Some(format!("{head}:stateMachine:{machine}"))
+}
+
 pub fn wildcard(pattern: &str, text: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
     let (mut pi, mut ti, mut star, mut mark) = (0usize, 0usize, None::<usize>, 0usize);
@@ -380,6 +390,18 @@ mod tests {
         assert!(!i.allows("f", "states:SendTaskSuccess", "*"));
         let i = iam(vec![allow(&["states:SendTaskSuccess"], &["*"])]);
         assert!(i.allows("f", "states:SendTaskSuccess", "*"));
+    }
+
+    #[test]
+    fn a_sync_tasks_calls_about_its_child_run_are_the_parents() {
+        let parcel = "arn:aws:states:us-east-1:1:stateMachine:orderflow-parcel";
+        let run = "arn:aws:states:us-east-1:1:execution:orderflow-parcel:ord_1-abc";
+        let mut i = iam(vec![allow(&["states:DescribeExecution"], &["arn:aws:states:us-east-1:1:execution:orderflow-parcel:*"])]);
+        i.machine_refs = BTreeMap::from([("f".to_string(), BTreeSet::from([parcel.to_string()])), ("g".to_string(), BTreeSet::new())]);
+        assert_eq!(i.machines_that_can_call(run, "states:DescribeExecution"), vec!["f".to_string()]);
+        assert!(i.authorize(&Principal::Engine, &[Need { action: "states:DescribeExecution".into(), resource: run.into() }]).is_ok());
+        let other = "arn:aws:states:us-east-1:1:execution:orderflow-returns:r1";
+        assert!(i.authorize(&Principal::Engine, &[Need { action: "states:DescribeExecution".into(), resource: other.into() }]).is_err());
     }
 
     #[test]

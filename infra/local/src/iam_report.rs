@@ -82,7 +82,13 @@ fn unused_reason(role: &str, action: &str, resource: &str) -> &'static str {
         ("orders_api", "sqs:SendMessage") if resource.contains("WarehouseWest") => {
             "cancel requests go to whichever warehouse holds a pick list; the suite's cancels are dispatched from wh-east"
         }
-        ("CheckoutStateMachine", a) if a.starts_with("logs:") => "Step Functions delivers the checkout's error logs on the role's behalf (not emulated)",
+        ("CheckoutStateMachine" | "ParcelStateMachine", a) if a.starts_with("logs:") => {
+            "Step Functions delivers an Express machine's error logs on the role's behalf (not emulated)"
+        }
+        ("LifecycleStateMachine", a) if a.starts_with("events:") => {
+            "Step Functions learns a .sync child ended through an EventBridge rule it manages with the parent's role (not emulated; moto polls)"
+        }
+        ("LifecycleStateMachine", "states:StopExecution") => "Step Functions stops a .sync child when the parent's run is stopped or times out (not exercised)",
         _ => "",
     }
 }

@@ -245,6 +245,39 @@ def _atomic(fn):
 for _name in ("put_item", "update_item", "delete_item", "transact_write_items"):
     setattr(_ddbm.DynamoDBBackend, _name, _atomic(getattr(_ddbm.DynamoDBBackend, _name)))
 
+# A Task with `.sync` (the lifecycle's RunParcel waits for a parcel's Express execution) asks for
+# the child's status every 0.5 s in moto; AWS learns of the end from an event within milliseconds.
+# Asked every 20 ms here, so a parcel does not wait on the emulator's poll.
+import moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback as _cb
+_cb._DELAY_SECONDS_SYNC_CONDITION_CHECK = 0.02
+# moto's Step Functions integration (`arn:aws:states:::states:startExecution...`) hands the state's
+# parameters to boto3 as the ASL spells them (`StateMachineArn`, boto3 wants `stateMachineArn`) and
+# reads boto3's answers as ASL spells them (`ExecutionArn`, `Output`): every such task failed with
+# States.Runtime. The names are converted both ways, as AWS's integration does (its `.sync:2`
+# output is the DescribeExecution answer in PascalCase with `Output` as JSON).
+import moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn as _sfn
+def _pascal(d):
+    if isinstance(d, dict):
+        for k in [k for k in d if k[:1].islower()]:
+            d[k[0].upper() + k[1:]] = d.pop(k)
+_sfn_params = _sfn.StateTaskServiceSfn._normalise_parameters
+def _sfn_params_boto(self, parameters, boto_service_name=None, service_action_name=None):
+    _sfn_params(self, parameters, boto_service_name=boto_service_name, service_action_name=service_action_name)
+    if service_action_name is None:
+        for k in [k for k in parameters if k[:1].isupper()]:
+            parameters[k[0].lower() + k[1:]] = parameters.pop(k)
+_sfn.StateTaskServiceSfn._normalise_parameters = _sfn_params_boto
+_sfn_response = _sfn.StateTaskServiceSfn._normalise_response
+def _sfn_response_asl(self, response, boto_service_name=None, service_action_name=None):
+    _sfn_response(self, response, boto_service_name=boto_service_name, service_action_name=service_action_name)
+    _pascal(response)
+_sfn.StateTaskServiceSfn._normalise_response = _sfn_response_asl
+_sfn_task = _sfn.StateTaskServiceSfn._eval_service_task
+def _sfn_task_asl(self, env, *args, **kwargs):
+    _sfn_task(self, env, *args, **kwargs)
+    _pascal(env.stack[-1])
+_sfn.StateTaskServiceSfn._eval_service_task = _sfn_task_asl
+
 from moto.server import main
 main()
 "#;
