@@ -246,10 +246,29 @@ for _name in ("put_item", "update_item", "delete_item", "transact_write_items"):
     setattr(_ddbm.DynamoDBBackend, _name, _atomic(getattr(_ddbm.DynamoDBBackend, _name)))
 
 # A Task with `.sync` (the lifecycle's RunParcel waits for a parcel's Express execution) asks for
-# the child's status every 0.5 s in moto; AWS learns of the end from an event within milliseconds.
-# Asked every 20 ms here, so a parcel does not wait on the emulator's poll.
+# the child's status over HTTP every 0.5 s in moto; AWS learns of the end from an event within
+# milliseconds. Here each ask first waits in-process (reading the execution's status, no request)
+# until the child stops or a second passes, so the parent goes on within ~5 ms of the child's end
+# and a waiting parent makes about one request a second (a 20 ms HTTP poll from every waiting
+# parcel slowed the whole stack under the bench).
 import moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback as _cb
-_cb._DELAY_SECONDS_SYNC_CONDITION_CHECK = 0.02
+from moto.stepfunctions.responses import get_backend as _sfn_backend
+_cb._DELAY_SECONDS_SYNC_CONDITION_CHECK = 0.005
+def _until_stopped(arn, seconds):
+    try:
+        parts = arn.split(":")
+        backend = _sfn_backend(parts[4], parts[3])
+    except Exception:
+        return
+    end = time.time() + seconds
+    while time.time() < end:
+        try:
+            st = backend.describe_execution(arn).status
+        except Exception:
+            return
+        if str(getattr(st, "value", st)) != "RUNNING":
+            return
+        time.sleep(0.005)
 # moto's Step Functions integration (`arn:aws:states:::states:startExecution...`) hands the state's
 # parameters to boto3 as the ASL spells them (`StateMachineArn`, boto3 wants `stateMachineArn`) and
 # reads boto3's answers as ASL spells them (`ExecutionArn`, `Output`): every such task failed with
@@ -277,6 +296,18 @@ def _sfn_task_asl(self, env, *args, **kwargs):
     _sfn_task(self, env, *args, **kwargs)
     _pascal(env.stack[-1])
 _sfn.StateTaskServiceSfn._eval_service_task = _sfn_task_asl
+for _kind in ("_build_sync_resolver", "_build_sync2_resolver"):
+    def _waiting(build):
+        def build_waiting(self, env, *args, **kwargs):
+            arn = env.stack[-1].get("ExecutionArn") if env.stack and isinstance(env.stack[-1], dict) else None
+            resolve = build(self, env, *args, **kwargs)
+            def resolve_when_stopped():
+                if arn:
+                    _until_stopped(arn, 1.0)
+                return resolve()
+            return resolve_when_stopped
+        return build_waiting
+    setattr(_sfn.StateTaskServiceSfn, _kind, _waiting(getattr(_sfn.StateTaskServiceSfn, _kind)))
 
 from moto.server import main
 main()
