@@ -1,6 +1,6 @@
 //! The message every producer puts on the notifications queue and send_notifications consumes: one
 //! type for confirm_order, record_outcome, apply_webhook_events and (as JSON in its MessageBody) the
-//! lifecycle's NotifyShipped state, which tests/asl_contract.rs parses with this type.
+//! parcel machine's NotifyShipped state, which tests/asl_contract.rs parses with this type.
 
 use serde::{Deserialize, Serialize};
 

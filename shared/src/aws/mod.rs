@@ -7,6 +7,7 @@ pub mod dynamo;
 pub mod mailer;
 #[cfg(feature = "sqs")]
 pub mod queue;
+pub mod trust;
 #[cfg(feature = "sfn")]
 pub mod workflows;
 
@@ -20,7 +21,7 @@ use aws_credential_types::Credentials;
 /// than the process lets the local stack give each in-process function credentials of its own,
 /// which its edge checks against that function's IAM policy.
 pub async fn sdk_config(env: &Env) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(env.region()));
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(env.region())).http_client(trust::https_client(env));
     if let (Some(id), Some(secret)) = (env.optional("AWS_ACCESS_KEY_ID"), env.optional("AWS_SECRET_ACCESS_KEY")) {
         loader = loader.credentials_provider(Credentials::new(id, secret, env.optional("AWS_SESSION_TOKEN"), None, "lambda-environment"));
     }
