@@ -290,7 +290,7 @@ async fn cost(
     let mut add = |k: &'static str, v: f64| *c.entry(k).or_default() += v;
     // Step Functions: the checkout is Express (a request and its duration), the lifecycle and any
     // return are Standard (a transition per state entered).
-    let express = |m: &str| m == crate::provision::CHECKOUT_MACHINE || m == crate::provision::PARCEL_MACHINE;
+    let express = |m: &str| m == crate::provision::CHECKOUT_MACHINE || report.child_runs.contains_key(m);
     let standard = report.states.iter().filter(|(m, _)| !express(m)).map(|(_, s)| s.len()).sum::<usize>();
     let mut returns_transitions = 0;
     if let Some(o) = &order {
@@ -308,24 +308,28 @@ async fn cost(
         add("step_functions", f("step_functions_express_per_request") + 0.3 * f("express_memory_gb") * f("step_functions_express_per_gb_second"));
     }
     let calls: &Vec<Call> = &report.calls;
-    if report.parcel_runs > 0 {
-        // A parcel's Express run lasts as long as its steps (ship, label and capture, the latter two
-        // waiting on the carrier and the gateway) plus ~20 ms per state; billed per 100 ms at 64 MB.
-        let parcel_states = report.states.get(crate::provision::PARCEL_MACHINE).map(|s| s.len()).unwrap_or(0);
+    for (machine, runs) in &report.child_runs {
+        // A child's Express run lasts as long as its steps (label and capture wait on the carrier
+        // and the gateway) plus ~20 ms per state; billed per 100 ms at 64 MB, per run.
+        let entered = report.states.get(machine).cloned().unwrap_or_default();
         let per_step = |f: &str| steps.get(f).map(StepTime::billed_per_invocation).unwrap_or(0.0);
-        let step_seconds: f64 = calls
+        let seconds: f64 = entered
             .iter()
-            .filter(|c| c.service == "lambda" && c.micros > 0)
-            .filter_map(|c| c.target.as_deref())
-            .filter(|f| matches!(*f, "ship_stock" | "buy_label" | "capture_payment"))
-            .map(per_step)
+            .map(|s| match s.as_str() {
+                "ShipStock" => per_step("ship_stock"),
+                "BuyLabel" => per_step("buy_label") + f("partner_call_seconds_assumed"),
+                "CapturePayment" => per_step("capture_payment") + f("partner_call_seconds_assumed"),
+                "SettlePayment" => per_step("settle_payment"),
+                "ReleaseUnshipped" | "ReleaseAfterCancel" => per_step("release_stock"),
+                "RecordStalled" | "RecordCancelled" => per_step("record_outcome"),
+                _ => 0.0,
+            } + 0.02)
             .sum();
-        let runs = report.parcel_runs as f64;
-        let seconds = step_seconds + 2.0 * runs * f("partner_call_seconds_assumed") + 0.02 * parcel_states as f64;
+        let runs = *runs as f64;
         let billed = ((seconds / runs * 10.0).ceil() / 10.0) * runs;
         add("step_functions", runs * f("step_functions_express_per_request") + billed * f("express_memory_gb") * f("step_functions_express_per_gb_second"));
-        // All-Standard: a transition per parcel state instead.
-        add("all-standard delta", parcel_states as f64 * f("step_functions_standard_per_transition") - runs * f("step_functions_express_per_request"));
+        // All-Standard: a transition per state instead.
+        add("all-standard delta", entered.len() as f64 * f("step_functions_standard_per_transition") - runs * f("step_functions_express_per_request"));
     }
     let lambda_seconds =
         order_lambda_seconds(calls, steps, checkout_functions, report.states.get(crate::provision::CHECKOUT_MACHINE).map(|s| s.len()).unwrap_or(0));
@@ -377,6 +381,24 @@ async fn cost(
     add("cloudwatch_logs", logged as f64 / 1e9 * f("cloudwatch_logs_per_gb_ingested"));
     add("ses (separate)", stack.edge.emails_for(id).len() as f64 * f("ses_per_email"));
     c
+}
+
+/// Per delivered order, averaged: (function, DynamoDB operation) -> (writes, billed write units).
+fn write_units_by_step<'a>(stack: &Stack, ids: impl Iterator<Item = &'a str>) -> BTreeMap<(String, String), (f64, f64)> {
+    let mut out: BTreeMap<(String, String), (f64, f64)> = BTreeMap::new();
+    let mut n: f64 = 0.0;
+    for id in ids {
+        n += 1.0;
+        for c in stack.edge.calls_for(id).iter().filter(|c| c.service == "dynamodb" && c.write_units > 0) {
+            let e = out.entry((c.caller.clone().unwrap_or_else(|| "?".into()), c.operation.clone())).or_default();
+            e.0 += 1.0;
+            e.1 += c.write_units as f64;
+        }
+    }
+    for v in out.values_mut() {
+        *v = (v.0 / n.max(1.0), v.1 / n.max(1.0));
+    }
+    out
 }
 
 /// What the stack costs a month before any order (dollars, and what it is made of): the secrets the
@@ -518,6 +540,13 @@ pub async fn run(stack: &Stack, orders: usize, concurrency: usize) -> Result<(),
         println!("  {f:<22} {:>5} invocations  own {own_ms:>7.2} ms  waiting on AWS {aws_ms:>6.1} ms", t.invocations);
         steps_json.insert(f.clone(), json!({"invocations": t.invocations, "own_ms_per_invocation": own_ms, "aws_wait_ms_per_invocation": aws_ms}));
     }
+    let writes = write_units_by_step(stack, done.iter().filter(|(path, _)| *path == Path::Delivered).map(|(_, id)| id.as_str()));
+    println!("\n[bench] DynamoDB write units per delivered one-parcel order, by function and operation (where the DynamoDB bill comes from):");
+    for ((caller, op), (calls, units)) in &writes {
+        println!("  {caller:<22} {op:<20} {calls:>5.1} writes  {units:>6.1} units");
+    }
+    let writes_json: Vec<Value> =
+        writes.iter().map(|((caller, op), (calls, units))| json!({"function": caller, "operation": op, "writes": calls, "write_units": units})).collect();
     let floor = monthly_floor(&repo, &p);
     println!("\n[bench] fixed monthly floor, whatever the volume: ${:.2} ({})", floor.0, floor.1);
 
@@ -540,9 +569,10 @@ pub async fn run(stack: &Stack, orders: usize, concurrency: usize) -> Result<(),
         "orders": orders, "completed": done.len(), "prices": p, "paths": paths_json, "mix_per_million_excl_email": mix,
         "delivered_one_parcel_per_million_excl_email": delivered_per_million, "checkout_latency": lat,
         "own_time_per_step": steps_json, "monthly_floor": {"dollars": floor.0, "items": floor.1},
+        "delivered_write_units_by_step": writes_json,
         "notes": [
             "Lambda duration billed = each handler's own time (its wall time here minus the time it waited on the emulator) + AWS's answer time for each call it made (assumed: DynamoDB 5 ms, 8 ms for queries and batches, 15 ms for transactions; SQS 10 ms; SES 40 ms; Step Functions 25 ms) + partner_call_seconds_assumed per gateway or carrier call; orders_api also bills the synchronous checkout (its steps' billed time + 20 ms per state); 256 MB, arm64 prices.",
-            "all-Standard: the same orders with the checkout and the parcels as Standard workflows (a transition per state instead of an Express request).",
+            "all-Standard: the same orders with the checkout, the parcels and the settlements as Standard workflows (a transition per state instead of an Express request).",
             "DynamoDB: each write a function makes is billed ceil(max(item size before, after) / 1 KB) per item, 2x in transactions, the sizes read from the emulator around the write and computed by DynamoDB's rules (item_size.rs); 3 sparse-index writes per order; reads 1 unit (GetItem by the order item's size).",
             "SQS: each message is send + receive + delete; messages the state machines send are counted from their states.",
             "API Gateway: each request the orders, partner and store data APIs served for the order. Logs: bytes of the order's JSON log lines.",

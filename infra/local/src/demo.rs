@@ -159,12 +159,12 @@ async fn show(stack: &Stack, http: &reqwest::Client, title: &str, placed: &Place
     // $0.025 per 1,000 Standard transitions = 25 micro-dollars each (Express is billed per request).
     let micro = standard as u64 * 25;
     println!(
-        "  state transitions: {} ({} Standard = ${}.{:06} at $0.025 per 1,000); {} parcel run(s), Express",
+        "  state transitions: {} ({} Standard = ${}.{:06} at $0.025 per 1,000); Express runs: {:?}",
         r.transitions,
         standard,
         micro / 1_000_000,
         micro % 1_000_000,
-        r.parcel_runs
+        r.child_runs
     );
     (view["status"].as_str().unwrap_or("").to_string(), stack.edge.emails_for(&id).len())
 }

@@ -291,8 +291,15 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
             req = req.header(k, v);
         }
     }
-    let answered = req.send().await;
-    edge.answered(recorded, started, caller);
+    // The answer is read whole (and, while the bench measures, the items sized again) before the
+    // call is timed: the function waits for all of it, none of it is the function's own time.
+    let answered = match req.send().await {
+        Ok(resp) => {
+            let (status, headers) = (resp.status(), resp.headers().clone());
+            Ok((status, headers, resp.bytes().await.unwrap_or_default()))
+        }
+        Err(e) => Err(e),
+    };
     if let Some((targets, before)) = measured {
         let after = item_sizes(&edge, &targets, headers.get("authorization")).await;
         let per_item: u32 = before.iter().zip(&after).map(|(b, a)| crate::item_size::write_units(*b, *a)).sum();
@@ -301,19 +308,18 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
             c.write_units = units;
         }
     }
+    edge.answered(recorded, started, caller);
     if let Some(kind) = fault {
         return crate::faults::aws_error(&service, kind);
     }
     match answered {
-        Ok(resp) => {
-            let status = resp.status();
+        Ok((status, headers, bytes)) => {
             let mut out = Response::builder().status(status.as_u16());
-            for (k, v) in resp.headers() {
+            for (k, v) in headers.iter() {
                 if k != "content-length" && k != "transfer-encoding" && k != "connection" {
                     out = out.header(k, v);
                 }
             }
-            let bytes = resp.bytes().await.unwrap_or_default();
             out.body(Body::from(bytes)).unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
         }
         Err(e) => (StatusCode::BAD_GATEWAY, format!("edge could not reach moto: {e}")).into_response(),

@@ -82,7 +82,7 @@ fn unused_reason(role: &str, action: &str, resource: &str) -> &'static str {
         ("orders_api", "sqs:SendMessage") if resource.contains("WarehouseWest") => {
             "cancel requests go to whichever warehouse holds a pick list; the suite's cancels are dispatched from wh-east"
         }
-        ("CheckoutStateMachine" | "ParcelStateMachine", a) if a.starts_with("logs:") => {
+        ("CheckoutStateMachine" | "ParcelStateMachine" | "SettleStateMachine", a) if a.starts_with("logs:") => {
             "Step Functions delivers an Express machine's error logs on the role's behalf (not emulated)"
         }
         ("LifecycleStateMachine", a) if a.starts_with("events:") => {

@@ -140,6 +140,8 @@ pub struct OrderReport {
     pub transitions: usize,
     /// The order's parcel (Express) executions.
     pub parcel_runs: usize,
+    /// Express machine -> the order's runs of it (parcels, settlement).
+    pub child_runs: BTreeMap<String, usize>,
 }
 
 /// Each role's statements from the template: functions by their Lambda name, state machines by
@@ -379,23 +381,27 @@ impl Stack {
                 states.insert(machine.to_string(), entered);
             }
         }
-        // The parcels' Express runs, named `<order id>-<uuid>` by the lifecycle's RunParcel: billed
-        // per run and its duration, not per state (their states are listed, not counted as transitions).
-        let mut parcel_runs = 0;
-        let parcel_machine = provision::machine_arn(provision::PARCEL_MACHINE);
-        let mut pages = self.moto_sfn.list_executions().state_machine_arn(&parcel_machine).into_paginator().items().send();
-        while let Some(Ok(e)) = pages.next().await {
-            if !e.name.starts_with(&format!("{order_id}-")) {
-                continue;
-            }
-            parcel_runs += 1;
-            if let Ok(h) = self.moto_sfn.get_execution_history().execution_arn(&e.execution_arn).max_results(1000).send().await {
-                let entered = h.events.iter().filter(|e| e.r#type.as_str().ends_with("StateEntered"));
-                let names = entered.map(|e| e.state_entered_event_details.as_ref().map(|d| d.name.clone()).unwrap_or_default());
-                states.entry(provision::PARCEL_MACHINE.to_string()).or_insert_with(Vec::new).extend(names);
+        // The Express runs the lifecycle waits for (parcels, the settlement), named `<order id>-<uuid>`:
+        // billed per run and its duration, not per state (their states are listed, not counted as
+        // transitions).
+        let mut child_runs = BTreeMap::new();
+        for machine in [provision::PARCEL_MACHINE, provision::SETTLE_MACHINE] {
+            let arn = provision::machine_arn(machine);
+            let mut pages = self.moto_sfn.list_executions().state_machine_arn(&arn).into_paginator().items().send();
+            while let Some(Ok(e)) = pages.next().await {
+                if !e.name.starts_with(&format!("{order_id}-")) {
+                    continue;
+                }
+                *child_runs.entry(machine.to_string()).or_insert(0) += 1;
+                if let Ok(h) = self.moto_sfn.get_execution_history().execution_arn(&e.execution_arn).max_results(1000).send().await {
+                    let entered = h.events.iter().filter(|e| e.r#type.as_str().ends_with("StateEntered"));
+                    let names = entered.map(|e| e.state_entered_event_details.as_ref().map(|d| d.name.clone()).unwrap_or_default());
+                    states.entry(machine.to_string()).or_insert_with(Vec::new).extend(names);
+                }
             }
         }
-        OrderReport { calls, calls_by_operation: by_op, states, transitions, parcel_runs }
+        let parcel_runs = child_runs.get(provision::PARCEL_MACHINE).copied().unwrap_or(0);
+        OrderReport { calls, calls_by_operation: by_op, states, transitions, parcel_runs, child_runs }
     }
 
     /// An env file for `cargo lambda watch --env-file`: every function's settings from the template

@@ -16,6 +16,7 @@ pub use crate::template::{ACCOUNT, REGION};
 pub const CHECKOUT_MACHINE: &str = "orderflow-checkout";
 pub const LIFECYCLE_MACHINE: &str = "orderflow-lifecycle";
 pub const PARCEL_MACHINE: &str = "orderflow-parcel";
+pub const SETTLE_MACHINE: &str = "orderflow-settle";
 
 pub fn machine_arn(name: &str) -> String {
     format!("arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}")
