@@ -110,6 +110,77 @@ import logging
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 from werkzeug.serving import WSGIRequestHandler as _H
 _H.protocol_version = "HTTP/1.1"
+# Werkzeug's development server answers every request with `Connection: close` (its comment: Python's
+# http.server cannot drain a body before the next request line), so every call to moto was a new
+# TCP connection and a new thread: ~30% of moto's busy time under the bench (py-spy), ~65 new
+# connections a second. Here a request's body is counted as the app reads it and whatever is left
+# is read before the next request, so the connection is kept; the drain werkzeug does instead
+# (a 10 ms select after every answer) is skipped.
+import types as _types
+import werkzeug.serving as _ws
+class _CountedBody:
+    def __init__(self, raw, length):
+        self.raw, self.left = raw, length
+    def _took(self, data):
+        self.left -= len(data)
+        return data
+    def read(self, n=-1):
+        if self.left <= 0:
+            return b""
+        return self._took(self.raw.read(self.left if n is None or n < 0 else min(n, self.left)))
+    def readline(self, limit=-1):
+        if self.left <= 0:
+            return b""
+        return self._took(self.raw.readline(self.left if limit is None or limit < 0 else min(limit, self.left)))
+    def readlines(self, hint=-1):
+        return list(iter(self.readline, b""))
+    def readinto(self, b):
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+    def __iter__(self):
+        return iter(self.readline, b"")
+    def __getattr__(self, name):
+        return getattr(self.raw, name)
+_make_environ = _H.make_environ
+def _make_environ_counted(self):
+    environ = _make_environ(self)
+    length = environ.get("CONTENT_LENGTH")
+    if not environ.get("wsgi.input_terminated") and length and length.isdigit():
+        self._orderflow_body = _CountedBody(environ["wsgi.input"], int(length))
+        environ["wsgi.input"] = self._orderflow_body
+    else:
+        self._orderflow_body = None
+    return environ
+_H.make_environ = _make_environ_counted
+_send_header = _H.send_header
+def _send_header_keep_alive(self, keyword, value):
+    if keyword.lower() == "connection" and value.lower() == "close":
+        return
+    _send_header(self, keyword, value)
+_H.send_header = _send_header_keep_alive
+_run_wsgi = _H.run_wsgi
+def _run_wsgi_then_finish_body(self):
+    self._orderflow_body = None
+    _run_wsgi(self)
+    body = self._orderflow_body
+    if body is not None and body.left > 0:
+        try:
+            while body.left > 0 and body.read(65536):
+                pass
+        except Exception:
+            self.close_connection = True
+    if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        self.close_connection = True
+class _NoDrain:
+    def register(self, *args, **kwargs):
+        pass
+    def select(self, timeout=None):
+        return []
+    def close(self):
+        pass
+_ws.selectors = _types.SimpleNamespace(DefaultSelector=_NoDrain, EVENT_READ=1)
+_H.run_wsgi = _run_wsgi_then_finish_body
 import moto.stepfunctions.parser.asl.utils.boto_client as _bc
 _client_for = _bc.boto_client_for
 _clients = {}
