@@ -38,6 +38,11 @@ async fn lifecycle_status(h: &Harness, id: &str) -> String {
     h.stack.execution_status(orderflow_local::provision::LIFECYCLE_MACHINE, id).await.unwrap_or_default()
 }
 
+/// How the lifecycle ended (the order's end is recorded inside its settle run, just before it stops).
+async fn lifecycle_end(h: &Harness, id: &str) -> String {
+    h.stack.execution_end(orderflow_local::provision::LIFECYCLE_MACHINE, id, Duration::from_secs(60)).await.unwrap_or_default()
+}
+
 /// INV-2: available + reserved + shipped == received, per SKU.
 async fn conserved(h: &Harness, sku: &str) {
     let l = h.stack.deps.stock.level(sku).await.unwrap().unwrap();
@@ -103,7 +108,7 @@ fn an_order_goes_from_post_to_delivered_and_captures_exactly_what_shipped() {
                 && subjects.iter().any(|s| s.contains("was delivered"))
                 && subjects.iter().any(|s| s.starts_with("How was"))
         );
-        assert_eq!(lifecycle_status(h, &id).await, "SUCCEEDED");
+        assert_eq!(lifecycle_end(h, &id).await, "SUCCEEDED");
         // the parcel's steps ran once, in one Express run the lifecycle waited for (#11: they are
         // not billed per state); the lifecycle itself only waited, ran it and settled
         let r = h.stack.report(&id).await;
@@ -373,7 +378,7 @@ fn a_hold_near_expiry_is_settled_for_what_shipped_never_left_to_lapse() {
         );
         let mails = wait_for_emails(&h.stack, &id, 3, WAIT).await;
         assert!(mails.iter().any(|m| m.subject.contains("could not be shipped")));
-        assert_eq!(lifecycle_status(h, &id).await, "FAILED", "alarmed: the execution fails");
+        assert_eq!(lifecycle_end(h, &id).await, "FAILED", "alarmed: the execution fails");
     });
 }
 
@@ -394,7 +399,7 @@ fn an_order_a_warehouse_never_answers_ends_failed_with_everything_returned() {
         conserved(h, &sku).await;
         let mails = wait_for_emails(&h.stack, &id, 2, WAIT).await;
         assert!(mails.iter().any(|m| m.subject.contains("cancelled")));
-        assert_eq!(lifecycle_status(h, &id).await, "FAILED", "the failed-executions alarm sees it");
+        assert_eq!(lifecycle_end(h, &id).await, "FAILED", "the failed-executions alarm sees it");
     });
 }
 
@@ -484,7 +489,7 @@ fn wf_3_a_capture_that_fails_after_shipping_compensates_and_alarms() {
         assert_eq!(h.intents(&id)[0]["status"], "canceled");
         assert_eq!(h.stack.gateway.cancel_count(&pi), 1);
         assert_eq!(h.stack.gateway.capture_count(&pi), 0);
-        assert_eq!(lifecycle_status(h, &id).await, "FAILED");
+        assert_eq!(lifecycle_end(h, &id).await, "FAILED");
     });
 }
 
@@ -512,7 +517,7 @@ fn wf_3_a_label_the_carrier_refuses_compensates_and_alarms() {
         let l = h.stack.deps.stock.level(&sku).await.unwrap().unwrap();
         assert_eq!(l.reserved, 0);
         conserved(h, &sku).await;
-        assert_eq!(lifecycle_status(h, &id).await, "FAILED");
+        assert_eq!(lifecycle_end(h, &id).await, "FAILED");
     });
 }
 
@@ -610,11 +615,7 @@ fn a_parcel_that_fails_ends_only_its_branch_and_the_other_warehouse_ships_and_is
         assert_ne!(pi["status"], "requires_capture", "the rest of the hold is released");
         assert!(o.status_reason.as_deref().unwrap_or("").contains("parcel_failed"), "{:?}", o.status_reason);
         // The execution's Fail state follows the step that recorded the order's end by a moment.
-        let started = std::time::Instant::now();
-        while lifecycle_status(h, &id).await == "RUNNING" && started.elapsed() < Duration::from_secs(60) {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        assert_eq!(lifecycle_status(h, &id).await, "FAILED", "the failed-executions alarm sees it");
+        assert_eq!(lifecycle_end(h, &id).await, "FAILED", "the failed-executions alarm sees it");
         for sku in [&east_only, &west_only] {
             conserved(h, sku).await;
         }

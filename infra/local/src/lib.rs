@@ -432,6 +432,20 @@ impl Stack {
         self.moto_sfn.describe_execution().execution_arn(arn).send().await.ok().map(|d| d.status.as_str().to_string())
     }
 
+    /// The execution's status once it has stopped (or RUNNING after `within`): an order's end is
+    /// recorded by a step inside the execution's last child run, a moment before the execution itself
+    /// stops.
+    pub async fn execution_end(&self, machine: &str, order_id: &str, within: std::time::Duration) -> Option<String> {
+        let started = std::time::Instant::now();
+        loop {
+            let status = self.execution_status(machine, order_id).await;
+            if status.as_deref() != Some("RUNNING") || started.elapsed() >= within {
+                return status;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn shutdown(&self) {
         for t in &self.tasks {
             t.abort();
