@@ -138,8 +138,6 @@ pub struct OrderReport {
     pub states: BTreeMap<String, Vec<String>>,
     /// Checkout and lifecycle states entered (the parcels' Express states are not transitions).
     pub transitions: usize,
-    /// The order's parcel (Express) executions.
-    pub parcel_runs: usize,
     /// Express machine -> the order's runs of it (parcels, settlement).
     pub child_runs: BTreeMap<String, usize>,
 }
@@ -400,8 +398,7 @@ impl Stack {
                 }
             }
         }
-        let parcel_runs = child_runs.get(provision::PARCEL_MACHINE).copied().unwrap_or(0);
-        OrderReport { calls, calls_by_operation: by_op, states, transitions, parcel_runs, child_runs }
+        OrderReport { calls, calls_by_operation: by_op, states, transitions, child_runs }
     }
 
     /// An env file for `cargo lambda watch --env-file`: every function's settings from the template
