@@ -19,6 +19,10 @@ fn step_events_are_valid_step_inputs() {
     for f in ["confirm_order/from_checkout.json", "confirm_order/after_review.json"] {
         let _: confirm_order::Input = serde_json::from_value(event(f)).unwrap();
     }
+    for f in ["end_dispatch/shipped.json", "end_dispatch/timed_out.json"] {
+        let i: end_dispatch::Input = serde_json::from_value(event(f)).unwrap();
+        assert!(end_dispatch::OUTCOMES.contains(&i.end.outcome.as_str()));
+    }
     for f in ["record_outcome/declined.json", "record_outcome/review_rejected.json"] {
         let _: record_outcome::Input = serde_json::from_value(event(f)).unwrap();
     }

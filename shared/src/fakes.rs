@@ -263,6 +263,15 @@ impl OrderRepository for InMemoryOrders {
             Ok(())
         })
     }
+    async fn end_dispatch(&self, order_id: &str, dispatch_id: &str, end: &crate::domain::order::DispatchEnd, event: TimelineEntry) -> Result<Order> {
+        self.with_order(order_id, |o| {
+            if !o.dispatch_ends.contains_key(dispatch_id) {
+                o.dispatch_ends.insert(dispatch_id.to_string(), end.clone());
+                o.timeline.push(event);
+            }
+            Ok(o.clone())
+        })
+    }
     async fn record_dispatch_cancelled(&self, order_id: &str, token_hash: &str, event: TimelineEntry) -> Result<bool> {
         self.with_order(order_id, |o| {
             if o.cancel.is_none() || o.answered_tokens.contains_key(token_hash) || !matches!(o.status, OrderStatus::Confirmed | OrderStatus::PartiallyShipped) {
@@ -549,6 +558,8 @@ impl OnceLedger for InMemoryOnce {
 #[derive(Default)]
 pub struct RecordingWorkflows {
     pub lifecycles: Mutex<Vec<String>>,
+    /// Fulfilment runs started (order ids; Express runs are not de-duplicated).
+    pub fulfillments: Mutex<Vec<String>>,
     /// Returns executions started: (name, input).
     pub returns: Mutex<Vec<(String, serde_json::Value)>>,
 }
@@ -565,6 +576,10 @@ impl Workflows for RecordingWorkflows {
         }
         started.push(order_id.to_string());
         Ok(true)
+    }
+    async fn start_fulfillment(&self, order_id: &str, _input: &serde_json::Value) -> Result<()> {
+        self.fulfillments.lock().unwrap().push(order_id.to_string());
+        Ok(())
     }
     async fn start_return(&self, return_id: &str, input: &serde_json::Value) -> Result<bool> {
         let mut started = self.returns.lock().unwrap();

@@ -95,7 +95,7 @@ where
 }
 
 /// What a state machine `Catch` puts at its ResultPath: `{Error, Cause}` of the step that failed.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
 pub struct CaughtError {
     #[serde(rename = "Error", default)]
     pub error: String,

@@ -87,6 +87,9 @@ pub trait OrderRepository: Send + Sync {
     async fn settle_collection(&self, order_id: &str, from: &str, fields: Vec<(&str, serde_json::Value)>, event: TimelineEntry) -> Result<bool>;
     /// A pick-list token (its hash) issued for one of the order's dispatches. Idempotent.
     async fn record_issued_token(&self, order_id: &str, token_hash: &str, dispatch_id: &str) -> Result<()>;
+    /// Record how a dispatch ended, once (a second end of the same dispatch changes nothing); the
+    /// order as it now is.
+    async fn end_dispatch(&self, order_id: &str, dispatch_id: &str, end: &crate::domain::order::DispatchEnd, event: TimelineEntry) -> Result<Order>;
     async fn record_dispatch_cancelled(&self, order_id: &str, token_hash: &str, event: TimelineEntry) -> Result<bool>;
     /// One page of the orders an operator asked for (`domain::order_index`), oldest first, and the
     /// cursor of the next page.
@@ -387,6 +390,9 @@ pub trait Workflows: Send + Sync {
     async fn run_checkout(&self, order_id: &str, input: &serde_json::Value) -> Result<SyncExecution>;
     /// Start the Standard lifecycle execution named by the order id. false = it already existed (WF-1).
     async fn start_lifecycle(&self, order_id: &str, input: &serde_json::Value) -> Result<bool>;
+    /// Start an order's fulfilment: an Express run (asynchronous, at-least-once, not de-duplicated
+    /// by name) named `<order id>-<uuid>`; what it starts is de-duplicated by name downstream.
+    async fn start_fulfillment(&self, order_id: &str, input: &serde_json::Value) -> Result<()>;
     /// Start the Standard returns execution named by the return id. false = it already existed.
     async fn start_return(&self, return_id: &str, input: &serde_json::Value) -> Result<bool>;
     /// Err(InvalidState) when the token is no longer waiting (used, timed out, execution over).

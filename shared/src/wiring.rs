@@ -66,6 +66,11 @@ impl Wiring {
         Ok(Arc::new(self.callbacks().starting_lifecycle(self.env.require("LIFECYCLE_STATE_MACHINE_ARN")?)))
     }
 
+    #[cfg(feature = "sfn")]
+    pub fn fulfillment_starter(&self) -> Result<Arc<dyn Workflows>, ConfigError> {
+        Ok(Arc::new(self.callbacks().starting_fulfillment(self.env.require("FULFILLMENT_STATE_MACHINE_ARN")?)))
+    }
+
     /// Callbacks, and starting returns executions (`RETURNS_STATE_MACHINE_ARN`).
     #[cfg(feature = "sfn")]
     pub fn returns_starter(&self) -> Result<crate::aws::workflows::SfnWorkflows, ConfigError> {

@@ -78,7 +78,7 @@ fn can_1_a_cancel_under_review_voids_once_releases_once_and_emails_once() {
         let order = h.stack.deps.orders.get(&id).await.unwrap().unwrap();
         assert!(order.review_decision.is_none());
         assert_eq!(order.timeline.iter().filter(|t| t.event == "cancel_requested").count(), 1);
-        let end = h.stack.execution_end("orderflow-lifecycle", &id, std::time::Duration::from_secs(60)).await;
+        let end = h.stack.execution_end(orderflow_local::provision::LIFECYCLE_MACHINE, &id, std::time::Duration::from_secs(60)).await;
         assert_eq!(end.as_deref(), Some("SUCCEEDED"));
     });
 }

@@ -43,9 +43,14 @@ fn happy_path_confirms_holds_and_sends_exactly_one_email() {
         for e in ["order_received", "stock_reserved", "payment_authorized", "confirmed", "email_sent"] {
             assert!(events.contains(&e), "{e} missing from {events:?}");
         }
-        // the long-running lifecycle execution was started, named by the order (WF-1), and now
-        // waits for the warehouse
-        assert_eq!(h.stack.execution_status("orderflow-lifecycle", &id).await.as_deref(), Some("RUNNING"));
+        // the order's fulfilment started: its one warehouse's wait (Standard, named by the dispatch
+        // and its open units, WF-1) now waits for the warehouse
+        let wait = format!("{id}-wh-east-2");
+        let started = std::time::Instant::now();
+        while h.stack.execution_status(orderflow_local::provision::DISPATCH_MACHINE, &wait).await.as_deref() != Some("RUNNING") {
+            assert!(started.elapsed() < std::time::Duration::from_secs(30), "no wait {wait} running");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     });
 }
 

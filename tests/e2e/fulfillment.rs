@@ -34,13 +34,10 @@ fn tracking_codes(o: &Order) -> Vec<String> {
     o.shipments.values().filter_map(|s| s.tracking_code.clone()).collect()
 }
 
-async fn lifecycle_status(h: &Harness, id: &str) -> String {
-    h.stack.execution_status(orderflow_local::provision::LIFECYCLE_MACHINE, id).await.unwrap_or_default()
-}
-
-/// How the lifecycle ended (the order's end is recorded inside its settle run, just before it stops).
-async fn lifecycle_end(h: &Harness, id: &str) -> String {
-    h.stack.execution_end(orderflow_local::provision::LIFECYCLE_MACHINE, id, Duration::from_secs(60)).await.unwrap_or_default()
+/// How the order's end went: its settle run (Express) succeeded, or failed so its alarm fires (the
+/// order's end is recorded inside the run, a moment before it stops).
+async fn settle_end(h: &Harness, id: &str) -> String {
+    h.stack.order_runs_end(orderflow_local::provision::SETTLE_MACHINE, id, Duration::from_secs(60)).await
 }
 
 /// INV-2: available + reserved + shipped == received, per SKU.
@@ -108,19 +105,27 @@ fn an_order_goes_from_post_to_delivered_and_captures_exactly_what_shipped() {
                 && subjects.iter().any(|s| s.contains("was delivered"))
                 && subjects.iter().any(|s| s.starts_with("How was"))
         );
-        assert_eq!(lifecycle_end(h, &id).await, "SUCCEEDED");
-        // the parcel's steps ran once, in one Express run the lifecycle waited for (#11: they are
-        // not billed per state); the lifecycle itself only waited, ran it and settled
+        assert_eq!(settle_end(h, &id).await, "SUCCEEDED");
+        // the work between waits ran once each, in Express runs (#11: not billed per state): the
+        // fulfilment (routing), the parcel, the settlement
         let r = h.stack.report(&id).await;
-        assert_eq!(r.child_runs.get(orderflow_local::provision::PARCEL_MACHINE), Some(&1));
-        let parcel = &r.states[orderflow_local::provision::PARCEL_MACHINE];
-        assert_eq!(parcel, &["ReportOrCancel", "ShipStock", "BuyLabel", "CapturePayment", "NotifyShipped", "Shipped"], "{parcel:?}");
-        let settle = &r.states[orderflow_local::provision::SETTLE_MACHINE];
+        let runs = |m: &str| r.child_runs.get(m).copied().unwrap_or(0);
+        use orderflow_local::provision::{DISPATCH_MACHINE, FULFILLMENT_MACHINE, LIFECYCLE_MACHINE, PARCEL_MACHINE, SETTLE_MACHINE};
+        assert_eq!((runs(FULFILLMENT_MACHINE), runs(PARCEL_MACHINE), runs(SETTLE_MACHINE)), (1, 1, 1), "{:?}", r.child_runs);
+        let fulfil = &r.states[FULFILLMENT_MACHINE];
+        assert_eq!(fulfil, &["RouteShipments", "AnythingToDispatch", "StartDispatches", "StartDispatch"], "{fulfil:?}");
+        let parcel = &r.states[PARCEL_MACHINE];
+        let steps =
+            ["ReportOrCancel", "ShipStock", "BuyLabel", "CapturePayment", "NotifyShipped", "MoreToShip", "Shipped", "EndDispatch", "AllEnded", "StartSettle"];
+        assert_eq!(parcel, &steps, "{parcel:?}");
+        let settle = &r.states[SETTLE_MACHINE];
         assert_eq!(settle, &["Settled", "SettlePayment", "AfterSettle", "Fulfilled"], "{settle:?}");
-        // what Standard bills for a delivered one-parcel order: every state the lifecycle entered
-        let lifecycle = &r.states[orderflow_local::provision::LIFECYCLE_MACHINE];
-        let billed = ["NeedsReview", "RouteShipments", "Fulfill", "AwaitShipment", "RunParcel", "AfterParcel", "DispatchDone", "EndOrder"];
-        assert_eq!(lifecycle, &billed, "{lifecycle:?}");
+        // what Standard bills for a delivered one-parcel order: the one wait for the warehouse
+        // (named by the dispatch and its open units) and the start of its parcel run; no lifecycle
+        assert_eq!(r.states[DISPATCH_MACHINE], ["AwaitShipment", "RunParcel"], "{:?}", r.states);
+        assert!(!r.states.contains_key(LIFECYCLE_MACHINE), "{:?}", r.states);
+        assert_eq!(h.stack.order_runs(DISPATCH_MACHINE, &id).await, ["SUCCEEDED"]);
+        assert_eq!(r.transitions - r.states[orderflow_local::provision::CHECKOUT_MACHINE].len(), 2);
         // the gateway's own event about the capture reconciled the order's payment
         let o = until(h, &id, "gateway reconciliation", |o| o.payment.as_ref().is_some_and(|p| p.gateway_received_minor == Some(total))).await;
         assert_eq!(o.payment.unwrap().gateway_status.as_deref(), Some("succeeded"));
@@ -378,7 +383,7 @@ fn a_hold_near_expiry_is_settled_for_what_shipped_never_left_to_lapse() {
         );
         let mails = wait_for_emails(&h.stack, &id, 3, WAIT).await;
         assert!(mails.iter().any(|m| m.subject.contains("could not be shipped")));
-        assert_eq!(lifecycle_end(h, &id).await, "FAILED", "alarmed: the execution fails");
+        assert_eq!(settle_end(h, &id).await, "FAILED", "alarmed: the execution fails");
     });
 }
 
@@ -399,7 +404,7 @@ fn an_order_a_warehouse_never_answers_ends_failed_with_everything_returned() {
         conserved(h, &sku).await;
         let mails = wait_for_emails(&h.stack, &id, 2, WAIT).await;
         assert!(mails.iter().any(|m| m.subject.contains("cancelled")));
-        assert_eq!(lifecycle_end(h, &id).await, "FAILED", "the failed-executions alarm sees it");
+        assert_eq!(settle_end(h, &id).await, "FAILED", "the failed-executions alarm sees it");
     });
 }
 
@@ -489,7 +494,7 @@ fn wf_3_a_capture_that_fails_after_shipping_compensates_and_alarms() {
         assert_eq!(h.intents(&id)[0]["status"], "canceled");
         assert_eq!(h.stack.gateway.cancel_count(&pi), 1);
         assert_eq!(h.stack.gateway.capture_count(&pi), 0);
-        assert_eq!(lifecycle_end(h, &id).await, "FAILED");
+        assert_eq!(settle_end(h, &id).await, "FAILED");
     });
 }
 
@@ -517,7 +522,7 @@ fn wf_3_a_label_the_carrier_refuses_compensates_and_alarms() {
         let l = h.stack.deps.stock.level(&sku).await.unwrap().unwrap();
         assert_eq!(l.reserved, 0);
         conserved(h, &sku).await;
-        assert_eq!(lifecycle_end(h, &id).await, "FAILED");
+        assert_eq!(settle_end(h, &id).await, "FAILED");
     });
 }
 
@@ -597,11 +602,11 @@ fn a_parcel_that_fails_ends_only_its_branch_and_the_other_warehouse_ships_and_is
         assert_eq!(st, 202, "{body}");
         let started = std::time::Instant::now();
         loop {
-            let r = h.stack.report(&id).await;
-            if r.states.get(orderflow_local::provision::LIFECYCLE_MACHINE).is_some_and(|s| s.iter().any(|n| n == "BranchFailed")) {
+            let o = order(h, &id).await;
+            if o.dispatch_ends.get(east.dispatch_id()).is_some_and(|e| e.outcome == "failed") {
                 break;
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "east's branch never ended: {:?}", r.states);
+            assert!(started.elapsed() < Duration::from_secs(60), "east's dispatch never ended: {:?}", o.dispatch_ends);
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         // the west warehouse's pick list is still awaited: its parcel is accepted, labelled, charged
@@ -615,7 +620,7 @@ fn a_parcel_that_fails_ends_only_its_branch_and_the_other_warehouse_ships_and_is
         assert_ne!(pi["status"], "requires_capture", "the rest of the hold is released");
         assert!(o.status_reason.as_deref().unwrap_or("").contains("parcel_failed"), "{:?}", o.status_reason);
         // The execution's Fail state follows the step that recorded the order's end by a moment.
-        assert_eq!(lifecycle_end(h, &id).await, "FAILED", "the failed-executions alarm sees it");
+        assert_eq!(settle_end(h, &id).await, "FAILED", "the failed-executions alarm sees it");
         for sku in [&east_only, &west_only] {
             conserved(h, sku).await;
         }
@@ -675,7 +680,8 @@ fn a_dispatch_token_only_answers_the_pick_list_it_came_with() {
         assert!(order(h, &ida).await.shipments.is_empty());
         let ob = order(h, &idb).await;
         assert!(ob.shipments.is_empty() && ob.answered_tokens.is_empty(), "{:?}", ob.shipments);
-        assert_eq!(lifecycle_status(h, &idb).await, "RUNNING");
+        let waits = h.stack.order_runs(orderflow_local::provision::DISPATCH_MACHINE, &idb).await;
+        assert_eq!(waits, ["RUNNING"], "B's wait is still waiting");
         // each order's own token still works
         ship(h, &pa, "P1", &pa.lines()).await;
         ship(h, &pb, "P1", &pb.lines()).await;

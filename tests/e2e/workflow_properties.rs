@@ -75,25 +75,39 @@ fn wf_1_one_execution_per_order_named_by_the_order() {
         let r = h.place(&order_body(&h.email("wf1"), &[(&sku, 1)], "pm_card_visa")).await;
         let id = r.order_id();
         assert_eq!(h.stack.execution_status("orderflow-checkout", &id).await.as_deref(), Some("SUCCEEDED"));
-        assert!(h.stack.execution_status("orderflow-lifecycle", &id).await.is_some());
-        // a second start of the lifecycle for the same order never makes a second execution (for a
-        // running execution with the same input Step Functions answers idempotently; otherwise
-        // ExecutionAlreadyExists)
-        let _ = h.stack.deps.workflows.start_lifecycle(&id, &json!({"orderId": id, "review": false})).await.unwrap();
-        let _ = h.stack.deps.workflows.start_lifecycle(&id, &json!({"orderId": id, "review": true})).await.unwrap();
+        // The order's fulfilment started once more than it needs to (confirm_order replayed, the
+        // fulfillment run started twice by hand: asynchronous Express starts are at-least-once and
+        // not de-duplicated) still makes one wait for the warehouse: it is named by its dispatch
+        // and open units, and Step Functions refuses a second Standard execution of that name.
+        let env = orderflow_local::ports::operator_env(&h.stack.edge_url, Default::default());
+        let sdk = orderflow_shared::aws::sdk_config(&env).await;
+        let fulfil = orderflow_shared::aws::workflows::SfnWorkflows::new(&sdk, &env)
+            .starting_fulfillment(orderflow_local::provision::machine_arn(orderflow_local::provision::FULFILLMENT_MACHINE));
+        for _ in 0..2 {
+            orderflow_shared::ports::Workflows::start_fulfillment(&fulfil, &id, &json!({"orderId": id})).await.unwrap();
+        }
         for _ in 0..3 {
             assert!(h.stack.edge.invoke("confirm_order", json!({"orderId": id})).await.is_ok());
+        }
+        let fulfil_runs = orderflow_local::provision::FULFILLMENT_MACHINE;
+        let started = std::time::Instant::now();
+        while h.stack.order_runs(fulfil_runs, &id).await.iter().filter(|s| *s != "RUNNING").count() < 3 {
+            assert!(started.elapsed() < std::time::Duration::from_secs(60), "{:?}", h.stack.order_runs(fulfil_runs, &id).await);
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
         let list = h
             .stack
             .moto_sfn
             .list_executions()
-            .state_machine_arn(orderflow_local::provision::machine_arn("orderflow-lifecycle"))
+            .state_machine_arn(orderflow_local::provision::machine_arn(orderflow_local::provision::DISPATCH_MACHINE))
             .max_results(1000)
             .send()
             .await
             .unwrap();
-        assert_eq!(list.executions().iter().filter(|e| e.name() == id).count(), 1);
+        let waits: Vec<&str> = list.executions().iter().map(|e| e.name()).filter(|n| n.starts_with(&id)).collect();
+        assert_eq!(waits, [format!("{id}-wh-east-1")], "one wait for the one warehouse");
+        assert!(h.stack.warehouses.next_pick_list(&id, None, std::time::Duration::from_secs(5)).await.is_some());
+        assert!(h.stack.warehouses.next_pick_list(&id, None, std::time::Duration::from_secs(2)).await.is_none(), "one pick list");
         // A second checkout for the order: AWS runs it (synchronous Express executions are not
         // de-duplicated by name, and the local engine does not either); the project's own guard
         // ends it at once: no second reservation, hold or email, the order untouched.

@@ -320,6 +320,8 @@ async fn cost(
                 "BuyLabel" => per_step("buy_label") + f("partner_call_seconds_assumed"),
                 "CapturePayment" => per_step("capture_payment") + f("partner_call_seconds_assumed"),
                 "SettlePayment" => per_step("settle_payment"),
+                "RouteShipments" => per_step("route_shipments"),
+                "EndDispatch" => per_step("end_dispatch"),
                 "ReleaseUnshipped" | "ReleaseAfterCancel" => per_step("release_stock"),
                 "RecordStalled" | "RecordCancelled" => per_step("record_outcome"),
                 _ => 0.0,

@@ -49,7 +49,7 @@ fn inits() -> Vec<(&'static str, Init)> {
         step reserve_stock, step release_stock, step authorize_payment, step void_payment, step score_fraud,
         step confirm_order, step hold_for_review, step record_outcome, step send_notifications,
         step record_review_task, step route_shipments, step send_pick_list, step ship_stock, step buy_label, step capture_payment,
-        step settle_payment, step apply_webhook_events, step refund_payment, step sweep_stuck_orders, step return_labels, step receive_return;
+        step settle_payment, step end_dispatch, step apply_webhook_events, step refund_payment, step sweep_stuck_orders, step return_labels, step receive_return;
         api orders_api, api partner_api, api store_data_api
     )
 }

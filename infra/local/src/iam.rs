@@ -21,6 +21,9 @@ use std::sync::{Mutex, RwLock};
 
 pub const ACCOUNT: &str = crate::template::ACCOUNT;
 pub const REGION: &str = crate::template::REGION;
+/// The integration a parent uses to start a child and wait for it (`.sync` or `.sync:2`).
+const SYNC_START: &str = "arn:aws:states:::states:startExecution.sync";
+
 /// Marks a state machine reference whose target is chosen at run time (`machine_refs`).
 pub const DYNAMIC_TARGET: &str = "dynamic:";
 
@@ -161,8 +164,12 @@ impl Iam {
     fn machines_that_can_call(&self, resource: &str, action: &str) -> Vec<String> {
         // A `.sync` task's calls about the child execution (DescribeExecution, StopExecution) name
         // the execution: the machines whose definitions name its state machine make them.
-        let resource = &execution_machine(resource).unwrap_or_else(|| resource.to_string());
-        let direct: Vec<String> = self.machine_refs.iter().filter(|(_, refs)| refs.contains(resource)).map(|(m, _)| m.clone()).collect();
+        // Only a machine that waits for a child (`startExecution.sync`) asks about its runs; one
+        // that starts the same machine without waiting never does.
+        let about_a_run = execution_machine(resource);
+        let waits = |refs: &BTreeSet<String>| about_a_run.is_none() || refs.iter().any(|r| r.starts_with(SYNC_START));
+        let resource = &about_a_run.clone().unwrap_or_else(|| resource.to_string());
+        let direct: Vec<String> = self.machine_refs.iter().filter(|(_, refs)| refs.contains(resource) && waits(refs)).map(|(m, _)| m.clone()).collect();
         if !direct.is_empty() {
             return direct;
         }
@@ -397,8 +404,12 @@ mod tests {
         let parcel = "arn:aws:states:us-east-1:1:stateMachine:orderflow-parcel";
         let run = "arn:aws:states:us-east-1:1:execution:orderflow-parcel:ord_1-abc";
         let mut i = iam(vec![allow(&["states:DescribeExecution"], &["arn:aws:states:us-east-1:1:execution:orderflow-parcel:*"])]);
-        i.machine_refs = BTreeMap::from([("f".to_string(), BTreeSet::from([parcel.to_string()])), ("g".to_string(), BTreeSet::new())]);
+        // f waits for its parcel runs; h starts them without waiting (never asks about a run)
+        let waits = BTreeSet::from([parcel.to_string(), format!("{SYNC_START}:2")]);
+        let starts = BTreeSet::from([parcel.to_string(), "arn:aws:states:::states:startExecution".to_string()]);
+        i.machine_refs = BTreeMap::from([("f".to_string(), waits), ("g".to_string(), BTreeSet::new()), ("h".to_string(), starts)]);
         assert_eq!(i.machines_that_can_call(run, "states:DescribeExecution"), vec!["f".to_string()]);
+        assert_eq!(i.machines_that_can_call(parcel, "states:StartExecution"), vec!["f".to_string(), "h".to_string()]);
         assert!(i.authorize(&Principal::Engine, &[Need { action: "states:DescribeExecution".into(), resource: run.into() }]).is_ok());
         let other = "arn:aws:states:us-east-1:1:execution:orderflow-returns:r1";
         assert!(i.authorize(&Principal::Engine, &[Need { action: "states:DescribeExecution".into(), resource: other.into() }]).is_err());

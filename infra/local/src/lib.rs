@@ -134,11 +134,12 @@ pub struct OrderReport {
     pub calls: Vec<Call>,
     /// (service, operation) -> count
     pub calls_by_operation: BTreeMap<String, usize>,
-    /// Per execution (checkout, lifecycle): states entered, in order.
+    /// Per machine (checkout, lifecycle, and the runs named after the order): states entered, in order.
     pub states: BTreeMap<String, Vec<String>>,
-    /// Checkout and lifecycle states entered (the parcels' Express states are not transitions).
+    /// Checkout, lifecycle and dispatch states entered (the other Express runs' states are not
+    /// transitions).
     pub transitions: usize,
-    /// Express machine -> the order's runs of it (parcels, settlement).
+    /// Express machine -> the order's runs of it (fulfilment, parcels, settlement).
     pub child_runs: BTreeMap<String, usize>,
 }
 
@@ -379,21 +380,26 @@ impl Stack {
                 states.insert(machine.to_string(), entered);
             }
         }
-        // The Express runs the lifecycle waits for (parcels, the settlement), named `<order id>-<uuid>`:
-        // billed per run and its duration, not per state (their states are listed, not counted as
-        // transitions).
+        // The runs named after the order (`<order id>-...`): the Express ones (fulfilment, parcels,
+        // the settlement) are billed per run and its duration, not per state (their states are
+        // listed, not counted as transitions); the Standard dispatch waits per state.
         let mut child_runs = BTreeMap::new();
-        for machine in [provision::PARCEL_MACHINE, provision::SETTLE_MACHINE] {
+        for (machine, express) in provision::ORDER_RUN_MACHINES {
             let arn = provision::machine_arn(machine);
             let mut pages = self.moto_sfn.list_executions().state_machine_arn(&arn).into_paginator().items().send();
             while let Some(Ok(e)) = pages.next().await {
                 if !e.name.starts_with(&format!("{order_id}-")) {
                     continue;
                 }
-                *child_runs.entry(machine.to_string()).or_insert(0) += 1;
+                if express {
+                    *child_runs.entry(machine.to_string()).or_insert(0) += 1;
+                }
                 if let Ok(h) = self.moto_sfn.get_execution_history().execution_arn(&e.execution_arn).max_results(1000).send().await {
                     let entered = h.events.iter().filter(|e| e.r#type.as_str().ends_with("StateEntered"));
-                    let names = entered.map(|e| e.state_entered_event_details.as_ref().map(|d| d.name.clone()).unwrap_or_default());
+                    let names: Vec<String> = entered.map(|e| e.state_entered_event_details.as_ref().map(|d| d.name.clone()).unwrap_or_default()).collect();
+                    if !express {
+                        transitions += names.len();
+                    }
                     states.entry(machine.to_string()).or_insert_with(Vec::new).extend(names);
                 }
             }
@@ -427,6 +433,33 @@ impl Stack {
     pub async fn execution_status(&self, machine: &str, order_id: &str) -> Option<String> {
         let arn = provision::execution_arn(machine, order_id);
         self.moto_sfn.describe_execution().execution_arn(arn).send().await.ok().map(|d| d.status.as_str().to_string())
+    }
+
+    /// The order's runs of `machine` (named `<order id>-...`): their statuses.
+    pub async fn order_runs(&self, machine: &str, order_id: &str) -> Vec<String> {
+        let arn = provision::machine_arn(machine);
+        let mut out = vec![];
+        let mut pages = self.moto_sfn.list_executions().state_machine_arn(&arn).into_paginator().items().send();
+        while let Some(Ok(e)) = pages.next().await {
+            if e.name.starts_with(&format!("{order_id}-")) {
+                out.push(e.status.as_str().to_string());
+            }
+        }
+        out
+    }
+
+    /// How the order's runs of `machine` ended, once there is one and none is running (or what they
+    /// are after `within`): "FAILED" if any failed, else the status they share.
+    pub async fn order_runs_end(&self, machine: &str, order_id: &str, within: std::time::Duration) -> String {
+        let started = std::time::Instant::now();
+        loop {
+            let runs = self.order_runs(machine, order_id).await;
+            let stopped = !runs.is_empty() && runs.iter().all(|s| s != "RUNNING");
+            if stopped || started.elapsed() >= within {
+                return if runs.iter().any(|s| s == "FAILED") { "FAILED".into() } else { runs.first().cloned().unwrap_or_default() };
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     /// The execution's status once it has stopped (or RUNNING after `within`): an order's end is

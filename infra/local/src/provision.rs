@@ -17,6 +17,11 @@ pub const CHECKOUT_MACHINE: &str = "orderflow-checkout";
 pub const LIFECYCLE_MACHINE: &str = "orderflow-lifecycle";
 pub const PARCEL_MACHINE: &str = "orderflow-parcel";
 pub const SETTLE_MACHINE: &str = "orderflow-settle";
+pub const FULFILLMENT_MACHINE: &str = "orderflow-fulfillment";
+pub const DISPATCH_MACHINE: &str = "orderflow-dispatch";
+/// The machines an order's runs are named after it in (`<order id>-...`): Express runs (billed per
+/// request and duration) and the Standard dispatch waits (billed per state).
+pub const ORDER_RUN_MACHINES: [(&str, bool); 4] = [(FULFILLMENT_MACHINE, true), (DISPATCH_MACHINE, false), (PARCEL_MACHINE, true), (SETTLE_MACHINE, true)];
 
 pub fn machine_arn(name: &str) -> String {
     format!("arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}")

@@ -14,13 +14,14 @@ pub struct SfnWorkflows {
     /// Only the functions that start a workflow name it (and are allowed to start it).
     pub checkout_arn: Option<String>,
     pub lifecycle_arn: Option<String>,
+    pub fulfillment_arn: Option<String>,
     pub returns_arn: Option<String>,
 }
 
 impl SfnWorkflows {
     /// A client for callbacks only (SendTaskSuccess); add the machines this function starts.
     pub fn new(sdk: &aws_config::SdkConfig, env: &crate::env::Env) -> SfnWorkflows {
-        SfnWorkflows { client: sfn_client(sdk, super::is_local(env)), checkout_arn: None, lifecycle_arn: None, returns_arn: None }
+        SfnWorkflows { client: sfn_client(sdk, super::is_local(env)), checkout_arn: None, lifecycle_arn: None, fulfillment_arn: None, returns_arn: None }
     }
     pub fn starting_checkout(mut self, arn: String) -> Self {
         self.checkout_arn = Some(arn);
@@ -28,6 +29,10 @@ impl SfnWorkflows {
     }
     pub fn starting_lifecycle(mut self, arn: String) -> Self {
         self.lifecycle_arn = Some(arn);
+        self
+    }
+    pub fn starting_fulfillment(mut self, arn: String) -> Self {
+        self.fulfillment_arn = Some(arn);
         self
     }
     pub fn starting_returns(mut self, arn: String) -> Self {
@@ -96,6 +101,11 @@ impl Workflows for SfnWorkflows {
 
     async fn start_lifecycle(&self, order_id: &str, input: &serde_json::Value) -> Result<bool> {
         self.start_named(&self.lifecycle_arn, "lifecycle", order_id, input).await
+    }
+
+    async fn start_fulfillment(&self, order_id: &str, input: &serde_json::Value) -> Result<()> {
+        let name = format!("{order_id}-{}", uuid::Uuid::new_v4());
+        self.start_named(&self.fulfillment_arn, "fulfillment", &name, input).await.map(|_| ())
     }
 
     async fn start_return(&self, return_id: &str, input: &serde_json::Value) -> Result<bool> {

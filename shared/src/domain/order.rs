@@ -203,6 +203,18 @@ pub struct ShipLine {
     pub quantity: i64,
 }
 
+/// How a warehouse's dispatch ended: `shipped` (every unit), `cancelled` (the warehouse accepted a
+/// cancel), `timed_out` (no report before the warehouse timeout or the hold guard) or `failed` (a
+/// parcel step or the pick list failed after its retries; `error` says which).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DispatchEnd {
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+}
+
 /// One warehouse's pick list for the order (route_shipments makes one per warehouse).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dispatch {
@@ -312,6 +324,10 @@ pub struct Order {
     /// excludes it and it excludes a cancel (OPS-1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review_decision: Option<String>,
+    /// How each dispatch ended (end_dispatch, once per dispatch): the order settles when every
+    /// dispatch in `dispatches` has an entry. Written empty with the dispatches (route_shipments).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub dispatch_ends: std::collections::BTreeMap<String, DispatchEnd>,
     /// Refunds by id, the money refunded and the units refunded per SKU: the ledger that keeps the
     /// sum within what was captured (PAY-4) and each unit refunded once. Always written (even
     /// empty) so a refund's conditional write can address its entries.

@@ -177,10 +177,13 @@ impl OrderRepository for DynamoOrders {
             .update_item()
             .table_name(&self.table)
             .key("order_id", s(order_id))
-            .update_expression("SET dispatches = :d, updated_at = :now, timeline = list_append(timeline, :ev)")
+            .update_expression(
+                "SET dispatches = :d, dispatch_ends = if_not_exists(dispatch_ends, :none), updated_at = :now, timeline = list_append(timeline, :ev)",
+            )
             .condition_expression("attribute_exists(order_id) AND attribute_not_exists(#cancel)")
             .expression_attribute_names("#cancel", "cancel")
-            .expression_attribute_values(":d", av(&dispatches)?);
+            .expression_attribute_values(":d", av(&dispatches)?)
+            .expression_attribute_values(":none", AttributeValue::M(Default::default()));
         self.conditional(req, event, "orders.record_dispatches").await.map(|o| o.is_some())
     }
 
@@ -462,6 +465,23 @@ impl OrderRepository for DynamoOrders {
                 }
             })?;
         Ok(())
+    }
+
+    async fn end_dispatch(&self, order_id: &str, dispatch_id: &str, end: &crate::domain::order::DispatchEnd, event: TimelineEntry) -> Result<Order> {
+        let req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            .update_expression("SET dispatch_ends.#d = :e, updated_at = :now, timeline = list_append(timeline, :ev)")
+            .condition_expression("attribute_exists(order_id) AND attribute_not_exists(dispatch_ends.#d)")
+            .expression_attribute_names("#d", dispatch_id)
+            .expression_attribute_values(":e", av(end)?);
+        match self.conditional(req, event, "orders.end_dispatch").await? {
+            Some(order) => Ok(order),
+            // Ended before (a parcel run started twice): the order as it is, read strongly.
+            None => self.get(order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {order_id} not found"))),
+        }
     }
 
     async fn record_dispatch_cancelled(&self, order_id: &str, token_hash: &str, event: TimelineEntry) -> Result<bool> {

@@ -1,0 +1,12 @@
+//! Lambda entry point: build the ports once, then serve events. The logic is in lib.rs.
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let deps = Arc::new(orderflow_shared::lambda::cold_start("end_dispatch", end_dispatch::Deps::from_env).await?);
+    orderflow_shared::lambda::run("end_dispatch", move |payload| {
+        let deps = deps.clone();
+        async move { end_dispatch::invoke(&deps, payload).await }
+    })
+    .await
+}
