@@ -155,7 +155,8 @@ async fn show(stack: &Stack, http: &reqwest::Client, title: &str, placed: &Place
     for (machine, states) in &r.states {
         println!("  {machine}: {} states entered: {}", states.len(), states.join(" -> "));
     }
-    let standard = r.states.get(crate::provision::LIFECYCLE_MACHINE).map(|s| s.len()).unwrap_or(0);
+    // Standard: the lifecycle (review orders) and the dispatch waits; the checkout is Express.
+    let standard = r.transitions - r.states.get(crate::provision::CHECKOUT_MACHINE).map(|s| s.len()).unwrap_or(0);
     // $0.025 per 1,000 Standard transitions = 25 micro-dollars each (Express is billed per request).
     let micro = standard as u64 * 25;
     println!(
