@@ -15,6 +15,8 @@ use std::sync::Mutex;
 #[derive(Default)]
 pub struct InMemoryOrders {
     pub orders: Mutex<HashMap<String, Order>>,
+    /// Order id -> its email log (`log_email`).
+    pub email_logs: Mutex<HashMap<String, Vec<TimelineEntry>>>,
 }
 
 impl InMemoryOrders {
@@ -77,6 +79,16 @@ impl OrderRepository for InMemoryOrders {
             o.timeline.push(event);
             Ok(())
         })
+    }
+    async fn log_email(&self, order_id: &str, event: TimelineEntry) -> Result<()> {
+        self.email_logs.lock().unwrap().entry(order_id.to_string()).or_default().push(event);
+        Ok(())
+    }
+    async fn get_with_emails(&self, order_id: &str) -> Result<Option<Order>> {
+        let Some(mut order) = self.get(order_id).await? else { return Ok(None) };
+        let log = self.email_logs.lock().unwrap().get(order_id).cloned().unwrap_or_default();
+        crate::domain::order::merge_timeline(&mut order.timeline, log);
+        Ok(Some(order))
     }
     async fn record_payment(&self, order_id: &str, payment: &PaymentRecord, event: Option<TimelineEntry>) -> Result<()> {
         self.with_order(order_id, |o| {

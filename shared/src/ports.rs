@@ -21,6 +21,11 @@ pub trait OrderRepository: Send + Sync {
     /// timeline. Returns false (and writes nothing) when the order is not in such a status.
     async fn transition(&self, order_id: &str, next: OrderStatus, reason: Option<String>, event: TimelineEntry) -> Result<bool>;
     async fn append_timeline(&self, order_id: &str, event: TimelineEntry) -> Result<()>;
+    /// Log an email sent for the order on the order's small email log (its own item, so an email
+    /// does not rewrite the whole order: a write unit per KB of the item written).
+    async fn log_email(&self, order_id: &str, event: TimelineEntry) -> Result<()>;
+    /// The order with its email log merged into its timeline (in time order): what the order views show.
+    async fn get_with_emails(&self, order_id: &str) -> Result<Option<Order>>;
     async fn record_payment(&self, order_id: &str, payment: &PaymentRecord, event: Option<TimelineEntry>) -> Result<()>;
     async fn record_fraud(&self, order_id: &str, fraud: &FraudAssessment, event: TimelineEntry) -> Result<()>;
     async fn record_shortage(&self, order_id: &str, shortage: &[StockShortage]) -> Result<()>;

@@ -167,7 +167,10 @@ async fn gateway(deps: &Deps, q: &Queued) -> Result<(), StepError> {
                     if received != payment.captured_minor {
                         tracing::warn!(received, captured = payment.captured_minor, "gateway reports a different captured amount");
                     }
-                    Some(TimelineEntry::now("payment_capture_confirmed", Some(format!("gateway received {received}"))))
+                    // The gateway sends both for one capture: the second confirms nothing new and
+                    // would only rewrite the order item (a write unit per KB of it).
+                    let new = payment.gateway_received_minor != Some(received) || payment.gateway_status.as_deref() != Some(gw_status.as_str());
+                    new.then(|| TimelineEntry::now("payment_capture_confirmed", Some(format!("gateway received {received}"))))
                 }
                 _ => None,
             };
@@ -356,5 +359,26 @@ mod refund_event_tests {
         one(&deps, &charge(1200)).await.unwrap();
         one(&deps, &charge(500)).await.unwrap();
         assert_eq!(orders.order("ord_rf").payment.unwrap().gateway_refunded_minor, Some(1200));
+    }
+
+    /// The gateway confirms one capture twice (payment_intent.succeeded, then charge.captured with
+    /// the same intent): the order item is written once, and a later event that changes the intent
+    /// is written again.
+    #[tokio::test]
+    async fn a_capture_confirmed_twice_writes_the_order_once() {
+        let (deps, orders) = order_with_refund().await;
+        let intent = |id: &str, ty: &str, created: i64, status: &str, received: i64| {
+            json!({"source": "gateway", "eventId": id, "event": {"id": id, "type": ty, "created": created,
+                "data": {"object": {"id": "pi_fake", "object": "payment_intent", "status": status, "amount_received": received, "metadata": {"order_id": "ord_rf"}}}}})
+            .to_string()
+        };
+        one(&deps, &intent("evt_1", "payment_intent.succeeded", 10, "succeeded", 5000)).await.unwrap();
+        let after_first = orders.order("ord_rf");
+        one(&deps, &intent("evt_2", "charge.captured", 11, "succeeded", 5000)).await.unwrap();
+        assert_eq!(orders.order("ord_rf"), after_first, "nothing new: not written");
+        let confirmed = |o: &orderflow_shared::domain::order::Order| o.timeline.iter().filter(|e| e.event == "payment_capture_confirmed").count();
+        assert_eq!(confirmed(&after_first), 1);
+        one(&deps, &intent("evt_3", "payment_intent.canceled", 12, "canceled", 5000)).await.unwrap();
+        assert_eq!(orders.order("ord_rf").payment.unwrap().gateway_status.as_deref(), Some("canceled"));
     }
 }

@@ -246,7 +246,11 @@ async fn one(deps: &Deps, body: &str) -> Result<(), StepError> {
             let event = match &delivery {
                 Delivery::Sent(message_id) => {
                     tracing::info!(%message_id, "email sent");
-                    TimelineEntry::now("email_sent", Some(n.kind.as_str().to_string()))
+                    // On the order's email log, not the order item (an email would rewrite it whole).
+                    if let Err(e) = deps.orders.log_email(&n.order_id, TimelineEntry::now("email_sent", Some(n.kind.as_str().to_string()))).await {
+                        tracing::warn!(error = %e, "the email could not be put on the order's email log");
+                    }
+                    return Ok(());
                 }
                 Delivery::Suppressed(reason) => {
                     // The address bounced or complained before: skipping it protects the sender's
@@ -301,6 +305,8 @@ mod tests {
         assert_eq!(sent.len(), 1, "WF-5: one email however often the message comes");
         assert_eq!(sent[0].0, "a@example.com");
         assert!(sent[0].1.contains("ord_1 confirmed"), "{}", sent[0].1);
-        assert_eq!(orders.order("ord_1").timeline.iter().filter(|e| e.event == "email_sent").count(), 1);
+        assert!(orders.order("ord_1").timeline.iter().all(|e| e.event != "email_sent"), "the order item is not rewritten per email");
+        let seen = orders.get_with_emails("ord_1").await.unwrap().unwrap();
+        assert_eq!(seen.timeline.iter().filter(|e| e.event == "email_sent").count(), 1);
     }
 }

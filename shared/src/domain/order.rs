@@ -274,6 +274,18 @@ pub struct StockShortage {
     pub available: i64,
 }
 
+/// The key of an order's email log item in the orders table (`log_email`).
+pub fn email_log_key(order_id: &str) -> String {
+    format!("{order_id}#emails")
+}
+
+/// `timeline` with `more` merged in time order (RFC 3339 UTC with milliseconds sorts as text); on
+/// equal times the timeline's own entry comes first.
+pub fn merge_timeline(timeline: &mut Vec<TimelineEntry>, more: Vec<TimelineEntry>) {
+    timeline.extend(more);
+    timeline.sort_by(|a, b| a.at.cmp(&b.at));
+}
+
 /// The order as stored in the orders table (one item per order, key `order_id`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Order {

@@ -1,7 +1,9 @@
 //! DynamoDB adapters, one file per aggregate (orders, inventory, catalog, idempotency, velocity),
 //! and the helpers they share (attribute values, conditional-failure detection, the one
 //! transaction-conflict retry loop). Tables and keys (declared in infra/template.yaml):
-//! - orders      pk `order_id` (S): one item per order, the `Order` record via serde_dynamo.
+//! - orders      pk `order_id` (S): one item per order, the `Order` record via serde_dynamo; and
+//!   `<order id>#emails` {timeline}: the emails sent for it (an email appends there, so it does not
+//!   rewrite the whole order item); `get` never returns it, `get_with_emails` merges it.
 //! - inventory   pk `pk` (S):
 //!   `SKU#<sku>` {available, reserved, shipped, received, adjusted}: network-wide counts, what checkout reserves against;
 //!   `STOCK#<sku>#<warehouse>` {available, allocated, shipped, reorder_point, reorder_quantity}: one warehouse;

@@ -99,6 +99,10 @@ impl OrderRepository for DynamoOrders {
     }
 
     async fn get(&self, order_id: &str) -> Result<Option<Order>> {
+        if order_id.contains('#') {
+            // An order's side items (its email log) share the table; they are not orders.
+            return Ok(None);
+        }
         let out = self
             .client
             .get_item()
@@ -153,6 +157,33 @@ impl OrderRepository for DynamoOrders {
 
     async fn append_timeline(&self, order_id: &str, event: TimelineEntry) -> Result<()> {
         self.update(order_id, vec![], Some(event)).await
+    }
+
+    async fn log_email(&self, order_id: &str, event: TimelineEntry) -> Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(crate::domain::order::email_log_key(order_id)))
+            .update_expression("SET timeline = list_append(if_not_exists(timeline, :none), :ev)")
+            .expression_attribute_values(":none", AttributeValue::L(vec![]))
+            .expression_attribute_values(":ev", AttributeValue::L(vec![av(&event)?]))
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("orders.log_email", e))?;
+        Ok(())
+    }
+
+    async fn get_with_emails(&self, order_id: &str) -> Result<Option<Order>> {
+        let log_key = crate::domain::order::email_log_key(order_id);
+        let log = self.client.get_item().table_name(&self.table).key("order_id", s(&log_key)).consistent_read(true).send();
+        let (order, log) = tokio::join!(self.get(order_id), log);
+        let Some(mut order) = order? else { return Ok(None) };
+        let log = log.map_err(|e| StepError::from_sdk("orders.get_email_log", e))?;
+        if let Some(AttributeValue::L(entries)) = log.item.as_ref().and_then(|i| i.get("timeline")) {
+            let entries: Vec<TimelineEntry> = entries.iter().filter_map(|v| serde_dynamo::aws_sdk_dynamodb_1::from_attribute_value(v.clone()).ok()).collect();
+            crate::domain::order::merge_timeline(&mut order.timeline, entries);
+        }
+        Ok(Some(order))
     }
 
     async fn record_payment(&self, order_id: &str, payment: &PaymentRecord, event: Option<TimelineEntry>) -> Result<()> {
