@@ -692,3 +692,31 @@ fn a_dispatch_token_only_answers_the_pick_list_it_came_with() {
         conserved(h, &sku).await;
     });
 }
+
+/// An order routed by the version before dispatch ends were recorded (in flight across an upgrade)
+/// has no `dispatch_ends` map: its parcel's end is still recorded and the order settles.
+#[test]
+fn an_order_routed_before_dispatch_ends_existed_still_settles() {
+    let h = harness();
+    h.run(async {
+        let sku = h.new_sku(1500, 5).await;
+        let placed = h.place(&order_body(&h.email("upgrade"), &[(&sku, 1)], "pm_card_visa")).await;
+        assert_eq!(placed.status, 201, "{}", placed.body);
+        let id = placed.order_id();
+        let p = pick(h, &id, None).await;
+        let sdk = orderflow_shared::aws::sdk_config(&orderflow_local::ports::operator_env(&h.stack.moto_url, Default::default())).await;
+        aws_sdk_dynamodb::Client::new(&sdk)
+            .update_item()
+            .table_name("OrdersTable")
+            .key("order_id", aws_sdk_dynamodb::types::AttributeValue::S(id.clone()))
+            .update_expression("REMOVE dispatch_ends")
+            .send()
+            .await
+            .unwrap();
+        ship(h, &p, "P1", &p.lines()).await;
+        assert_eq!(settle_end(h, &id).await, "SUCCEEDED");
+        let o = order(h, &id).await;
+        assert_eq!(o.dispatch_ends.get(p.dispatch_id()).map(|e| e.outcome.as_str()), Some("shipped"), "{:?}", o.dispatch_ends);
+        assert_eq!(o.payment.unwrap().captured_minor, o.totals.total.minor);
+    });
+}

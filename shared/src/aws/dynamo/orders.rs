@@ -499,16 +499,36 @@ impl OrderRepository for DynamoOrders {
     }
 
     async fn end_dispatch(&self, order_id: &str, dispatch_id: &str, end: &crate::domain::order::DispatchEnd, event: TimelineEntry) -> Result<Order> {
-        let req = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("order_id", s(order_id))
-            .update_expression("SET dispatch_ends.#d = :e, updated_at = :now, timeline = list_append(timeline, :ev)")
-            .condition_expression("attribute_exists(order_id) AND attribute_not_exists(dispatch_ends.#d)")
-            .expression_attribute_names("#d", dispatch_id)
-            .expression_attribute_values(":e", av(end)?);
-        match self.conditional(req, event, "orders.end_dispatch").await? {
+        let req = || -> Result<_> {
+            Ok(self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("order_id", s(order_id))
+                .update_expression("SET dispatch_ends.#d = :e, updated_at = :now, timeline = list_append(timeline, :ev)")
+                .condition_expression("attribute_exists(order_id) AND attribute_not_exists(dispatch_ends.#d)")
+                .expression_attribute_names("#d", dispatch_id)
+                .expression_attribute_values(":e", av(end)?))
+        };
+        let written = match self.conditional(req()?, event.clone(), "orders.end_dispatch").await {
+            // An order routed before `dispatch_ends` existed (in flight across an upgrade) has no map
+            // to set a member of: DynamoDB refuses the path. Make the map, then write again.
+            Err(e) if e.to_string().contains("document path") => {
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("order_id", s(order_id))
+                    .update_expression("SET dispatch_ends = if_not_exists(dispatch_ends, :none)")
+                    .condition_expression("attribute_exists(order_id)")
+                    .expression_attribute_values(":none", AttributeValue::M(Default::default()))
+                    .send()
+                    .await
+                    .map_err(|e| StepError::from_sdk("orders.end_dispatch", e))?;
+                self.conditional(req()?, event, "orders.end_dispatch").await?
+            }
+            other => other?,
+        };
+        match written {
             Some(order) => Ok(order),
             // Ended before (a parcel run started twice): the order as it is, read strongly.
             None => self.get(order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {order_id} not found"))),
