@@ -704,15 +704,7 @@ fn an_order_routed_before_dispatch_ends_existed_still_settles() {
         assert_eq!(placed.status, 201, "{}", placed.body);
         let id = placed.order_id();
         let p = pick(h, &id, None).await;
-        let sdk = orderflow_shared::aws::sdk_config(&orderflow_local::ports::operator_env(&h.stack.moto_url, Default::default())).await;
-        aws_sdk_dynamodb::Client::new(&sdk)
-            .update_item()
-            .table_name("OrdersTable")
-            .key("order_id", aws_sdk_dynamodb::types::AttributeValue::S(id.clone()))
-            .update_expression("REMOVE dispatch_ends")
-            .send()
-            .await
-            .unwrap();
+        h.remove_order_attribute(&id, "dispatch_ends").await;
         ship(h, &p, "P1", &p.lines()).await;
         assert_eq!(settle_end(h, &id).await, "SUCCEEDED");
         let o = order(h, &id).await;

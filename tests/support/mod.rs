@@ -133,15 +133,22 @@ impl Harness {
     /// should have followed it did not (a timeout, a killed function): a replay of the step then
     /// really reaches the gateway, and only the gateway's idempotency can keep it to one effect.
     pub async fn forget_payment(&self, order_id: &str) {
+        self.remove_order_attribute(order_id, "payment").await;
+    }
+
+    /// Remove one attribute of the stored order, straight in the table (a state an earlier version
+    /// or a lost write leaves behind).
+    pub async fn remove_order_attribute(&self, order_id: &str, attribute: &str) {
         let sdk = orderflow_shared::aws::sdk_config(&orderflow_local::ports::operator_env(&self.stack.moto_url, Default::default())).await;
         aws_sdk_dynamodb::Client::new(&sdk)
             .update_item()
             .table_name("OrdersTable")
             .key("order_id", aws_sdk_dynamodb::types::AttributeValue::S(order_id.to_string()))
-            .update_expression("REMOVE payment")
+            .update_expression("REMOVE #a")
+            .expression_attribute_names("#a", attribute)
             .send()
             .await
-            .expect("payment record removed");
+            .unwrap_or_else(|e| panic!("{attribute} not removed: {e:?}"));
     }
 
     /// The gateway POSTs about an order, as they crossed the wire.
