@@ -171,6 +171,14 @@ fn queues_have_dead_letter_queues_and_a_long_enough_visibility() {
 }
 
 #[test]
+fn the_sweepers_lease_on_an_order_outlives_a_run() {
+    // A lease that ran out while its run was still closing would let a second run close it too.
+    let t = template();
+    let timeout = t.doc["Resources"]["SweepStuckOrdersFunction"]["Properties"]["Timeout"].as_i64().unwrap();
+    assert!(sweep_stuck_orders::LEASE_SECONDS > timeout, "lease {} s <= timeout {timeout} s", sweep_stuck_orders::LEASE_SECONDS);
+}
+
+#[test]
 fn every_function_logs_to_a_group_with_a_retention() {
     let t = template();
     for f in t.functions() {

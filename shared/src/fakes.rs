@@ -17,6 +17,8 @@ pub struct InMemoryOrders {
     pub orders: Mutex<HashMap<String, Order>>,
     /// Order id -> its email log (`log_email`).
     pub email_logs: Mutex<HashMap<String, Vec<TimelineEntry>>>,
+    /// (order id, lease name) -> held until (`take_lease`).
+    pub leases: Mutex<HashMap<(String, String), String>>,
 }
 
 impl InMemoryOrders {
@@ -79,6 +81,18 @@ impl OrderRepository for InMemoryOrders {
             o.timeline.push(event);
             Ok(())
         })
+    }
+    async fn take_lease(&self, order_id: &str, name: &str, until: &str, now: &str) -> Result<bool> {
+        if !self.orders.lock().unwrap().contains_key(order_id) {
+            return Ok(false);
+        }
+        let mut leases = self.leases.lock().unwrap();
+        let key = (order_id.to_string(), name.to_string());
+        if leases.get(&key).is_some_and(|held| held.as_str() >= now) {
+            return Ok(false);
+        }
+        leases.insert(key, until.to_string());
+        Ok(true)
     }
     async fn log_email(&self, order_id: &str, event: TimelineEntry) -> Result<()> {
         self.email_logs.lock().unwrap().entry(order_id.to_string()).or_default().push(event);

@@ -21,6 +21,10 @@ pub trait OrderRepository: Send + Sync {
     /// timeline. Returns false (and writes nothing) when the order is not in such a status.
     async fn transition(&self, order_id: &str, next: OrderStatus, reason: Option<String>, event: TimelineEntry) -> Result<bool>;
     async fn append_timeline(&self, order_id: &str, event: TimelineEntry) -> Result<()>;
+    /// Take the order's lease `name` until `until` (RFC 3339, UTC), unless another holder's lease
+    /// is still running at `now`: false then, and nothing written. One worker at a time closes an
+    /// order (the sweeper's runs may overlap), and a worker that dies lets the lease run out.
+    async fn take_lease(&self, order_id: &str, name: &str, until: &str, now: &str) -> Result<bool>;
     /// Log an email sent for the order on the order's small email log (its own item, so an email
     /// does not rewrite the whole order: a write unit per KB of the item written).
     async fn log_email(&self, order_id: &str, event: TimelineEntry) -> Result<()>;

@@ -68,10 +68,17 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Ended, StepError> {
         Some(e) => format!("{}: {} ({e})", input.dispatch_id, end.outcome),
         None => format!("{}: {}", input.dispatch_id, end.outcome),
     };
-    let order = deps.orders.end_dispatch(&input.order_id, &input.dispatch_id, &end, TimelineEntry::now("dispatch_ended", Some(detail))).await?;
+    // Read first (one read unit): an id the order does not have is refused before anything is
+    // written, and a second end of the same dispatch (a parcel run started twice) writes nothing.
+    let order = deps.orders.get(&input.order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {} not found", input.order_id)))?;
     if !order.dispatches.iter().any(|d| d.dispatch_id == input.dispatch_id) {
         return Err(StepError::InvalidInput(format!("order {} has no dispatch {}", input.order_id, input.dispatch_id)));
     }
+    let order = if order.dispatch_ends.contains_key(&input.dispatch_id) {
+        order
+    } else {
+        deps.orders.end_dispatch(&input.order_id, &input.dispatch_id, &end, TimelineEntry::now("dispatch_ended", Some(detail))).await?
+    };
     let all_ended = order.dispatches.iter().all(|d| order.dispatch_ends.contains_key(&d.dispatch_id));
     if end.outcome != "shipped" {
         tracing::warn!(dispatch_id = %input.dispatch_id, outcome = %end.outcome, error = end.error.as_deref().unwrap_or(""), all_ended, "dispatch ended");
@@ -168,5 +175,11 @@ mod tests {
         assert_eq!(handle(&deps, end("ord_1-wh-a", "lost", None)).await.unwrap_err().error_type(), "InvalidInput");
         assert!(orders.order("ord_1").dispatch_ends.is_empty());
         assert_eq!(handle(&deps, end("ord_1-wh-z", "shipped", None)).await.unwrap_err().error_type(), "InvalidInput");
+        // refused before anything is written: no stray end, no timeline entry
+        let o = orders.order("ord_1");
+        assert!(o.dispatch_ends.is_empty() && !o.timeline.iter().any(|e| e.event == "dispatch_ended"), "{o:?}");
+        let mut missing = end("ord_1-wh-a", "shipped", None);
+        missing.order_id = "ord_nope".into();
+        assert_eq!(handle(&deps, missing).await.unwrap_err().error_type(), "InvalidInput");
     }
 }

@@ -9,6 +9,9 @@
 //! hold voided once (the order-derived key), the customer told once (send_notifications' marker),
 //! and `abandoned_closed` on the timeline. A run that dies between the tombstone and the end is
 //! finished by the next run, which also looks at FAILED orders it tombstoned and did not close.
+//! Runs can overlap (the schedule's event is delivered at least once, an operator may run one by
+//! hand): each order is closed under a lease on the order (`take_lease`, as long as a run can
+//! live), so one run at a time does the closing steps and the timeline tells each once.
 //! Found through the orders table's attention index (`GET /ops/orders?status=PENDING` serves the
 //! same question to operators), never a scan.
 
@@ -24,6 +27,9 @@ use std::sync::Arc;
 pub const ABANDONED: &str = "checkout_abandoned";
 /// At most this many pages of 100 a run; the next run (5 minutes later) takes the rest.
 const MAX_PAGES: usize = 10;
+/// How long a run holds an order it closes: longer than the function's timeout (120 s in
+/// infra/template.yaml), so a lease only runs out when its run has ended.
+pub const LEASE_SECONDS: i64 = 150;
 
 pub struct Deps {
     pub orders: Arc<dyn OrderRepository>,
@@ -55,6 +61,15 @@ pub struct Swept {
     pub closed: Vec<String>,
     /// Orders that moved on before the tombstone (their checkout finished after all).
     pub moved_on: usize,
+    /// Orders another run was closing (its lease on them still running).
+    pub left_to_other_run: usize,
+}
+
+/// What a run did with one order.
+enum Closing {
+    Closed,
+    MovedOn,
+    OtherRun,
 }
 
 fn query(params: &[(&str, String)]) -> Result<ListQuery, StepError> {
@@ -97,8 +112,9 @@ pub async fn sweep(deps: &Deps, now: chrono::DateTime<chrono::Utc>) -> Result<Sw
         let id = order.order_id.clone();
         let span = tracing::info_span!("sweep", order_id = %id);
         match tracing::Instrument::instrument(close(deps, order), span).await {
-            Ok(true) => swept.closed.push(id),
-            Ok(false) => swept.moved_on += 1,
+            Ok(Closing::Closed) => swept.closed.push(id),
+            Ok(Closing::MovedOn) => swept.moved_on += 1,
+            Ok(Closing::OtherRun) => swept.left_to_other_run += 1,
             Err(e) => {
                 // One order's trouble does not stop the others; the next run retries it.
                 failures += 1;
@@ -113,15 +129,26 @@ pub async fn sweep(deps: &Deps, now: chrono::DateTime<chrono::Utc>) -> Result<Sw
     Ok(swept)
 }
 
-/// Close one abandoned order; false when its checkout finished before the tombstone.
-async fn close(deps: &Deps, order: Order) -> Result<bool, StepError> {
+/// Close one abandoned order: the tombstone, then (under the run's lease) the closing steps.
+async fn close(deps: &Deps, order: Order) -> Result<Closing, StepError> {
     let id = order.order_id.as_str();
     if order.status == OrderStatus::Pending {
         let ev = TimelineEntry::now("abandoned", Some("the checkout did not finish; closed by the sweeper".into()));
         if !deps.orders.transition(id, OrderStatus::Failed, Some(ABANDONED.into()), ev).await? {
             tracing::info!("the order moved on before the sweeper; left alone");
-            return Ok(false);
+            return Ok(Closing::MovedOn);
         }
+    }
+    let now = chrono::Utc::now();
+    let stamp = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    if !deps.orders.take_lease(id, "sweep", &stamp(now + chrono::Duration::seconds(LEASE_SECONDS)), &stamp(now)).await? {
+        tracing::info!("another sweep is closing this order; left to it");
+        return Ok(Closing::OtherRun);
+    }
+    // Read again under the lease: a run that held it before may have closed the order meanwhile.
+    let under_lease = deps.orders.get(id).await?.ok_or_else(|| StepError::Internal(format!("order {id} vanished")))?;
+    if under_lease.timeline.iter().any(|t| t.event == "abandoned_closed") {
+        return Ok(Closing::OtherRun);
     }
     if deps.stock.release(id).await? {
         deps.orders.append_timeline(id, TimelineEntry::now("stock_released", None)).await?;
@@ -153,7 +180,7 @@ async fn close(deps: &Deps, order: Order) -> Result<bool, StepError> {
     deps.queue.send(&deps.notifications_queue_url, &Notification::new(id, NotificationKind::OrderCancelled).to_json()).await?;
     deps.orders.append_timeline(id, TimelineEntry::now("abandoned_closed", None)).await?;
     tracing::warn!("abandoned order closed: stock released, hold voided, customer told");
-    Ok(true)
+    Ok(Closing::Closed)
 }
 
 pub async fn invoke(deps: &Deps, payload: serde_json::Value) -> Result<serde_json::Value, StepError> {

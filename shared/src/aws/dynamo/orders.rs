@@ -9,6 +9,7 @@ use crate::domain::order_index;
 use crate::money::Money;
 use crate::ports::*;
 use async_trait::async_trait;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::Client;
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 use std::collections::BTreeMap;
@@ -157,6 +158,28 @@ impl OrderRepository for DynamoOrders {
 
     async fn append_timeline(&self, order_id: &str, event: TimelineEntry) -> Result<()> {
         self.update(order_id, vec![], Some(event)).await
+    }
+
+    async fn take_lease(&self, order_id: &str, name: &str, until: &str, now: &str) -> Result<bool> {
+        // A top-level attribute (`lease_<name>`), not a member of the Order record: no map has to
+        // exist first, and the order's views never show it.
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            .update_expression("SET #l = :until")
+            .condition_expression("attribute_exists(order_id) AND (attribute_not_exists(#l) OR #l < :now)")
+            .expression_attribute_names("#l", format!("lease_{name}"))
+            .expression_attribute_values(":until", s(until))
+            .expression_attribute_values(":now", s(now))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if is_ccf(&e) => Ok(false),
+            Err(e) => Err(StepError::from_sdk("orders.take_lease", e)),
+        }
     }
 
     async fn log_email(&self, order_id: &str, event: TimelineEntry) -> Result<()> {
@@ -510,10 +533,20 @@ impl OrderRepository for DynamoOrders {
                 .expression_attribute_names("#d", dispatch_id)
                 .expression_attribute_values(":e", av(end)?))
         };
-        let written = match self.conditional(req()?, event.clone(), "orders.end_dispatch").await {
+        let first = req()?
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .expression_attribute_values(":ev", AttributeValue::L(vec![av(&event)?]))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        let written = match first {
+            Ok(out) => Some(from_item(out.attributes.unwrap_or_default())?),
+            Err(e) if is_ccf(&e) => None,
             // An order routed before `dispatch_ends` existed (in flight across an upgrade) has no map
-            // to set a member of: DynamoDB refuses the path. Make the map, then write again.
-            Err(e) if e.to_string().contains("document path") => {
+            // to set a member of: DynamoDB refuses the path with a ValidationException ("The
+            // document path provided in the update expression is invalid for update"). Make the
+            // map, then write again.
+            Err(e) if e.as_service_error().and_then(|se| se.code()) == Some("ValidationException") => {
                 self.client
                     .update_item()
                     .table_name(&self.table)
@@ -526,7 +559,7 @@ impl OrderRepository for DynamoOrders {
                     .map_err(|e| StepError::from_sdk("orders.end_dispatch", e))?;
                 self.conditional(req()?, event, "orders.end_dispatch").await?
             }
-            other => other?,
+            Err(e) => return Err(StepError::from_sdk("orders.end_dispatch", e)),
         };
         match written {
             Some(order) => Ok(order),
