@@ -38,7 +38,7 @@ pub fn trusted_pem(env: &Env) -> Option<Vec<u8>> {
     }
 }
 
-/// The SDK's default HTTPS client (rustls with aws-lc, proxy settings from the environment),
+/// The SDK's default HTTPS client (rustls, here on ring; proxy settings from the environment),
 /// trusting `trusted_pem`.
 pub fn https_client(env: &Env) -> SharedHttpClient {
     let store = match trusted_pem(env) {
@@ -48,7 +48,7 @@ pub fn https_client(env: &Env) -> SharedHttpClient {
     let context = TlsContext::builder().with_trust_store(store).build().expect("a TLS context only holds its parts");
     Builder::new().build_with_connector_fn(move |settings, components| {
         let mut connector =
-            ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc)).tls_context(context.clone());
+            ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring)).tls_context(context.clone());
         connector.set_connector_settings(settings.cloned());
         if let Some(components) = components {
             connector.set_sleep_impl(components.sleep_impl());
