@@ -385,6 +385,21 @@ async fn cost(
     c
 }
 
+/// The order item as stored, by attribute (name + value bytes by DynamoDB's sizing), largest first.
+async fn order_item_anatomy(stack: &Stack, order_id: &str) -> Vec<(String, usize)> {
+    let tables = crate::edge::moto_dynamodb(&stack.edge, "ListTables", &json!({}), None).await.unwrap_or_default();
+    let Some(table) = tables["TableNames"].as_array().and_then(|a| a.iter().filter_map(Value::as_str).find(|t| t.contains("OrdersTable")).map(String::from))
+    else {
+        return vec![];
+    };
+    let got =
+        crate::edge::moto_dynamodb(&stack.edge, "GetItem", &json!({"TableName": table, "Key": {"order_id": {"S": order_id}}}), None).await.unwrap_or_default();
+    let mut sizes: Vec<(String, usize)> =
+        got["Item"].as_object().map(|item| item.iter().map(|(k, v)| (k.clone(), k.len() + crate::item_size::value_size(v))).collect()).unwrap_or_default();
+    sizes.sort_by_key(|b| std::cmp::Reverse(b.1));
+    sizes
+}
+
 /// Per delivered order, averaged: (function, DynamoDB operation) -> (writes, billed write units).
 fn write_units_by_step<'a>(stack: &Stack, ids: impl Iterator<Item = &'a str>) -> BTreeMap<(String, String), (f64, f64)> {
     let mut out: BTreeMap<(String, String), (f64, f64)> = BTreeMap::new();
@@ -549,6 +564,17 @@ pub async fn run(stack: &Stack, orders: usize, concurrency: usize) -> Result<(),
     }
     let writes_json: Vec<Value> =
         writes.iter().map(|((caller, op), (calls, units))| json!({"function": caller, "operation": op, "writes": calls, "write_units": units})).collect();
+    let anatomy = match done.iter().find(|(path, _)| *path == Path::Delivered) {
+        Some((_, id)) => order_item_anatomy(stack, id).await,
+        None => vec![],
+    };
+    if !anatomy.is_empty() {
+        let total: usize = anatomy.iter().map(|(_, b)| b).sum();
+        println!("\n[bench] a delivered order's item, {total} bytes (each write of it bills ceil(size / 1 KB) units), its largest attributes:");
+        for (name, bytes) in anatomy.iter().take(12) {
+            println!("  {name:<22} {bytes:>6} bytes");
+        }
+    }
     let floor = monthly_floor(&repo, &p);
     println!("\n[bench] fixed monthly floor, whatever the volume: ${:.2} ({})", floor.0, floor.1);
 
@@ -572,6 +598,7 @@ pub async fn run(stack: &Stack, orders: usize, concurrency: usize) -> Result<(),
         "delivered_one_parcel_per_million_excl_email": delivered_per_million, "checkout_latency": lat,
         "own_time_per_step": steps_json, "monthly_floor": {"dollars": floor.0, "items": floor.1},
         "delivered_write_units_by_step": writes_json,
+        "delivered_order_item_bytes_by_attribute": anatomy.iter().map(|(k, b)| json!({"attribute": k, "bytes": b})).collect::<Vec<_>>(),
         "notes": [
             "Lambda duration billed = each handler's own time (its wall time here minus the time it waited on the emulator) + AWS's answer time for each call it made (assumed: DynamoDB 5 ms, 8 ms for queries and batches, 15 ms for transactions; SQS 10 ms; SES 40 ms; Step Functions 25 ms) + partner_call_seconds_assumed per gateway or carrier call; orders_api also bills the synchronous checkout (its steps' billed time + 20 ms per state); 256 MB, arm64 prices.",
             "all-Standard: the same orders with the checkout, the parcels and the settlements as Standard workflows (a transition per state instead of an Express request).",
