@@ -387,15 +387,20 @@ async fn cost(
 
 /// The order item as stored, by attribute (name + value bytes by DynamoDB's sizing), largest first.
 async fn order_item_anatomy(stack: &Stack, order_id: &str) -> Vec<(String, usize)> {
-    let tables = crate::edge::moto_dynamodb(&stack.edge, "ListTables", &json!({}), None).await.unwrap_or_default();
-    let Some(table) = tables["TableNames"].as_array().and_then(|a| a.iter().filter_map(Value::as_str).find(|t| t.contains("OrdersTable")).map(String::from))
-    else {
-        return vec![];
-    };
-    let got =
-        crate::edge::moto_dynamodb(&stack.edge, "GetItem", &json!({"TableName": table, "Key": {"order_id": {"S": order_id}}}), None).await.unwrap_or_default();
-    let mut sizes: Vec<(String, usize)> =
-        got["Item"].as_object().map(|item| item.iter().map(|(k, v)| (k.clone(), k.len() + crate::item_size::value_size(v))).collect()).unwrap_or_default();
+    // The record as serde_dynamo stores it: strings S, numbers N, lists L, maps M, None left out.
+    fn dynamo_json(v: &Value) -> Value {
+        match v {
+            Value::String(s) => json!({"S": s}),
+            Value::Number(n) => json!({"N": n.to_string()}),
+            Value::Bool(b) => json!({"BOOL": b}),
+            Value::Null => json!({"NULL": true}),
+            Value::Array(a) => json!({"L": a.iter().map(dynamo_json).collect::<Vec<_>>()}),
+            Value::Object(m) => json!({"M": m.iter().map(|(k, x)| (k.clone(), dynamo_json(x))).collect::<serde_json::Map<_, _>>()}),
+        }
+    }
+    let Some(order) = stack.observer.orders.get(order_id).await.ok().flatten() else { return vec![] };
+    let Ok(Value::Object(fields)) = serde_json::to_value(&order) else { return vec![] };
+    let mut sizes: Vec<(String, usize)> = fields.iter().map(|(k, v)| (k.clone(), k.len() + crate::item_size::value_size(&dynamo_json(v)))).collect();
     sizes.sort_by_key(|b| std::cmp::Reverse(b.1));
     sizes
 }

@@ -397,7 +397,7 @@ fn tables_in(body: &[u8]) -> Vec<String> {
 }
 
 /// One DynamoDB JSON call straight to moto (the bench's sizing reads; not logged, not the function's).
-pub async fn moto_dynamodb(edge: &Edge, target: &str, body: &Value, auth: Option<&axum::http::HeaderValue>) -> Option<Value> {
+async fn moto_dynamodb(edge: &Edge, target: &str, body: &Value, auth: Option<&axum::http::HeaderValue>) -> Option<Value> {
     let mut req = edge
         .http
         .post(format!("{}/", edge.moto_base))
