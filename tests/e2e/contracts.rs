@@ -85,3 +85,77 @@ fn every_openapi_example_gets_its_declared_answer() {
         assert!(codes.contains(body["error"]["code"].as_str().unwrap()));
     });
 }
+
+/// DynamoDB applies an UpdateItem's actions as one: a consistent read sees the item before it or
+/// after it, never between two of its actions. moto applied them one by one to the stored item and
+/// a read could catch `status` set without `status_reason` (a FAILED order without its reason in
+/// CI); the local stack holds one lock per DynamoDB request.
+#[test]
+fn a_read_never_sees_half_of_an_update() {
+    use aws_sdk_dynamodb::types::AttributeValue as Av;
+    let h = harness();
+    h.run(async {
+        let sdk = orderflow_shared::aws::sdk_config(&orderflow_local::ports::operator_env(&h.stack.moto_url, Default::default())).await;
+        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+        // `#` in the key: an order's side item, which no order listing reads as an order
+        let prefix = format!("e2e-scratch#{}", uuid::Uuid::new_v4());
+        let timeline = || Av::L((0..30).map(|i| Av::M([("event".to_string(), Av::S(format!("step {i} {}", "x".repeat(40))))].into())).collect());
+        let current = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let (ddb, prefix, current, done) = (ddb.clone(), prefix.clone(), current.clone(), done.clone());
+                tokio::spawn(async move {
+                    let (mut reads, mut torn) = (0, 0);
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                        let key = format!("{prefix}-{}", current.load(std::sync::atomic::Ordering::Relaxed));
+                        let item = ddb.get_item().table_name("OrdersTable").key("order_id", Av::S(key)).consistent_read(true).send().await.unwrap().item;
+                        reads += 1;
+                        if let Some(item) = item {
+                            let failed = item.get("status").and_then(|v| v.as_s().ok()).is_some_and(|s| s == "FAILED");
+                            let entries = item.get("timeline").and_then(|v| v.as_l().ok()).map_or(0, |l| l.len());
+                            if failed != item.contains_key("status_reason") || failed != (entries == 60) {
+                                torn += 1;
+                            }
+                        }
+                    }
+                    (reads, torn)
+                })
+            })
+            .collect();
+        for i in 0..200 {
+            current.store(i, std::sync::atomic::Ordering::Relaxed);
+            let key = Av::S(format!("{prefix}-{i}"));
+            ddb.put_item()
+                .table_name("OrdersTable")
+                .item("order_id", key.clone())
+                .item("status", Av::S("PENDING".into()))
+                .item("timeline", timeline())
+                .send()
+                .await
+                .unwrap();
+            ddb.update_item()
+                .table_name("OrdersTable")
+                .key("order_id", key.clone())
+                .update_expression("SET #s = :n, timeline = list_append(timeline, :ev), status_reason = :r")
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":n", Av::S("FAILED".into()))
+                .expression_attribute_values(":ev", timeline())
+                .expression_attribute_values(":r", Av::S("capture refused".into()))
+                .send()
+                .await
+                .unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut reads, mut torn) = (0, 0);
+        for r in readers {
+            let (n, t) = r.await.unwrap();
+            (reads, torn) = (reads + n, torn + t);
+        }
+        for i in 0..200 {
+            ddb.delete_item().table_name("OrdersTable").key("order_id", Av::S(format!("{prefix}-{i}"))).send().await.unwrap();
+        }
+        assert!(reads > 200, "the readers ran alongside the writes: {reads} reads");
+        assert_eq!(torn, 0, "{torn} of {reads} reads saw half of an update");
+    });
+}

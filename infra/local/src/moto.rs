@@ -332,6 +332,12 @@ def _atomic(fn):
     return locked
 for _name in ("put_item", "update_item", "delete_item", "transact_write_items"):
     setattr(_ddbm.DynamoDBBackend, _name, _atomic(getattr(_ddbm.DynamoDBBackend, _name)))
+# A read must see an item as one write left it, as DynamoDB's reads do: moto's UpdateItem applies its
+# actions one by one to the stored item, and a read hands out that live item, serialized after the
+# backend returns. A GetItem between two actions saw `status` set and `status_reason` not yet
+# (a CI run's FAILED order without its reason). Each DynamoDB request, answer included, holds the lock.
+from moto.dynamodb.responses import DynamoHandler as _DH
+_DH.call_action = _atomic(_DH.call_action)
 
 # A Task with `.sync` (the lifecycle's RunParcel waits for a parcel's Express execution) asks for
 # the child's status over HTTP every 0.5 s in moto; AWS learns of the end from an event within
