@@ -275,7 +275,8 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
         }
     }
     // DynamoDB applies each write (a conditional one included) and each transaction atomically;
-    // moto's backend does too since the launcher (moto.rs) holds one lock around its writes.
+    // moto does too since the launcher (moto.rs) holds one lock around each DynamoDB request,
+    // its answer included (a read never sees half of an update).
     let url = format!("{}{}", edge.moto_base, uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
     let measured = if service == "dynamodb" && caller.is_some() && edge.measure_writes.load(std::sync::atomic::Ordering::Relaxed) {
         let body: Value = serde_json::from_slice(&body).unwrap_or_default();

@@ -321,8 +321,9 @@ _ddbm.DynamoDBBackend.transact_write_items = _transact_write_items
 
 # DynamoDB checks a write's condition and applies it atomically per item, and a transaction as one;
 # moto checks and applies in two steps without a lock (two concurrent refunds could both pass their
-# condition). One lock around the backend's writes makes each atomic, held only for the write itself
-# (moto's work runs under the GIL anyway), so concurrent requests no longer queue outside moto.
+# condition). One lock around the backend's writes makes each atomic (moto's work runs under the GIL
+# anyway); since stop 24 every DynamoDB request holds it too (below), so these wrappers only matter
+# for a write that does not come through a request.
 _write_lock = threading.RLock()
 def _atomic(fn):
     @functools.wraps(fn)
