@@ -406,6 +406,12 @@ pub trait Workflows: Send + Sync {
     async fn start_return(&self, return_id: &str, input: &serde_json::Value) -> Result<bool>;
     /// Err(InvalidState) when the token is no longer waiting (used, timed out, execution over).
     async fn send_task_success(&self, token: &str, output: &serde_json::Value) -> Result<()>;
+    /// Is the wait behind this token still open? Ok = waiting (a heartbeat changes nothing else);
+    /// Err(InvalidState) when it is no longer waiting (answered, timed out, execution over).
+    async fn task_heartbeat(&self, token: &str) -> Result<()>;
+    /// Start a parcel run for a warehouse's answer (Express, asynchronous, not de-duplicated by
+    /// name: every parcel step is idempotent), named `<order id>-<uuid>`.
+    async fn start_parcel(&self, order_id: &str, input: &serde_json::Value) -> Result<()>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

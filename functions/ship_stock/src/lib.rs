@@ -43,7 +43,8 @@ impl Deps {
 #[serde(rename_all = "camelCase")]
 pub struct Input {
     pub order_id: String,
-    pub dispatch: DispatchTask,
+    /// The parcel the warehouse reported (the next pick list is made from the order, not from the
+    /// parcel run's input).
     pub shipment: ShipmentRef,
 }
 

@@ -242,9 +242,12 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
         _ => None,
     };
     // The soak's faults strike the functions' own DynamoDB and SQS calls (not the operator's, nor
-    // the engine's): before the call (nothing done) or after it (done, answer lost).
+    // the engine's), and a test's aimed fault their Step Functions calls too: before the call
+    // (nothing done) or after it (done, answer lost).
     let fault = match &principal {
-        crate::iam::Principal::Function(_) if matches!(service.as_str(), "dynamodb" | "sqs") => edge.faults.roll(&service, &operation, order.clone(), &text),
+        crate::iam::Principal::Function(_) if matches!(service.as_str(), "dynamodb" | "sqs" | "states") => {
+            edge.faults.roll(&service, &operation, order.clone(), &text)
+        }
         _ => None,
     };
     if let Some(kind) = fault.filter(|k| !k.after_effect()) {
