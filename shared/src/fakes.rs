@@ -289,11 +289,21 @@ impl OrderRepository for InMemoryOrders {
             Ok(())
         })
     }
-    async fn end_dispatch(&self, order_id: &str, dispatch_id: &str, end: &crate::domain::order::DispatchEnd, event: TimelineEntry) -> Result<Order> {
+    async fn end_dispatch(
+        &self,
+        order_id: &str,
+        dispatch_id: &str,
+        end: &crate::domain::order::DispatchEnd,
+        settled: Option<&str>,
+        event: TimelineEntry,
+    ) -> Result<Order> {
         self.with_order(order_id, |o| {
             if !o.dispatch_ends.contains_key(dispatch_id) {
                 o.dispatch_ends.insert(dispatch_id.to_string(), end.clone());
                 o.timeline.push(event);
+                if let (Some(text), Some(p)) = (settled, o.payment.as_mut()) {
+                    p.settled = Some(text.to_string());
+                }
             }
             Ok(o.clone())
         })
