@@ -265,26 +265,15 @@ mod tests {
         let real = handle(&deps_b, timed_out("ord_1-wh-a", 1)).await.unwrap();
         assert_eq!((real.all_ended, real.answered), (true, None));
         // wh-a's wait (3 open) was answered with a parcel of 2: processed, nothing recorded
-        let parcel = Shipment {
-            shipment_id: "P1".into(),
-            dispatch_id: "ord_1-wh-a".into(),
-            warehouse: "wh-a".into(),
-            lines: vec![ShipLine { sku: "SKU-1".into(), quantity: 2 }],
-            weight_grams: 500,
-            parcel: Parcel { length_cm: 10, width_cm: 10, height_cm: 10 },
-            reported_at: "2026-11-27T10:00:00Z".into(),
-            amount: None,
-            captured: None,
-            capture_deferred: None,
-            carrier: None,
-            service: None,
-            tracking_code: None,
-            tracking_url: None,
-            label_url: None,
-            tracking_status: None,
-            tracking_updated_at: None,
-            tracking_rank: None,
-        };
+        let parcel = Shipment::reported(
+            "P1",
+            "ord_1-wh-a",
+            "wh-a",
+            vec![ShipLine { sku: "SKU-1".into(), quantity: 2 }],
+            500,
+            Parcel { length_cm: 10, width_cm: 10, height_cm: 10 },
+            "2026-11-27T10:00:00Z".into(),
+        );
         {
             let mut o = orders.orders.lock().unwrap();
             let o = o.get_mut("ord_1").unwrap();

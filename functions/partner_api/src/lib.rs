@@ -235,26 +235,8 @@ async fn report_shipment(State(deps): State<AppState>, headers: HeaderMap, body:
             );
         }
     }
-    let shipment = Shipment {
-        shipment_id: sid.clone(),
-        dispatch_id: dispatch.dispatch_id.clone(),
-        warehouse: warehouse.clone(),
-        lines,
-        weight_grams: r.weight_grams,
-        parcel: Parcel { length_cm: r.parcel.length_cm, width_cm: r.parcel.width_cm, height_cm: r.parcel.height_cm },
-        reported_at: now_rfc3339(),
-        amount: None,
-        captured: None,
-        capture_deferred: None,
-        carrier: None,
-        service: None,
-        tracking_code: None,
-        tracking_url: None,
-        label_url: None,
-        tracking_status: None,
-        tracking_updated_at: None,
-        tracking_rank: None,
-    };
+    let parcel = Parcel { length_cm: r.parcel.length_cm, width_cm: r.parcel.width_cm, height_cm: r.parcel.height_cm };
+    let shipment = Shipment::reported(&sid, &dispatch.dispatch_id, &warehouse, lines, r.weight_grams, parcel, now_rfc3339());
     match deps.orders.add_shipment(&order.order_id, &shipment, &token_hash).await {
         Ok(AddShipment::Added) => {}
         Ok(AddShipment::Exists(prev)) => {
