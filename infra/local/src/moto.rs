@@ -430,6 +430,18 @@ def _ready_executions(self, execution_status=None):
     return [e for e in _running(self, execution_status) if getattr(getattr(e, "exec_worker", None), "env", None) is not None or execution_status is None]
 _sfnp.StepFunctionsParserBackend._get_executions = _ready_executions
 
+# A callback task's heartbeat clock is set up only after its Lambda invocation returns; a heartbeat
+# in between (a warehouse answering a pick list before send_pick_list's invocation has returned) was
+# answered InvalidToken, though the task is open (AWS accepts it from the task's start). An open task
+# without a heartbeat clock yet accepts the heartbeat.
+import moto.stepfunctions.parser.asl.eval.callback.callback as _cbk
+_notify_heartbeat = _cbk.CallbackEndpoint.notify_heartbeat
+def _notify_heartbeat_open(self):
+    if getattr(self, "_heartbeat_endpoint", None) is None:
+        return self.get_outcome() is None
+    return _notify_heartbeat(self)
+_cbk.CallbackEndpoint.notify_heartbeat = _notify_heartbeat_open
+
 from moto.server import main
 main()
 "#;
