@@ -538,6 +538,29 @@ fn a_parcel_whose_run_did_not_start_ships_on_the_retry_or_at_the_waits_timeout()
 }
 
 #[test]
+fn a_report_that_comes_before_send_pick_list_has_returned_is_taken() {
+    let h = harness();
+    h.run(async {
+        // send_pick_list has sent the pick list and its return is late (a slow Lambda): the wait is
+        // open from its start on AWS, so a warehouse that answers at once is taken, not refused
+        let sku = h.new_sku(1900, 3).await;
+        h.stack.edge.hold_answer("send_pick_list", &sku, Duration::from_secs(6));
+        let placed = h.place(&order_body(&h.email("fastwh"), &[(&sku, 1)], "pm_card_visa")).await;
+        let id = placed.order_id();
+        let msg = pick(h, &id, None).await;
+        ship(h, &msg, "F1", &msg.lines()).await;
+        let returned = h.stack.edge.calls_for(&id).iter().any(|c| c.operation == "Invoke" && c.target.as_deref() == Some("send_pick_list"));
+        assert!(!returned, "the report was answered while send_pick_list's invocation was still running");
+        let o = until(h, &id, "shipped", |o| o.status.as_str() == "SHIPPED" && !o.dispatch_ends.is_empty()).await;
+        assert_eq!(o.dispatch_ends.values().map(|e| e.outcome.as_str()).collect::<Vec<_>>(), ["shipped"]);
+        assert_eq!(o.payment.as_ref().unwrap().captured_minor, o.totals.total.minor);
+        let pi = h.intents(&id)[0]["id"].as_str().unwrap().to_string();
+        assert_eq!(h.stack.gateway.capture_count(&pi), 1);
+        conserved(h, &sku).await;
+    });
+}
+
+#[test]
 fn wf_3_a_capture_that_fails_after_shipping_compensates_and_alarms() {
     let h = harness();
     h.run(async {
