@@ -15,9 +15,15 @@ use std::collections::BTreeMap;
 pub struct DispatchTask {
     pub dispatch_id: String,
     pub warehouse: String,
-    /// How long the workflow waits for this warehouse's next shipment report: the warehouse
-    /// timeout, capped by the payment hold guard (fulfillment::wait_seconds).
+    /// The wait's hard limit (TimeoutSeconds): `heartbeat_seconds` and one more second.
     pub wait_seconds: i64,
+    /// How long the workflow waits for this warehouse's next shipment report: the warehouse
+    /// timeout, capped by the payment hold guard (fulfillment::wait_seconds). It is the wait's
+    /// heartbeat clock (HeartbeatSeconds): with no heartbeat the wait ends by it, and partner_api's
+    /// heartbeat (SendTaskHeartbeat, "is this wait still open?") is answered for a task that has a
+    /// heartbeat clock, as AWS documents the call; a heartbeat never extends the wait more than a
+    /// second (`wait_seconds` caps it: WF-2, PAY-5).
+    pub heartbeat_seconds: i64,
     /// Units of this dispatch not shipped yet; 0 ends the dispatch.
     pub open_units: i64,
     pub pick_list: PickList,
@@ -83,10 +89,14 @@ pub fn task(settings: &DispatchSettings, order: &Order, warehouse: &str, open: &
     }
     let capture_before = order.payment.as_ref().and_then(|p| p.capture_before);
     let lines: Vec<ShipLine> = open.iter().filter(|(_, q)| **q > 0).map(|(sku, q)| ShipLine { sku: sku.clone(), quantity: *q }).collect();
+    // The wait ends by its heartbeat clock; ASL wants HeartbeatSeconds < TimeoutSeconds, and the
+    // timeout a second later caps a wait that was heartbeaten.
+    let wait = wait_seconds(chrono::Utc::now().timestamp(), capture_before, settings.hold_expiry_margin_seconds, settings.warehouse_timeout_seconds);
     Ok(DispatchTask {
         dispatch_id: dispatch_id(&order.order_id, warehouse),
         warehouse: warehouse.to_string(),
-        wait_seconds: wait_seconds(chrono::Utc::now().timestamp(), capture_before, settings.hold_expiry_margin_seconds, settings.warehouse_timeout_seconds),
+        wait_seconds: wait + 1,
+        heartbeat_seconds: wait,
         open_units: lines.iter().map(|l| l.quantity).sum(),
         pick_list: PickList {
             order_id: order.order_id.clone(),

@@ -289,11 +289,21 @@ impl OrderRepository for InMemoryOrders {
             Ok(())
         })
     }
-    async fn end_dispatch(&self, order_id: &str, dispatch_id: &str, end: &crate::domain::order::DispatchEnd, event: TimelineEntry) -> Result<Order> {
+    async fn end_dispatch(
+        &self,
+        order_id: &str,
+        dispatch_id: &str,
+        end: &crate::domain::order::DispatchEnd,
+        settled: Option<&str>,
+        event: TimelineEntry,
+    ) -> Result<Order> {
         self.with_order(order_id, |o| {
             if !o.dispatch_ends.contains_key(dispatch_id) {
                 o.dispatch_ends.insert(dispatch_id.to_string(), end.clone());
                 o.timeline.push(event);
+                if let (Some(text), Some(p)) = (settled, o.payment.as_mut()) {
+                    p.settled = Some(text.to_string());
+                }
             }
             Ok(o.clone())
         })
@@ -588,6 +598,12 @@ pub struct RecordingWorkflows {
     pub fulfillments: Mutex<Vec<String>>,
     /// Returns executions started: (name, input).
     pub returns: Mutex<Vec<(String, serde_json::Value)>>,
+    /// Parcel runs started (their input).
+    pub parcels: Mutex<Vec<serde_json::Value>>,
+    /// Task tokens whose wait is over (a heartbeat or success on them is refused).
+    pub closed_tokens: Mutex<Vec<String>>,
+    /// Task tokens answered, with the output.
+    pub answered: Mutex<Vec<(String, serde_json::Value)>>,
 }
 
 #[async_trait]
@@ -615,7 +631,22 @@ impl Workflows for RecordingWorkflows {
         started.push((return_id.to_string(), input.clone()));
         Ok(true)
     }
-    async fn send_task_success(&self, _token: &str, _output: &serde_json::Value) -> Result<()> {
+    async fn send_task_success(&self, token: &str, output: &serde_json::Value) -> Result<()> {
+        if self.closed_tokens.lock().unwrap().iter().any(|t| t == token) {
+            return Err(crate::StepError::InvalidState("task token no longer waiting".into()));
+        }
+        self.answered.lock().unwrap().push((token.to_string(), output.clone()));
+        self.closed_tokens.lock().unwrap().push(token.to_string());
+        Ok(())
+    }
+    async fn task_heartbeat(&self, token: &str) -> Result<()> {
+        if self.closed_tokens.lock().unwrap().iter().any(|t| t == token) {
+            return Err(crate::StepError::InvalidState("task token no longer waiting".into()));
+        }
+        Ok(())
+    }
+    async fn start_parcel(&self, _order_id: &str, input: &serde_json::Value) -> Result<()> {
+        self.parcels.lock().unwrap().push(input.clone());
         Ok(())
     }
 }

@@ -20,6 +20,13 @@ pub trait OrderRepository: Send + Sync {
     /// Move the order to `next` only from a status in `next.allowed_from()`, appending `event` to the
     /// timeline. Returns false (and writes nothing) when the order is not in such a status.
     async fn transition(&self, order_id: &str, next: OrderStatus, reason: Option<String>, event: TimelineEntry) -> Result<bool>;
+    /// A transition that also sets a shipment's price (`shipments.<id>.amount`), in one write when
+    /// the adapter can: false = the transition was not allowed and nothing was written. An adapter
+    /// without a one-write form writes the price, then transitions.
+    async fn transition_pricing_shipment(&self, order_id: &str, next: OrderStatus, shipment_id: &str, amount: Money, event: TimelineEntry) -> Result<bool> {
+        self.update_shipment(order_id, shipment_id, vec![("amount", serde_json::json!(amount))], None).await?;
+        self.transition(order_id, next, None, event).await
+    }
     async fn append_timeline(&self, order_id: &str, event: TimelineEntry) -> Result<()>;
     /// Take the order's lease `name` until `until` (RFC 3339, UTC), unless another holder's lease
     /// is still running at `now`: false then, and nothing written. One worker at a time closes an
@@ -97,8 +104,16 @@ pub trait OrderRepository: Send + Sync {
     /// A pick-list token (its hash) issued for one of the order's dispatches. Idempotent.
     async fn record_issued_token(&self, order_id: &str, token_hash: &str, dispatch_id: &str) -> Result<()>;
     /// Record how a dispatch ended, once (a second end of the same dispatch changes nothing); the
-    /// order as it now is.
-    async fn end_dispatch(&self, order_id: &str, dispatch_id: &str, end: &crate::domain::order::DispatchEnd, event: TimelineEntry) -> Result<Order>;
+    /// order as it now is. `settled`: the payment's settlement, written in the same update (the last
+    /// dispatch of a fully captured order).
+    async fn end_dispatch(
+        &self,
+        order_id: &str,
+        dispatch_id: &str,
+        end: &crate::domain::order::DispatchEnd,
+        settled: Option<&str>,
+        event: TimelineEntry,
+    ) -> Result<Order>;
     async fn record_dispatch_cancelled(&self, order_id: &str, token_hash: &str, event: TimelineEntry) -> Result<bool>;
     /// One page of the orders an operator asked for (`domain::order_index`), oldest first, and the
     /// cursor of the next page.
@@ -115,6 +130,20 @@ pub trait OrderRepository: Send + Sync {
     async fn update_payment(&self, order_id: &str, fields: Vec<(&str, serde_json::Value)>, event: Option<TimelineEntry>) -> Result<()>;
     /// Apply a carrier status to a shipment only if it moves forward (see fulfillment::tracking_advances).
     async fn apply_tracking(&self, order_id: &str, shipment_id: &str, status: &str, updated_at: &str, event: TimelineEntry) -> Result<bool>;
+    /// The last parcel's "delivered", and the order's move to DELIVERED, in one write: applied only
+    /// if the status moves forward, the order is SHIPPED or PARTIALLY_FULFILLED and every parcel in
+    /// `others` is delivered. Ok(false): nothing written (the caller takes the two-step path). An
+    /// adapter without a one-write form answers false.
+    async fn deliver_last_parcel(
+        &self,
+        _order_id: &str,
+        _shipment_id: &str,
+        _updated_at: &str,
+        _others: &[String],
+        _events: [TimelineEntry; 2],
+    ) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// What recording a return came to.
@@ -406,6 +435,12 @@ pub trait Workflows: Send + Sync {
     async fn start_return(&self, return_id: &str, input: &serde_json::Value) -> Result<bool>;
     /// Err(InvalidState) when the token is no longer waiting (used, timed out, execution over).
     async fn send_task_success(&self, token: &str, output: &serde_json::Value) -> Result<()>;
+    /// Is the wait behind this token still open? Ok = waiting (a heartbeat changes nothing else);
+    /// Err(InvalidState) when it is no longer waiting (answered, timed out, execution over).
+    async fn task_heartbeat(&self, token: &str) -> Result<()>;
+    /// Start a parcel run for a warehouse's answer (Express, asynchronous, not de-duplicated by
+    /// name: every parcel step is idempotent), named `<order id>-<uuid>`.
+    async fn start_parcel(&self, order_id: &str, input: &serde_json::Value) -> Result<()>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -71,6 +71,12 @@ impl Wiring {
         Ok(Arc::new(self.callbacks().starting_fulfillment(self.env.require("FULFILLMENT_STATE_MACHINE_ARN")?)))
     }
 
+    /// Callbacks, and starting parcel runs for a warehouse's answer (`PARCEL_STATE_MACHINE_ARN`).
+    #[cfg(feature = "sfn")]
+    pub fn parcel_starter(&self) -> Result<Arc<dyn Workflows>, ConfigError> {
+        Ok(Arc::new(self.callbacks().starting_parcels(self.env.require("PARCEL_STATE_MACHINE_ARN")?)))
+    }
+
     /// Callbacks, and starting returns executions (`RETURNS_STATE_MACHINE_ARN`).
     #[cfg(feature = "sfn")]
     pub fn returns_starter(&self) -> Result<crate::aws::workflows::SfnWorkflows, ConfigError> {

@@ -105,27 +105,41 @@ fn an_order_goes_from_post_to_delivered_and_captures_exactly_what_shipped() {
                 && subjects.iter().any(|s| s.contains("was delivered"))
                 && subjects.iter().any(|s| s.starts_with("How was"))
         );
-        assert_eq!(settle_end(h, &id).await, "SUCCEEDED");
         // the work between waits ran once each, in Express runs (#11: not billed per state): the
-        // fulfilment (routing), the parcel, the settlement
+        // fulfilment (routing) and the parcel; the parcel's end settled the fully captured order
+        // (no settle run)
         let r = h.stack.report(&id).await;
         let runs = |m: &str| r.child_runs.get(m).copied().unwrap_or(0);
         use orderflow_local::provision::{DISPATCH_MACHINE, FULFILLMENT_MACHINE, LIFECYCLE_MACHINE, PARCEL_MACHINE, SETTLE_MACHINE};
-        assert_eq!((runs(FULFILLMENT_MACHINE), runs(PARCEL_MACHINE), runs(SETTLE_MACHINE)), (1, 1, 1), "{:?}", r.child_runs);
+        assert_eq!((runs(FULFILLMENT_MACHINE), runs(PARCEL_MACHINE), runs(SETTLE_MACHINE)), (1, 1, 0), "{:?}", r.child_runs);
+        assert_eq!(order(h, &id).await.payment.unwrap().settled.as_deref(), Some("fully captured (fulfilled)"));
         let fulfil = &r.states[FULFILLMENT_MACHINE];
         assert_eq!(fulfil, &["RouteShipments", "AnythingToDispatch", "StartDispatches", "StartDispatch"], "{fulfil:?}");
         let parcel = &r.states[PARCEL_MACHINE];
-        let steps =
-            ["ReportOrCancel", "ShipStock", "BuyLabel", "CapturePayment", "NotifyShipped", "MoreToShip", "Shipped", "EndDispatch", "AllEnded", "StartSettle"];
+        // started by partner_api for the warehouse's report: it ends the wait first
+        let steps = [
+            "AnswerFromPartnerApi",
+            "EndWait",
+            "ReportOrCancel",
+            "ShipStock",
+            "BuyLabel",
+            "CapturePayment",
+            "NotifyShipped",
+            "MoreToShip",
+            "Shipped",
+            "EndDispatch",
+            "AllEnded",
+            "SettledWithTheEnd",
+        ];
         assert_eq!(parcel, &steps, "{parcel:?}");
-        let settle = &r.states[SETTLE_MACHINE];
-        assert_eq!(settle, &["Settled", "SettlePayment", "AfterSettle", "Fulfilled"], "{settle:?}");
+        assert!(!r.states.contains_key(SETTLE_MACHINE), "{:?}", r.states);
         // what Standard bills for a delivered one-parcel order: the one wait for the warehouse
-        // (named by the dispatch and its open units) and the start of its parcel run; no lifecycle
-        assert_eq!(r.states[DISPATCH_MACHINE], ["AwaitShipment", "RunParcel"], "{:?}", r.states);
+        // (named by the dispatch and its open units), answered; its parcel run was started by
+        // partner_api (stop 24: it was a second state, RunParcel); no lifecycle
+        assert_eq!(r.states[DISPATCH_MACHINE], ["AwaitShipment"], "{:?}", r.states);
         assert!(!r.states.contains_key(LIFECYCLE_MACHINE), "{:?}", r.states);
         assert_eq!(h.stack.order_runs(DISPATCH_MACHINE, &id).await, ["SUCCEEDED"]);
-        assert_eq!(r.transitions - r.states[orderflow_local::provision::CHECKOUT_MACHINE].len(), 2);
+        assert_eq!(r.transitions - r.states[orderflow_local::provision::CHECKOUT_MACHINE].len(), 1);
         // the gateway's own event about the capture reconciled the order's payment
         let o = until(h, &id, "gateway reconciliation", |o| o.payment.as_ref().is_some_and(|p| p.gateway_received_minor == Some(total))).await;
         assert_eq!(o.payment.unwrap().gateway_status.as_deref(), Some("succeeded"));
@@ -471,6 +485,81 @@ fn replenishment_sends_one_purchase_order_and_receiving_restocks() {
     });
 }
 
+/// partner_api records a warehouse's parcel, checks that the pick list's wait is open (a heartbeat),
+/// and starts the parcel run itself; the run's first state ends the wait, so an answered wait bills
+/// one Standard state. Should the start fail after the record, the warehouse gets a 5xx: its retry
+/// of the same report starts the run; and if no retry ever comes, the wait's own timeout finds the
+/// recorded parcel and ships it (never a dispatch timed out with its goods gone).
+#[test]
+fn a_parcel_whose_run_did_not_start_ships_on_the_retry_or_at_the_waits_timeout() {
+    let h = harness();
+    h.run(async {
+        let sku = h.new_sku(2500, 4).await;
+        let mut orders = vec![];
+        for who in ["norun-retry", "norun-silent"] {
+            let placed = h.place(&order_body(&h.email(who), &[(&sku, 1)], "pm_card_visa")).await;
+            let id = placed.order_id();
+            let msg = pick(h, &id, None).await;
+            // every attempt of partner_api's start (the SDK's three) fails before taking effect
+            for _ in 0..3 {
+                h.stack.faults.aim("states", "StartExecution", &id, orderflow_local::faults::Kind::ServerError);
+            }
+            let report = msg.report("NR1", &msg.lines());
+            let (st, body) = h.stack.warehouses.send_report(&msg, &report).await;
+            assert!(st >= 500, "the warehouse is told to retry: {st} {body}");
+            let o = h.stack.deps.orders.get(&id).await.unwrap().unwrap();
+            assert!(o.shipments.contains_key("NR1") && o.status.as_str() == "CONFIRMED", "the parcel is recorded, not yet shipped: {:?}", o.status);
+            orders.push((id, msg, report));
+        }
+        // the first warehouse retries: the replay starts the run at once
+        let (id, msg, report) = &orders[0];
+        let (st, body) = h.stack.warehouses.send_report(msg, report).await;
+        assert_eq!(st, 200, "{body}");
+        let o = until(h, id, "shipped", |o| o.status.as_str() == "SHIPPED" && o.dispatch_ends.values().any(|e| e.outcome == "shipped")).await;
+        assert_eq!(o.payment.as_ref().unwrap().captured_minor, o.totals.total.minor);
+        // what crossed the wire: three starts refused (each attempt of the first report), one made
+        // by partner_api on the replay
+        let refused = h.stack.faults.injected.lock().unwrap().iter().filter(|i| i.service == "states" && i.order_id.as_deref() == Some(id.as_str())).count();
+        let started = h.stack.edge.calls_for(id).iter().filter(|c| c.operation == "StartExecution" && c.caller.as_deref() == Some("partner_api")).count();
+        assert_eq!((refused, started), (3, 1));
+        // the second never retries: its wait times out, finds the recorded parcel and ships it
+        let (id, _, _) = &orders[1];
+        let o = until(h, id, "shipped after the wait's timeout", |o| o.status.as_str() == "SHIPPED" && !o.dispatch_ends.is_empty()).await;
+        assert_eq!(o.dispatch_ends.values().map(|e| e.outcome.as_str()).collect::<Vec<_>>(), ["shipped"], "not a timeout: the goods left");
+        assert_eq!(o.payment.as_ref().unwrap().captured_minor, o.totals.total.minor);
+        for (id, _, _) in &orders {
+            let pi = h.intents(id)[0]["id"].as_str().unwrap().to_string();
+            assert_eq!(h.stack.gateway.capture_count(&pi), 1, "{id}: one capture");
+        }
+        let l = h.stack.deps.stock.level(&sku).await.unwrap().unwrap();
+        assert_eq!((l.available, l.reserved, l.shipped), (2, 0, 2));
+        conserved(h, &sku).await;
+    });
+}
+
+#[test]
+fn a_report_that_comes_before_send_pick_list_has_returned_is_taken() {
+    let h = harness();
+    h.run(async {
+        // send_pick_list has sent the pick list and its return is late (a slow Lambda): the wait is
+        // open from its start on AWS, so a warehouse that answers at once is taken, not refused
+        let sku = h.new_sku(1900, 3).await;
+        h.stack.edge.hold_answer("send_pick_list", &sku, Duration::from_secs(6));
+        let placed = h.place(&order_body(&h.email("fastwh"), &[(&sku, 1)], "pm_card_visa")).await;
+        let id = placed.order_id();
+        let msg = pick(h, &id, None).await;
+        ship(h, &msg, "F1", &msg.lines()).await;
+        let returned = h.stack.edge.calls_for(&id).iter().any(|c| c.operation == "Invoke" && c.target.as_deref() == Some("send_pick_list"));
+        assert!(!returned, "the report was answered while send_pick_list's invocation was still running");
+        let o = until(h, &id, "shipped", |o| o.status.as_str() == "SHIPPED" && !o.dispatch_ends.is_empty()).await;
+        assert_eq!(o.dispatch_ends.values().map(|e| e.outcome.as_str()).collect::<Vec<_>>(), ["shipped"]);
+        assert_eq!(o.payment.as_ref().unwrap().captured_minor, o.totals.total.minor);
+        let pi = h.intents(&id)[0]["id"].as_str().unwrap().to_string();
+        assert_eq!(h.stack.gateway.capture_count(&pi), 1);
+        conserved(h, &sku).await;
+    });
+}
+
 #[test]
 fn wf_3_a_capture_that_fails_after_shipping_compensates_and_alarms() {
     let h = harness();
@@ -706,8 +795,7 @@ fn an_order_routed_before_dispatch_ends_existed_still_settles() {
         let p = pick(h, &id, None).await;
         h.remove_order_attribute(&id, "dispatch_ends").await;
         ship(h, &p, "P1", &p.lines()).await;
-        assert_eq!(settle_end(h, &id).await, "SUCCEEDED");
-        let o = order(h, &id).await;
+        let o = until(h, &id, "settled", |o| o.payment.as_ref().is_some_and(|p| p.settled.is_some())).await;
         assert_eq!(o.dispatch_ends.get(p.dispatch_id()).map(|e| e.outcome.as_str()), Some("shipped"), "{:?}", o.dispatch_ends);
         assert_eq!(o.payment.unwrap().captured_minor, o.totals.total.minor);
     });

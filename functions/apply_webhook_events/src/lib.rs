@@ -83,6 +83,14 @@ async fn carrier(deps: &Deps, q: &Queued) -> Result<(), StepError> {
         async move {
             let detail = result["tracking_details"].as_array().and_then(|d| d.last()).and_then(|d| d["message"].as_str()).map(String::from);
             let ev = TimelineEntry::now(&format!("tracking_{status}"), Some(format!("{sid} ({code}){}", detail.map(|d| format!(": {d}")).unwrap_or_default())));
+            if status == "delivered" && deliver_in_one_write(deps, &order_id, &sid, updated_at, &ev).await? {
+                // The last parcel delivered and the order DELIVERED in one write (#11: the ~4 KB
+                // order item written once, not twice): tell the customer, ask for feedback later.
+                deps.queue.send(&deps.notifications_queue_url, &Notification::tracking(&order_id, &sid, status).to_json()).await?;
+                feedback_later(deps, &order_id).await?;
+                tracing::info!("order delivered; feedback request scheduled");
+                return Ok(());
+            }
             let applied = deps.orders.apply_tracking(&order_id, &sid, status, updated_at, ev).await?;
             let order = deps.orders.get(&order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {order_id} not found")))?;
             let current = order.shipments.get(&sid).and_then(|s| s.tracking_status.clone());
@@ -110,13 +118,7 @@ async fn carrier(deps: &Deps, q: &Queued) -> Result<(), StepError> {
                     )
                     .await?;
                 if moved {
-                    deps.queue
-                        .send_delayed(
-                            &deps.notifications_queue_url,
-                            &Notification::new(&order_id, NotificationKind::FeedbackRequest).to_json(),
-                            deps.feedback_delay_seconds,
-                        )
-                        .await?;
+                    feedback_later(deps, &order_id).await?;
                     tracing::info!("order delivered; feedback request scheduled");
                 }
             }
@@ -125,6 +127,29 @@ async fn carrier(deps: &Deps, q: &Queued) -> Result<(), StepError> {
         span,
     )
     .await
+}
+
+/// "delivered" for the order's last parcel still on its way: the parcel's status and the order's
+/// DELIVERED in one conditional write. false: not the last parcel, not a forward move, or the order
+/// changed meanwhile; the two-step path then decides, as before.
+async fn deliver_in_one_write(deps: &Deps, order_id: &str, sid: &str, updated_at: &str, ev: &TimelineEntry) -> Result<bool, StepError> {
+    let Some(order) = deps.orders.get(order_id).await? else { return Ok(false) };
+    if !order.shipments.contains_key(sid) || !matches!(order.status, OrderStatus::Shipped | OrderStatus::PartiallyFulfilled) {
+        return Ok(false);
+    }
+    let others: Vec<String> = order.shipments.keys().filter(|k| k.as_str() != sid).cloned().collect();
+    if others.iter().any(|k| order.shipments[k].tracking_status.as_deref() != Some("delivered")) {
+        return Ok(false);
+    }
+    let delivered = TimelineEntry::now("delivered", Some(format!("{} parcel(s) delivered", order.shipments.len())));
+    deps.orders.deliver_last_parcel(order_id, sid, updated_at, &others, [ev.clone(), delivered]).await
+}
+
+/// The feedback request, a while after delivery (SQS delay).
+async fn feedback_later(deps: &Deps, order_id: &str) -> Result<(), StepError> {
+    deps.queue
+        .send_delayed(&deps.notifications_queue_url, &Notification::new(order_id, NotificationKind::FeedbackRequest).to_json(), deps.feedback_delay_seconds)
+        .await
 }
 
 async fn gateway(deps: &Deps, q: &Queued) -> Result<(), StepError> {

@@ -15,7 +15,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use orderflow_shared::domain::order::{is_order_id, TimelineEntry};
 use orderflow_shared::http::error;
-use orderflow_shared::StepError;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -88,9 +87,10 @@ pub async fn answer_cancellation(State(deps): State<AppState>, headers: HeaderMa
                 }
                 Err(e) => return internal(e),
             }
-            match deps.workflows.send_task_success(&a.dispatch_token, &json!({"cancelled": true, "warehouse": warehouse})).await {
-                Ok(()) | Err(StepError::InvalidState(_)) => {}
-                Err(e) => return internal(e),
+            // The parcel run ends the dispatch as cancelled (and the wait); a wait already over has
+            // its own run (a timeout run finds this recorded answer).
+            if let Err(e) = crate::run_parcel(&deps, &a.order_id, &a.dispatch_id, &a.dispatch_token, json!({"cancelled": true, "warehouse": warehouse})).await {
+                return internal(e);
             }
             tracing::info!("dispatch cancelled by the warehouse");
             (StatusCode::ACCEPTED, axum::Json(json!({"order_id": a.order_id, "outcome": "cancelled"}))).into_response()

@@ -51,7 +51,7 @@ impl Deps {
             once: w.idempotency()?,
             queue: w.queue(),
             webhook_events_queue_url: w.queue_url("WEBHOOK_EVENTS_QUEUE_URL")?,
-            workflows: Arc::new(w.callbacks()),
+            workflows: w.parcel_starter()?,
             carrier_webhook_secret: Arc::new(w.env.secret("CARRIER_WEBHOOK_SECRET")?),
             gateway_webhook_secret: Arc::new(w.env.secret("GATEWAY_WEBHOOK_SECRET")?),
             warehouse_api_tokens: Arc::new(w.env.secret("WAREHOUSE_API_TOKENS")?),
@@ -235,26 +235,8 @@ async fn report_shipment(State(deps): State<AppState>, headers: HeaderMap, body:
             );
         }
     }
-    let shipment = Shipment {
-        shipment_id: sid.clone(),
-        dispatch_id: dispatch.dispatch_id.clone(),
-        warehouse: warehouse.clone(),
-        lines,
-        weight_grams: r.weight_grams,
-        parcel: Parcel { length_cm: r.parcel.length_cm, width_cm: r.parcel.width_cm, height_cm: r.parcel.height_cm },
-        reported_at: now_rfc3339(),
-        amount: None,
-        captured: None,
-        capture_deferred: None,
-        carrier: None,
-        service: None,
-        tracking_code: None,
-        tracking_url: None,
-        label_url: None,
-        tracking_status: None,
-        tracking_updated_at: None,
-        tracking_rank: None,
-    };
+    let parcel = Parcel { length_cm: r.parcel.length_cm, width_cm: r.parcel.width_cm, height_cm: r.parcel.height_cm };
+    let shipment = Shipment::reported(&sid, &dispatch.dispatch_id, &warehouse, lines, r.weight_grams, parcel, now_rfc3339());
     match deps.orders.add_shipment(&order.order_id, &shipment, &token_hash).await {
         Ok(AddShipment::Added) => {}
         Ok(AddShipment::Exists(prev)) => {
@@ -266,16 +248,18 @@ async fn report_shipment(State(deps): State<AppState>, headers: HeaderMap, body:
             if prev.lines != shipment.lines || prev.dispatch_id != shipment.dispatch_id {
                 return error(StatusCode::CONFLICT, "shipment_id_reused", "this shipmentId was already reported with other contents", Some("shipmentId"));
             }
-            // A retry of a report whose first answer was lost: wake the workflow again in case the
-            // first attempt never reached it (a token already used is simply refused upstream).
+            // A retry of a report whose first answer was lost: if the wait is still open, the first
+            // attempt may have died before starting the parcel run, so start it again (a second run
+            // of the same parcel changes nothing). A wait that is over was ended by the parcel run,
+            // or timed out, and then its timeout run processes this recorded answer (end_dispatch).
             let answered_by_this = match deps.orders.get(&order.order_id).await {
                 Ok(Some(o)) => o.answered_tokens.get(&token_hash).is_some_and(|sid| *sid == prev.shipment_id),
                 Ok(None) => false,
                 Err(e) => return internal(e),
             };
             if answered_by_this {
-                match deps.workflows.send_task_success(&r.dispatch_token, &json!({"shipmentId": prev.shipment_id})).await {
-                    Ok(()) | Err(StepError::InvalidState(_)) => {}
+                match run_parcel(&deps, &order.order_id, &dispatch.dispatch_id, &r.dispatch_token, json!({"shipmentId": prev.shipment_id})).await {
+                    Ok(_) => {}
                     Err(e) => return internal(e),
                 }
             }
@@ -295,17 +279,18 @@ async fn report_shipment(State(deps): State<AppState>, headers: HeaderMap, body:
         }
         Err(e) => return internal(e),
     }
-    // Wake the workflow's wait for this dispatch. A token that is no longer waiting (already used by
-    // another parcel, or timed out) means this report answers nothing: take it back. A transient
-    // failure keeps the record (the call may have reached Step Functions): the warehouse's retry of
-    // the same report is then a replay that wakes the workflow again.
-    match deps.workflows.send_task_success(&r.dispatch_token, &json!({"shipmentId": shipment.shipment_id})).await {
-        Ok(()) => {}
-        Err(StepError::InvalidState(m)) | Err(StepError::InvalidInput(m)) => {
+    // The parcel run for this answer: started here, once the wait is known to be open. A token
+    // that is no longer waiting (already used by another parcel, or timed out) means this report
+    // answers nothing: take it back. A transient failure keeps the record: the warehouse's retry
+    // of the same report is then a replay that starts the run again, and if no retry comes the
+    // wait's own timeout run finds this recorded answer and processes it (end_dispatch).
+    match run_parcel(&deps, &order.order_id, &dispatch.dispatch_id, &r.dispatch_token, json!({"shipmentId": shipment.shipment_id})).await {
+        Ok(true) => {}
+        Ok(false) => {
             if let Err(e) = deps.orders.remove_shipment(&order.order_id, &shipment.shipment_id, &token_hash).await {
                 return internal(e);
             }
-            tracing::warn!(order_id = %order.order_id, shipment_id = %shipment.shipment_id, %m, "shipment report for a dispatch that is not waiting");
+            tracing::warn!(order_id = %order.order_id, shipment_id = %shipment.shipment_id, "shipment report for a dispatch that is not waiting");
             return error(
                 StatusCode::CONFLICT,
                 "dispatch_not_awaiting",
@@ -317,6 +302,23 @@ async fn report_shipment(State(deps): State<AppState>, headers: HeaderMap, body:
     }
     tracing::info!(order_id = %order.order_id, shipment_id = %shipment.shipment_id, %warehouse, "shipment accepted");
     (StatusCode::ACCEPTED, axum::Json(json!({"shipment_id": r.shipment_id, "status": "accepted"}))).into_response()
+}
+
+/// Start the parcel run for a warehouse's answer to a pick list, once its wait is known to be open
+/// (a heartbeat on the token: a free call that changes nothing). The run's first state answers the
+/// token, so the Standard wait bills one state; should the wait time out between the heartbeat and
+/// that answer, its timeout run finds the recorded answer and processes it (end_dispatch), and the
+/// two runs' steps are idempotent. Ok(false): the wait is over (answered, timed out or gone) and
+/// nothing was started.
+pub(crate) async fn run_parcel(deps: &Deps, order_id: &str, dispatch_id: &str, token: &str, answer: Value) -> Result<bool, StepError> {
+    match deps.workflows.task_heartbeat(token).await {
+        Ok(()) => {}
+        Err(StepError::InvalidState(_)) | Err(StepError::InvalidInput(_)) => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    let input = json!({"orderId": order_id, "dispatch": {"dispatchId": dispatch_id}, "shipment": answer, "taskToken": token});
+    deps.workflows.start_parcel(order_id, &input).await?;
+    Ok(true)
 }
 
 #[derive(Debug, Deserialize)]

@@ -43,7 +43,8 @@ impl Deps {
 #[serde(rename_all = "camelCase")]
 pub struct Input {
     pub order_id: String,
-    pub dispatch: DispatchTask,
+    /// The parcel the warehouse reported (the next pick list is made from the order, not from the
+    /// parcel run's input).
     pub shipment: ShipmentRef,
 }
 
@@ -71,12 +72,21 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<DispatchTask, StepError
     let charge = pricer(&order, lines.clone());
     let out = deps.stock.ship(&order.order_id, sid, &shipment.warehouse, &lines, &charge).await?;
     let amount = Money::new(out.amount_minor, order.totals.currency());
-    if shipment.amount.as_ref() != Some(&amount) {
-        deps.orders.update_shipment(&order.order_id, sid, vec![("amount", json!(amount))], None).await?;
-    }
     let next = if out.order_complete { OrderStatus::Shipped } else { OrderStatus::PartiallyShipped };
     let detail = format!("{sid}: {}", shipment.lines.iter().map(|l| format!("{} x {}", l.quantity, l.sku)).collect::<Vec<_>>().join(", "));
-    let moved = deps.orders.transition(&order.order_id, next, None, TimelineEntry::now(&next.as_str().to_lowercase(), Some(detail.clone()))).await?;
+    let event = TimelineEntry::now(&next.as_str().to_lowercase(), Some(detail.clone()));
+    // The parcel's price and the order's new status in one write of the order item (#11); when the
+    // status does not move (a further parcel, a replay), the price alone.
+    let priced = shipment.amount.as_ref() == Some(&amount);
+    let moved = if priced {
+        deps.orders.transition(&order.order_id, next, None, event).await?
+    } else {
+        let moved = deps.orders.transition_pricing_shipment(&order.order_id, next, sid, amount, event).await?;
+        if !moved {
+            deps.orders.update_shipment(&order.order_id, sid, vec![("amount", json!(amount))], None).await?;
+        }
+        moved
+    };
     if !moved && out.fresh {
         // A further parcel while already partially shipped: the status stays, the timeline says so.
         deps.orders.append_timeline(&order.order_id, TimelineEntry::now("parcel_shipped", Some(detail))).await?;

@@ -53,7 +53,24 @@ impl Path {
 
 fn prices(repo: &std::path::Path) -> Result<Value, String> {
     let text = std::fs::read_to_string(repo.join("infra/local/prices-us-east-1.json")).map_err(|e| e.to_string())?;
-    serde_json::from_str(&text).map_err(|e| e.to_string())
+    let mut p: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    // A gateway or carrier call is a wait in the function that makes it, billed at that function's
+    // memory: the largest MemorySize the template gives a function with a partner's base URL.
+    let t = crate::template::Template::load(&repo.join("infra/template.yaml"))?;
+    let mut partner_mb = 0u64;
+    for f in t.functions() {
+        let props = &t.doc["Resources"][f.logical_id.as_str()]["Properties"];
+        let vars = &props["Environment"]["Variables"];
+        if !vars["GATEWAY_BASE_URL"].is_null() || !vars["CARRIER_BASE_URL"].is_null() {
+            let mb = props["MemorySize"].as_u64().ok_or_else(|| format!("{}: no MemorySize", f.logical_id))?;
+            partner_mb = partner_mb.max(mb);
+        }
+    }
+    if partner_mb == 0 {
+        return Err("no function in the template calls the gateway or the carrier".into());
+    }
+    p["partner_caller_memory_gb"] = serde_json::json!(partner_mb as f64 / 1024.0);
+    Ok(p)
 }
 
 /// Statuses an order ends in (or waits in for a person): where the driver stops waiting.
@@ -340,7 +357,7 @@ async fn cost(
     let card_lookup = order.as_ref().is_some_and(|o| o.status != orderflow_shared::domain::order::OrderStatus::OutOfStock) as usize;
     let partner_calls = stack.gateway.requests_for_order(id).len() + card_lookup + order.as_ref().map(labels_bought).unwrap_or(0);
     let partner_seconds = partner_calls as f64 * f("partner_call_seconds_assumed");
-    add("lambda", (lambda_seconds + partner_seconds) * f("lambda_memory_gb") * f("lambda_arm64_per_gb_second"));
+    add("lambda", (lambda_seconds * f("lambda_memory_gb") + partner_seconds * f("partner_caller_memory_gb")) * f("lambda_arm64_per_gb_second"));
     if checkout_ran {
         // The same checkout as a Standard workflow: a transition per state instead of the request.
         let states = report.states.get(crate::provision::CHECKOUT_MACHINE).map(|s| s.len()).unwrap_or(0) as f64;
@@ -605,7 +622,7 @@ pub async fn run(stack: &Stack, orders: usize, concurrency: usize) -> Result<(),
         "delivered_write_units_by_step": writes_json,
         "delivered_order_item_bytes_by_attribute": anatomy.iter().map(|(k, b)| json!({"attribute": k, "bytes": b})).collect::<Vec<_>>(),
         "notes": [
-            "Lambda duration billed = each handler's own time (its wall time here minus the time it waited on the emulator) + AWS's answer time for each call it made (assumed: DynamoDB 5 ms, 8 ms for queries and batches, 15 ms for transactions; SQS 10 ms; SES 40 ms; Step Functions 25 ms) + partner_call_seconds_assumed per gateway or carrier call; orders_api also bills the synchronous checkout (its steps' billed time + 20 ms per state); 256 MB, arm64 prices.",
+            "Lambda duration billed = each handler's own time (its wall time here minus the time it waited on the emulator) + AWS's answer time for each call it made (assumed: DynamoDB 5 ms, 8 ms for queries and batches, 15 ms for transactions; SQS 10 ms; SES 40 ms; Step Functions 25 ms) + partner_call_seconds_assumed per gateway or carrier call; orders_api also bills the synchronous checkout (its steps' billed time + 20 ms per state); arm64 prices; the handlers' own time at 256 MB (lambda_memory_gb, the most any function has), the partner calls at the memory the template gives the functions that make them (partner_caller_memory_gb).",
             "all-Standard: the same orders with the checkout, the parcels and the settlements as Standard workflows (a transition per state instead of an Express request).",
             "DynamoDB: each write a function makes is billed ceil(max(item size before, after) / 1 KB) per item, 2x in transactions, the sizes read from the emulator around the write and computed by DynamoDB's rules (item_size.rs); 3 sparse-index writes per order; reads 1 unit (GetItem by the order item's size).",
             "SQS: each message is send + receive + delete; messages the state machines send are counted from their states.",

@@ -67,6 +67,9 @@ pub struct Edge {
     pub suppressed: Mutex<HashMap<String, String>>,
     /// Transient faults on the functions' DynamoDB and SQS calls (the soak; off otherwise).
     pub faults: Arc<crate::faults::Faults>,
+    /// Invocations whose answer a test holds back: (function, text the payload carries, how long).
+    /// A slow function as Lambda would run it: the work is done, its return is late.
+    pub held: Mutex<Vec<(String, String, Duration)>>,
 }
 
 /// The first order id (`ord_` + 32 hex) in a payload: what a call served.
@@ -108,6 +111,18 @@ impl Edge {
         self.calls.lock().unwrap().iter().filter(|c| c.order_id.as_deref() == Some(order_id)).cloned().collect()
     }
 
+    /// Hold back the answer of the next `function` invocation whose payload contains `carrying` for
+    /// `how_long` after its handler has returned (it is logged in `calls` only once it is answered).
+    pub fn hold_answer(&self, function: &str, carrying: &str, how_long: Duration) {
+        self.held.lock().unwrap().push((function.into(), carrying.into(), how_long));
+    }
+
+    fn held_for(&self, function: &str, payload: &str) -> Option<Duration> {
+        let mut held = self.held.lock().unwrap();
+        let at = held.iter().position(|(f, c, _)| f == function && payload.contains(c.as_str()))?;
+        Some(held.remove(at).2)
+    }
+
     pub fn emails_for(&self, order_id: &str) -> Vec<SentEmail> {
         self.emails.lock().unwrap().iter().filter(|e| e.order_id.as_deref() == Some(order_id)).cloned().collect()
     }
@@ -115,7 +130,9 @@ impl Edge {
     /// Invoke a hosted function the way Lambda does: a handled error is a 200 with
     /// X-Amz-Function-Error and `{errorType, errorMessage}`, which Step Functions matches in Catch.
     pub async fn invoke(&self, name: &str, payload: Value) -> Result<Value, (String, String)> {
-        let order = find_order_id(&payload.to_string());
+        let text = payload.to_string();
+        let order = find_order_id(&text);
+        let hold = self.held_for(name, &text);
         let Some(f) = self.functions.get(name) else {
             self.record("lambda", "Invoke", order, Some(name.to_string()));
             return Err(("ResourceNotFoundException".into(), format!("Function not found: {name}")));
@@ -130,6 +147,9 @@ impl Edge {
         };
         let out = h(payload).await;
         let micros = started.elapsed().as_micros() as u64;
+        if let Some(d) = hold {
+            tokio::time::sleep(d).await;
+        }
         // POST /orders names its order only in the answer.
         let order = order.or_else(|| out.as_ref().ok().and_then(|v| find_order_id(&v.to_string())));
         self.calls.lock().unwrap().push(Call {
@@ -242,9 +262,12 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
         _ => None,
     };
     // The soak's faults strike the functions' own DynamoDB and SQS calls (not the operator's, nor
-    // the engine's): before the call (nothing done) or after it (done, answer lost).
+    // the engine's), and a test's aimed fault their Step Functions calls too: before the call
+    // (nothing done) or after it (done, answer lost).
     let fault = match &principal {
-        crate::iam::Principal::Function(_) if matches!(service.as_str(), "dynamodb" | "sqs") => edge.faults.roll(&service, &operation, order.clone(), &text),
+        crate::iam::Principal::Function(_) if matches!(service.as_str(), "dynamodb" | "sqs" | "states") => {
+            edge.faults.roll(&service, &operation, order.clone(), &text)
+        }
         _ => None,
     };
     if let Some(kind) = fault.filter(|k| !k.after_effect()) {

@@ -173,6 +173,17 @@ impl Iam {
         if !direct.is_empty() {
             return direct;
         }
+        // An AWS SDK integration (`arn:aws:states:::aws-sdk:sfn:sendTaskSuccess`): the machines
+        // whose definitions use it for this action (the SDK names Step Functions `sfn`, IAM `states`).
+        if let Some((service, operation)) = action.split_once(':') {
+            let sdk_service = if service == "states" { "sfn" } else { service };
+            let integration = format!("arn:aws:states:::aws-sdk:{sdk_service}:{operation}").to_lowercase();
+            let by_sdk: Vec<String> =
+                self.machine_refs.iter().filter(|(_, refs)| refs.iter().any(|r| r.to_lowercase() == integration)).map(|(m, _)| m.clone()).collect();
+            if !by_sdk.is_empty() {
+                return by_sdk;
+            }
+        }
         // A resource chosen at run time (a warehouse queue from the state's input): every machine
         // whose definition picks that integration's target at run time must be allowed.
         let integration = format!("{DYNAMIC_TARGET}arn:aws:states:::{}", action.to_lowercase());
@@ -413,6 +424,16 @@ mod tests {
         assert!(i.authorize(&Principal::Engine, &[Need { action: "states:DescribeExecution".into(), resource: run.into() }]).is_ok());
         let other = "arn:aws:states:us-east-1:1:execution:orderflow-returns:r1";
         assert!(i.authorize(&Principal::Engine, &[Need { action: "states:DescribeExecution".into(), resource: other.into() }]).is_err());
+    }
+
+    #[test]
+    fn an_sdk_integrations_call_is_the_machines_that_use_it() {
+        let mut i = iam(vec![allow(&["states:SendTaskSuccess"], &["*"])]);
+        let answers = BTreeSet::from(["arn:aws:states:::aws-sdk:sfn:sendTaskSuccess".to_string()]);
+        i.machine_refs = BTreeMap::from([("f".to_string(), answers), ("g".to_string(), BTreeSet::new())]);
+        assert_eq!(i.machines_that_can_call("*", "states:SendTaskSuccess"), vec!["f".to_string()]);
+        assert!(i.machines_that_can_call("*", "states:SendTaskFailure").is_empty(), "only the action the definition names");
+        assert!(i.authorize(&Principal::Engine, &[Need { action: "states:SendTaskSuccess".into(), resource: "*".into() }]).is_ok());
     }
 
     #[test]

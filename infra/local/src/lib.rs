@@ -270,6 +270,7 @@ impl Stack {
             emails: Mutex::new(Vec::new()),
             suppressed: Mutex::new(Default::default()),
             faults: faults.clone(),
+            held: Mutex::new(Vec::new()),
         });
         let gateway = Arc::new(sandbox_gateway::Gateway::default());
         *gateway.webhook_url.lock().unwrap() = format!("{api_url}/webhooks/gateway");

@@ -396,6 +396,53 @@ for _kind in ("_build_sync_resolver", "_build_sync2_resolver"):
         return build_waiting
     setattr(_sfn.StateTaskServiceSfn, _kind, _waiting(getattr(_sfn.StateTaskServiceSfn, _kind)))
 
+# The AWS SDK integrations (`arn:aws:states:::aws-sdk:sfn:sendTaskSuccess`, the parcel run's EndWait)
+# take the API's member names as the API reference spells them (`TaskToken`, `Output`); moto hands
+# them to boto3 unchanged, which names Step Functions' members `taskToken` and `output`, so the task
+# failed with States.Runtime. Each top-level name is matched to the operation's input member
+# case-insensitively (botocore's model), as AWS accepts them.
+import botocore.session as _bs
+from botocore import xform_name as _xform
+import moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk as _awssdk
+_members = {}
+def _sdk_params_boto(self, parameters, boto_service_name=None, service_action_name=None):
+    service = self._get_boto_service_name(boto_service_name)
+    action = self._get_boto_service_action(service_action_name)
+    if (service, action) not in _members:
+        model = _bs.get_session().get_service_model(service)
+        names = {}
+        for op in model.operation_names:
+            if _xform(op) == action:
+                shape = model.operation_model(op).input_shape
+                names = {m.lower(): m for m in (shape.members if shape else {})}
+        _members[(service, action)] = names
+    names = _members[(service, action)]
+    for k in list(parameters):
+        if k.lower() in names and names[k.lower()] != k:
+            parameters[names[k.lower()]] = parameters.pop(k)
+_awssdk.StateTaskServiceAwsSdk._normalise_parameters = _sdk_params_boto
+
+# SendTaskSuccess and SendTaskHeartbeat look for the token in every running execution, and one that
+# is starting (its worker's environment not made yet) failed the whole call with a 500
+# (AttributeError on `exec_worker.env`); a starting execution waits on no token, so it is skipped.
+import moto.stepfunctions.parser.models as _sfnp
+_running = _sfnp.StepFunctionsParserBackend._get_executions
+def _ready_executions(self, execution_status=None):
+    return [e for e in _running(self, execution_status) if getattr(getattr(e, "exec_worker", None), "env", None) is not None or execution_status is None]
+_sfnp.StepFunctionsParserBackend._get_executions = _ready_executions
+
+# A callback task's heartbeat clock is set up only after its Lambda invocation returns; a heartbeat
+# in between (a warehouse answering a pick list before send_pick_list's invocation has returned) was
+# answered InvalidToken, though the task is open (AWS accepts it from the task's start). An open task
+# without a heartbeat clock yet accepts the heartbeat.
+import moto.stepfunctions.parser.asl.eval.callback.callback as _cbk
+_notify_heartbeat = _cbk.CallbackEndpoint.notify_heartbeat
+def _notify_heartbeat_open(self):
+    if getattr(self, "_heartbeat_endpoint", None) is None:
+        return self.get_outcome() is None
+    return _notify_heartbeat(self)
+_cbk.CallbackEndpoint.notify_heartbeat = _notify_heartbeat_open
+
 from moto.server import main
 main()
 "#;

@@ -16,12 +16,20 @@ pub struct SfnWorkflows {
     pub lifecycle_arn: Option<String>,
     pub fulfillment_arn: Option<String>,
     pub returns_arn: Option<String>,
+    pub parcel_arn: Option<String>,
 }
 
 impl SfnWorkflows {
     /// A client for callbacks only (SendTaskSuccess); add the machines this function starts.
     pub fn new(sdk: &aws_config::SdkConfig, env: &crate::env::Env) -> SfnWorkflows {
-        SfnWorkflows { client: sfn_client(sdk, super::is_local(env)), checkout_arn: None, lifecycle_arn: None, fulfillment_arn: None, returns_arn: None }
+        SfnWorkflows {
+            client: sfn_client(sdk, super::is_local(env)),
+            checkout_arn: None,
+            lifecycle_arn: None,
+            fulfillment_arn: None,
+            returns_arn: None,
+            parcel_arn: None,
+        }
     }
     pub fn starting_checkout(mut self, arn: String) -> Self {
         self.checkout_arn = Some(arn);
@@ -37,6 +45,10 @@ impl SfnWorkflows {
     }
     pub fn starting_returns(mut self, arn: String) -> Self {
         self.returns_arn = Some(arn);
+        self
+    }
+    pub fn starting_parcels(mut self, arn: String) -> Self {
+        self.parcel_arn = Some(arn);
         self
     }
     async fn start_named(&self, arn: &Option<String>, which: &str, name: &str, input: &serde_json::Value) -> Result<bool> {
@@ -114,15 +126,36 @@ impl Workflows for SfnWorkflows {
 
     async fn send_task_success(&self, token: &str, output: &serde_json::Value) -> Result<()> {
         self.client.send_task_success().task_token(token).output(output.to_string()).send().await.map_err(|e| {
-            // A token that is no longer waiting (used, timed out, execution ended) is the
-            // caller's business, not a transient failure.
             let gone = e.as_service_error().is_some_and(|se| se.is_task_timed_out() || se.is_invalid_token() || se.is_task_does_not_exist());
-            if gone {
-                StepError::InvalidState(format!("task token no longer waiting: {}", e.as_service_error().map(|se| se.to_string()).unwrap_or_default()))
-            } else {
-                StepError::from_sdk("sfn.send_task_success", e)
-            }
+            token_error(gone, e, "sfn.send_task_success")
         })?;
         Ok(())
+    }
+
+    async fn task_heartbeat(&self, token: &str) -> Result<()> {
+        self.client.send_task_heartbeat().task_token(token).send().await.map_err(|e| {
+            let gone = e.as_service_error().is_some_and(|se| se.is_task_timed_out() || se.is_invalid_token() || se.is_task_does_not_exist());
+            token_error(gone, e, "sfn.send_task_heartbeat")
+        })?;
+        Ok(())
+    }
+
+    async fn start_parcel(&self, order_id: &str, input: &serde_json::Value) -> Result<()> {
+        let name = format!("{order_id}-{}", uuid::Uuid::new_v4());
+        self.start_named(&self.parcel_arn, "parcel", &name, input).await.map(|_| ())
+    }
+}
+
+/// A token that is no longer waiting (used, timed out, execution ended) is the caller's business,
+/// not a transient failure.
+fn token_error<E: std::error::Error + 'static>(
+    gone: bool,
+    e: aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>,
+    what: &str,
+) -> StepError {
+    if gone {
+        StepError::InvalidState(format!("task token no longer waiting: {}", e.as_service_error().map(|se| se.to_string()).unwrap_or_default()))
+    } else {
+        StepError::from_sdk(what, e)
     }
 }

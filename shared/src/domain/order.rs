@@ -267,6 +267,40 @@ pub struct Shipment {
     pub tracking_rank: Option<u8>,
 }
 
+impl Shipment {
+    /// A parcel as the warehouse reported it: nothing shipped, labelled or charged yet.
+    pub fn reported(
+        shipment_id: &str,
+        dispatch_id: &str,
+        warehouse: &str,
+        lines: Vec<ShipLine>,
+        weight_grams: u32,
+        parcel: Parcel,
+        reported_at: String,
+    ) -> Shipment {
+        Shipment {
+            shipment_id: shipment_id.to_string(),
+            dispatch_id: dispatch_id.to_string(),
+            warehouse: warehouse.to_string(),
+            lines,
+            weight_grams,
+            parcel,
+            reported_at,
+            amount: None,
+            captured: None,
+            capture_deferred: None,
+            carrier: None,
+            service: None,
+            tracking_code: None,
+            tracking_url: None,
+            label_url: None,
+            tracking_status: None,
+            tracking_updated_at: None,
+            tracking_rank: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockShortage {
     pub sku: String,

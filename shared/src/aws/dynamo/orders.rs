@@ -120,40 +120,11 @@ impl OrderRepository for DynamoOrders {
     }
 
     async fn transition(&self, order_id: &str, next: OrderStatus, reason: Option<String>, event: TimelineEntry) -> Result<bool> {
-        let from = next.allowed_from();
-        if from.is_empty() {
-            return Err(StepError::InvalidState(format!("no transition leads to {}", next.as_str())));
-        }
-        let placeholders: Vec<String> = (0..from.len()).map(|i| format!(":from{i}")).collect();
-        let now = now_rfc3339();
-        // Into, out of or between the statuses operators list (keys-only index: one index write).
-        let (attention, update) = match order_index::attention_keys(order_id, next, &now) {
-            Some(keys) => (Some(keys), "SET #status = :next, status_reason = :reason, updated_at = :now, timeline = list_append(timeline, :ev), attention_pk = :apk, attention_key = :akey"),
-            None => (None, "SET #status = :next, status_reason = :reason, updated_at = :now, timeline = list_append(timeline, :ev) REMOVE attention_pk, attention_key"),
-        };
-        let mut req = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("order_id", s(order_id))
-            .update_expression(update)
-            .condition_expression(format!("#status IN ({})", placeholders.join(", ")))
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":next", s(next.as_str()))
-            .expression_attribute_values(":reason", reason.map(s).unwrap_or(AttributeValue::Null(true)))
-            .expression_attribute_values(":now", s(now))
-            .expression_attribute_values(":ev", AttributeValue::L(vec![av(&event)?]));
-        for (p, st) in placeholders.iter().zip(from) {
-            req = req.expression_attribute_values(p, s(st.as_str()));
-        }
-        if let Some((pk, sk)) = attention {
-            req = req.expression_attribute_values(":apk", s(pk)).expression_attribute_values(":akey", s(sk));
-        }
-        match req.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if is_ccf(&e) => Ok(false),
-            Err(e) => Err(StepError::from_sdk("orders.transition", e)),
-        }
+        self.transition_setting(order_id, next, reason, event, None).await
+    }
+
+    async fn transition_pricing_shipment(&self, order_id: &str, next: OrderStatus, shipment_id: &str, amount: Money, event: TimelineEntry) -> Result<bool> {
+        self.transition_setting(order_id, next, None, event, Some((shipment_id, av(&amount)?))).await
     }
 
     async fn append_timeline(&self, order_id: &str, event: TimelineEntry) -> Result<()> {
@@ -521,17 +492,30 @@ impl OrderRepository for DynamoOrders {
         Ok(())
     }
 
-    async fn end_dispatch(&self, order_id: &str, dispatch_id: &str, end: &crate::domain::order::DispatchEnd, event: TimelineEntry) -> Result<Order> {
+    async fn end_dispatch(
+        &self,
+        order_id: &str,
+        dispatch_id: &str,
+        end: &crate::domain::order::DispatchEnd,
+        settled: Option<&str>,
+        event: TimelineEntry,
+    ) -> Result<Order> {
         let req = || -> Result<_> {
-            Ok(self
+            let r = self
                 .client
                 .update_item()
                 .table_name(&self.table)
                 .key("order_id", s(order_id))
-                .update_expression("SET dispatch_ends.#d = :e, updated_at = :now, timeline = list_append(timeline, :ev)")
                 .condition_expression("attribute_exists(order_id) AND attribute_not_exists(dispatch_ends.#d)")
                 .expression_attribute_names("#d", dispatch_id)
-                .expression_attribute_values(":e", av(end)?))
+                .expression_attribute_values(":e", av(end)?);
+            Ok(match settled {
+                // The last dispatch of a fully captured order: its settlement in the same write.
+                Some(text) => r
+                    .update_expression("SET dispatch_ends.#d = :e, payment.settled = :st, updated_at = :now, timeline = list_append(timeline, :ev)")
+                    .expression_attribute_values(":st", s(text)),
+                None => r.update_expression("SET dispatch_ends.#d = :e, updated_at = :now, timeline = list_append(timeline, :ev)"),
+            })
         };
         let first = req()?
             .expression_attribute_values(":now", s(now_rfc3339()))
@@ -664,6 +648,10 @@ impl OrderRepository for DynamoOrders {
         self.nested_update(order_id, "payment", None, fields, event).await
     }
 
+    async fn deliver_last_parcel(&self, order_id: &str, shipment_id: &str, updated_at: &str, others: &[String], events: [TimelineEntry; 2]) -> Result<bool> {
+        self.deliver_last_parcel_once(order_id, shipment_id, updated_at, others, events).await
+    }
+
     async fn apply_tracking(&self, order_id: &str, shipment_id: &str, status: &str, updated_at: &str, event: TimelineEntry) -> Result<bool> {
         let Some(rank) = tracking_rank(status) else { return Ok(false) };
         let stored_rank = if tracking_is_final(status) { 100 } else { rank as i64 };
@@ -697,6 +685,115 @@ impl OrderRepository for DynamoOrders {
 }
 
 impl DynamoOrders {
+    /// A status change (conditional on the statuses it may come from), with the attention index
+    /// keys it implies, and optionally a shipment's price in the same write.
+    async fn transition_setting(
+        &self,
+        order_id: &str,
+        next: OrderStatus,
+        reason: Option<String>,
+        event: TimelineEntry,
+        price: Option<(&str, AttributeValue)>,
+    ) -> Result<bool> {
+        let from = next.allowed_from();
+        if from.is_empty() {
+            return Err(StepError::InvalidState(format!("no transition leads to {}", next.as_str())));
+        }
+        let placeholders: Vec<String> = (0..from.len()).map(|i| format!(":from{i}")).collect();
+        let now = now_rfc3339();
+        // Into, out of or between the statuses operators list (keys-only index: one index write).
+        let (attention, update) = match order_index::attention_keys(order_id, next, &now) {
+            Some(keys) => (Some(keys), "attention_pk = :apk, attention_key = :akey"),
+            None => (None, ""),
+        };
+        let mut sets = vec!["#status = :next", "status_reason = :reason", "updated_at = :now", "timeline = list_append(timeline, :ev)"];
+        let mut condition = format!("#status IN ({})", placeholders.join(", "));
+        if price.is_some() {
+            sets.push("shipments.#sid.amount = :amount");
+            condition.push_str(" AND attribute_exists(shipments.#sid)");
+        }
+        if !update.is_empty() {
+            sets.push(update);
+        }
+        let expression = format!("SET {}{}", sets.join(", "), if attention.is_none() { " REMOVE attention_pk, attention_key" } else { "" });
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            .update_expression(expression)
+            .condition_expression(condition)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":next", s(next.as_str()))
+            .expression_attribute_values(":reason", reason.map(s).unwrap_or(AttributeValue::Null(true)))
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":ev", AttributeValue::L(vec![av(&event)?]));
+        for (p, st) in placeholders.iter().zip(from) {
+            req = req.expression_attribute_values(p, s(st.as_str()));
+        }
+        if let Some((pk, sk)) = attention {
+            req = req.expression_attribute_values(":apk", s(pk)).expression_attribute_values(":akey", s(sk));
+        }
+        if let Some((sid, amount)) = price {
+            req = req.expression_attribute_names("#sid", sid).expression_attribute_values(":amount", amount);
+        }
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_ccf(&e) => Ok(false),
+            Err(e) => Err(StepError::from_sdk("orders.transition", e)),
+        }
+    }
+
+    /// The last parcel's "delivered" and the order's DELIVERED (see the trait).
+    async fn deliver_last_parcel_once(
+        &self,
+        order_id: &str,
+        shipment_id: &str,
+        updated_at: &str,
+        others: &[String],
+        events: [TimelineEntry; 2],
+    ) -> Result<bool> {
+        let rank = tracking_rank("delivered").unwrap_or(6) as i64;
+        let mut cond = vec![
+            "attribute_exists(shipments.#sid)".to_string(),
+            "(attribute_not_exists(shipments.#sid.tracking_rank) OR shipments.#sid.tracking_rank < :r \
+             OR (shipments.#sid.tracking_rank = :r AND shipments.#sid.tracking_status <> :dlv AND shipments.#sid.tracking_updated_at < :at))"
+                .to_string(),
+            "#status IN (:shipped, :pf)".to_string(),
+        ];
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            // DELIVERED is not a status operators list: the order leaves the attention index.
+            .update_expression(
+                "SET shipments.#sid.tracking_status = :dlv, shipments.#sid.tracking_updated_at = :at, shipments.#sid.tracking_rank = :final, \
+                 #status = :delivered, status_reason = :none, updated_at = :now, timeline = list_append(timeline, :evs) REMOVE attention_pk, attention_key",
+            )
+            .expression_attribute_names("#sid", shipment_id)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":dlv", s("delivered"))
+            .expression_attribute_values(":at", s(updated_at))
+            .expression_attribute_values(":r", n(rank))
+            .expression_attribute_values(":final", n(100))
+            .expression_attribute_values(":shipped", s(OrderStatus::Shipped.as_str()))
+            .expression_attribute_values(":pf", s(OrderStatus::PartiallyFulfilled.as_str()))
+            .expression_attribute_values(":delivered", s(OrderStatus::Delivered.as_str()))
+            .expression_attribute_values(":none", AttributeValue::Null(true))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .expression_attribute_values(":evs", AttributeValue::L(events.iter().map(av).collect::<Result<Vec<_>>>()?));
+        for (i, other) in others.iter().enumerate() {
+            cond.push(format!("shipments.#o{i}.tracking_status = :dlv"));
+            req = req.expression_attribute_names(format!("#o{i}"), other);
+        }
+        match req.condition_expression(cond.join(" AND ")).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_ccf(&e) => Ok(false),
+            Err(e) => Err(StepError::from_sdk("orders.deliver_last_parcel", e)),
+        }
+    }
+
     /// SET `<root>[.<key>].<field> = value` for each field (the parent map must exist).
     async fn nested_update(
         &self,
