@@ -12,11 +12,19 @@ use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
+/// An order's tracking log: parcel -> (status, carrier time), and the scans' timeline entries.
+pub type TrackingLog = (BTreeMap<String, (String, String)>, Vec<TimelineEntry>);
+
 #[derive(Default)]
 pub struct InMemoryOrders {
     pub orders: Mutex<HashMap<String, Order>>,
-    /// Order id -> its email log (`log_email`).
+    /// Order id -> its email log's timeline (`EmailLog::email_done`).
     pub email_logs: Mutex<HashMap<String, Vec<TimelineEntry>>>,
+    /// (order id, email key) -> done (false: claimed, being sent).
+    pub email_claims: Mutex<HashMap<(String, String), bool>>,
+    /// Order id -> its tracking log (`apply_tracking_aside`): parcel -> (status, carrier time), and
+    /// the scans' timeline entries.
+    pub tracking_logs: Mutex<HashMap<String, TrackingLog>>,
     /// (order id, lease name) -> held until (`take_lease`).
     pub leases: Mutex<HashMap<(String, String), String>>,
 }
@@ -94,15 +102,25 @@ impl OrderRepository for InMemoryOrders {
         leases.insert(key, until.to_string());
         Ok(true)
     }
-    async fn log_email(&self, order_id: &str, event: TimelineEntry) -> Result<()> {
-        self.email_logs.lock().unwrap().entry(order_id.to_string()).or_default().push(event);
-        Ok(())
-    }
-    async fn get_with_emails(&self, order_id: &str) -> Result<Option<Order>> {
+    async fn get_for_view(&self, order_id: &str) -> Result<Option<Order>> {
         let Some(mut order) = self.get(order_id).await? else { return Ok(None) };
         let log = self.email_logs.lock().unwrap().get(order_id).cloned().unwrap_or_default();
         crate::domain::order::merge_timeline(&mut order.timeline, log);
+        let (scans, scanned) = self.tracking_logs.lock().unwrap().get(order_id).cloned().unwrap_or_default();
+        crate::domain::order::merge_scans(&mut order, scans);
+        crate::domain::order::merge_timeline(&mut order.timeline, scanned);
         Ok(Some(order))
+    }
+    async fn apply_tracking_aside(&self, order_id: &str, shipment_id: &str, status: &str, updated_at: &str, event: TimelineEntry) -> Result<bool> {
+        let mut logs = self.tracking_logs.lock().unwrap();
+        let (scans, timeline) = logs.entry(order_id.to_string()).or_default();
+        let current = scans.get(shipment_id).map(|(st, at)| (st.as_str(), at.as_str()));
+        if !crate::domain::fulfillment::tracking_advances(current, status, updated_at) {
+            return Ok(false);
+        }
+        scans.insert(shipment_id.to_string(), (status.to_string(), updated_at.to_string()));
+        timeline.push(event);
+        Ok(true)
     }
     async fn record_payment(&self, order_id: &str, payment: &PaymentRecord, event: Option<TimelineEntry>) -> Result<()> {
         self.with_order(order_id, |o| {
@@ -558,6 +576,33 @@ impl Mailer for RecordingMailer {
         let mut sent = self.sent.lock().unwrap();
         sent.push((to.to_string(), subject.to_string(), text.to_string()));
         Ok(Delivery::Sent(format!("msg-{}", sent.len())))
+    }
+}
+
+#[async_trait]
+impl EmailLog for InMemoryOrders {
+    async fn claim_email(&self, order_id: &str, key: &str) -> Result<OnceClaim> {
+        let mut claims = self.email_claims.lock().unwrap();
+        Ok(match claims.get(&(order_id.to_string(), key.to_string())) {
+            Some(true) => OnceClaim::AlreadyDone,
+            Some(false) => OnceClaim::InProgress,
+            None => {
+                claims.insert((order_id.to_string(), key.to_string()), false);
+                OnceClaim::Go
+            }
+        })
+    }
+    async fn email_done(&self, order_id: &str, key: &str, event: Option<TimelineEntry>) -> Result<()> {
+        self.email_claims.lock().unwrap().insert((order_id.to_string(), key.to_string()), true);
+        self.email_logs.lock().unwrap().entry(order_id.to_string()).or_default().extend(event);
+        Ok(())
+    }
+    async fn release_email(&self, order_id: &str, key: &str) -> Result<()> {
+        let mut claims = self.email_claims.lock().unwrap();
+        if claims.get(&(order_id.to_string(), key.to_string())) == Some(&false) {
+            claims.remove(&(order_id.to_string(), key.to_string()));
+        }
+        Ok(())
     }
 }
 

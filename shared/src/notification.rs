@@ -83,8 +83,9 @@ impl Notification {
     }
 
     /// One email per order, kind, parcel, status and refund, however often the message comes (WF-5).
-    pub fn marker(&self) -> String {
-        let mut m = format!("email:{}:{}", self.order_id, self.kind.as_str());
+    /// The email's key on its order's email log: its kind and what it is about (one email per key).
+    pub fn email_key(&self) -> String {
+        let mut m = self.kind.as_str().to_string();
         for part in [&self.shipment_id, &self.status, &self.refund_id, &self.return_id].into_iter().flatten() {
             m.push(':');
             m.push_str(part);
@@ -118,7 +119,7 @@ mod tests {
         }
         let n = Notification::tracking("ord_1", "P1", "in_transit");
         assert_eq!(n.to_json(), serde_json::json!({"orderId": "ord_1", "kind": "tracking_update", "shipmentId": "P1", "status": "in_transit"}));
-        assert_eq!(n.marker(), "email:ord_1:tracking_update:P1:in_transit");
+        assert_eq!(n.email_key(), "tracking_update:P1:in_transit");
         assert!(serde_json::from_str::<Notification>(r#"{"orderId":"o","kind":"birthday_card"}"#).is_err(), "unknown kinds do not parse");
     }
 }

@@ -32,11 +32,16 @@ pub trait OrderRepository: Send + Sync {
     /// is still running at `now`: false then, and nothing written. One worker at a time closes an
     /// order (the sweeper's runs may overlap), and a worker that dies lets the lease run out.
     async fn take_lease(&self, order_id: &str, name: &str, until: &str, now: &str) -> Result<bool>;
-    /// Log an email sent for the order on the order's small email log (its own item, so an email
-    /// does not rewrite the whole order: a write unit per KB of the item written).
-    async fn log_email(&self, order_id: &str, event: TimelineEntry) -> Result<()>;
-    /// The order with its email log merged into its timeline (in time order): what the order views show.
-    async fn get_with_emails(&self, order_id: &str) -> Result<Option<Order>>;
+    /// A carrier scan that tells nobody anything and decides nothing (`tracking_kept_aside`: in
+    /// transit and before) on the order's small tracking log, forward only per parcel as
+    /// `apply_tracking` is; true when it moved the parcel on. An adapter without a tracking log
+    /// applies it to the order.
+    async fn apply_tracking_aside(&self, order_id: &str, shipment_id: &str, status: &str, updated_at: &str, event: TimelineEntry) -> Result<bool> {
+        self.apply_tracking(order_id, shipment_id, status, updated_at, event).await
+    }
+    /// The order with its email log merged into its timeline (in time order) and the scans on its
+    /// tracking log into its parcels and timeline: what the order views show.
+    async fn get_for_view(&self, order_id: &str) -> Result<Option<Order>>;
     async fn record_payment(&self, order_id: &str, payment: &PaymentRecord, event: Option<TimelineEntry>) -> Result<()>;
     async fn record_fraud(&self, order_id: &str, fraud: &FraudAssessment, event: TimelineEntry) -> Result<()>;
     async fn record_shortage(&self, order_id: &str, shortage: &[StockShortage]) -> Result<()>;
@@ -356,6 +361,21 @@ pub trait IdempotencyStore: Send + Sync {
     /// End the lease of a claim whose request failed before anything was started for its order (a
     /// retry may take it over at once and continue the same order, instead of after the lease).
     async fn release_lease(&self, key: &str) -> Result<()>;
+}
+
+/// The emails of an order, on its small email log (its own item beside the order, so an email does
+/// not rewrite the whole order: a write unit per KB of the item written). Each email (`key`: its
+/// kind and what it is about) is claimed before it is sent, so it goes out once however often its
+/// message comes (WF-5), and marked done with its log entry in one write.
+#[async_trait]
+pub trait EmailLog: Send + Sync {
+    /// Claim the email: Go for this caller (a retry of its own claim included), AlreadyDone when
+    /// it went out before, InProgress while another caller's claim is younger than the stale window.
+    async fn claim_email(&self, order_id: &str, key: &str) -> Result<OnceClaim>;
+    /// The email went out (or was skipped): never again; `event` goes on the log.
+    async fn email_done(&self, order_id: &str, key: &str, event: Option<TimelineEntry>) -> Result<()>;
+    /// Nothing went out: the next delivery may try at once instead of after the stale window.
+    async fn release_email(&self, order_id: &str, key: &str) -> Result<()>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

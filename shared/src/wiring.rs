@@ -5,7 +5,7 @@
 
 use crate::env::{ConfigError, Env};
 #[allow(unused_imports)]
-use crate::ports::{Carrier, Catalog, Mailer, OrderRepository, PaymentGateway, Queue, StockLedger, VelocityCounter, Workflows};
+use crate::ports::{Carrier, Catalog, EmailLog, Mailer, OrderRepository, PaymentGateway, Queue, StockLedger, VelocityCounter, Workflows};
 use std::sync::Arc;
 
 pub struct Wiring {
@@ -21,6 +21,12 @@ impl Wiring {
 
     #[cfg(feature = "dynamodb")]
     pub fn orders(&self) -> Result<Arc<dyn OrderRepository>, ConfigError> {
+        Ok(Arc::new(crate::aws::dynamo::DynamoOrders::new(&self.sdk, self.env.require("ORDERS_TABLE")?)))
+    }
+
+    /// The orders table's email logs (send_notifications).
+    #[cfg(feature = "dynamodb")]
+    pub fn email_log(&self) -> Result<Arc<dyn EmailLog>, ConfigError> {
         Ok(Arc::new(crate::aws::dynamo::DynamoOrders::new(&self.sdk, self.env.require("ORDERS_TABLE")?)))
     }
 

@@ -92,3 +92,27 @@ fn an_order_write_that_failed_after_taking_effect_is_continued_by_the_retry_at_o
         assert_eq!(h.intents(&id).len(), 1, "one hold");
     });
 }
+
+/// The claim on an email took effect and its answer was lost: the SDK's retry finds its own claim
+/// and the email goes out at once, once (not "another delivery is sending it" until the claim is stale).
+#[test]
+fn a_lost_answer_on_an_emails_claim_still_sends_it_once() {
+    let h = harness();
+    // Alone: the aimed fault must strike this order's confirmation email and no other.
+    h.run_alone(async {
+        let sku = h.new_sku(1500, 5).await;
+        h.stack.faults.aim("dynamodb", "UpdateItem", "claim#order_confirmation", Kind::LostResponse);
+        let body = order_body(&h.email("lost-email-claim"), &[(&sku, 1)], "pm_card_visa");
+        let placed = post_order(&reqwest::Client::new(), h.api(), Some(&h.key()), body.to_string().as_bytes()).await;
+        assert_eq!(placed.status, 201, "{}", placed.body);
+        let id = placed.order_id();
+        let mails = wait_for_emails(&h.stack, &id, 1, std::time::Duration::from_secs(20)).await;
+        assert_eq!(mails.len(), 1, "the confirmation went out without waiting for a stale claim");
+        assert!(
+            h.stack.faults.injected.lock().unwrap().iter().any(|i| i.operation == "UpdateItem" && i.order_id.as_deref() == Some(id.as_str())),
+            "the fault struck"
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        assert_eq!(h.stack.edge.emails_for(&id).len(), 1, "once");
+    });
+}

@@ -16,7 +16,7 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use orderflow_shared::dispatch::tracker_lookup_key;
-use orderflow_shared::domain::fulfillment::tracking_notifies;
+use orderflow_shared::domain::fulfillment::{tracking_advances, tracking_kept_aside, tracking_notifies};
 use orderflow_shared::domain::order::{OrderStatus, TimelineEntry};
 use orderflow_shared::notification::{Notification, NotificationKind};
 use orderflow_shared::ports::{Lookups, OrderRepository, Queue, Workflows};
@@ -91,6 +91,9 @@ async fn carrier(deps: &Deps, q: &Queued) -> Result<(), StepError> {
                 tracing::info!("order delivered; feedback request scheduled");
                 return Ok(());
             }
+            if tracking_kept_aside(status) {
+                return scan_aside(deps, &order_id, &sid, status, updated_at, ev).await;
+            }
             let applied = deps.orders.apply_tracking(&order_id, &sid, status, updated_at, ev).await?;
             let order = deps.orders.get(&order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {order_id} not found")))?;
             let current = order.shipments.get(&sid).and_then(|s| s.tracking_status.clone());
@@ -127,6 +130,18 @@ async fn carrier(deps: &Deps, q: &Queued) -> Result<(), StepError> {
         span,
     )
     .await
+}
+
+/// A scan up to in transit: on the order's tracking log (one write unit, not the order item's
+/// four), when it is ahead of what the order item holds for the parcel (WH-3: a late in_transit
+/// after out for delivery is not written). Nobody is told and nothing follows from it.
+async fn scan_aside(deps: &Deps, order_id: &str, sid: &str, status: &str, updated_at: &str, ev: TimelineEntry) -> Result<(), StepError> {
+    let order = deps.orders.get(order_id).await?.ok_or_else(|| StepError::InvalidInput(format!("order {order_id} not found")))?;
+    let ahead =
+        order.shipments.get(sid).is_some_and(|s| tracking_advances(s.tracking_status.as_deref().zip(s.tracking_updated_at.as_deref()), status, updated_at));
+    let applied = ahead && deps.orders.apply_tracking_aside(order_id, sid, status, updated_at, ev).await?;
+    tracing::info!(applied, "tracking event (kept on the tracking log)");
+    Ok(())
 }
 
 /// "delivered" for the order's last parcel still on its way: the parcel's status and the order's
@@ -405,5 +420,40 @@ mod refund_event_tests {
         assert_eq!(confirmed(&after_first), 1);
         one(&deps, &intent("evt_3", "payment_intent.canceled", 12, "canceled", 5000)).await.unwrap();
         assert_eq!(orders.order("ord_rf").payment.unwrap().gateway_status.as_deref(), Some("canceled"));
+    }
+
+    /// Scans up to in transit go on the order's tracking log: the order item is not written, the
+    /// view shows the parcel in transit, a repeat or a late scan changes nothing, and out for
+    /// delivery (told to the customer) is on the order item.
+    #[tokio::test]
+    async fn in_transit_scans_are_kept_on_the_tracking_log_forward_only() {
+        let (deps, orders) = order_with_refund().await;
+        let queue = Arc::new(RecordingQueue::default());
+        let deps = Deps { queue: queue.clone(), ..deps };
+        deps.lookups.put_lookup(&tracker_lookup_key("EZ1"), &json!({"orderId": "ord_rf", "shipmentId": "P1"})).await.unwrap();
+        let scan = |n: u32, status: &str, at: &str| {
+            json!({"source": "carrier", "eventId": format!("evt_{n}"), "event": {"id": format!("evt_{n}"), "description": "tracker.updated",
+                "result": {"tracking_code": "EZ1", "status": status, "updated_at": at, "tracking_details": [{"message": "scanned"}]}}})
+            .to_string()
+        };
+        let before = orders.order("ord_rf");
+        one(&deps, &scan(1, "pre_transit", "2026-11-27T01:00:00Z")).await.unwrap();
+        one(&deps, &scan(1, "pre_transit", "2026-11-27T01:00:00Z")).await.unwrap();
+        one(&deps, &scan(2, "unknown", "2026-11-27T01:30:00Z")).await.unwrap();
+        assert_eq!(orders.order("ord_rf"), before, "the order item is not written");
+        let seen = orders.get_for_view("ord_rf").await.unwrap().unwrap();
+        assert_eq!(seen.shipments["P1"].tracking_status.as_deref(), Some("pre_transit"));
+        assert_eq!(seen.timeline.iter().filter(|e| e.event.starts_with("tracking_")).count(), 1, "one scan, once");
+        one(&deps, &scan(3, "out_for_delivery", "2026-11-27T04:00:00Z")).await.unwrap();
+        assert_eq!(orders.order("ord_rf").shipments["P1"].tracking_status.as_deref(), Some("out_for_delivery"));
+        // a late in-transit scan, ahead of the log but behind the order item, is written nowhere
+        one(&deps, &scan(4, "in_transit", "2026-11-27T02:00:00Z")).await.unwrap();
+        let seen = orders.get_for_view("ord_rf").await.unwrap().unwrap();
+        assert_eq!(seen.shipments["P1"].tracking_status.as_deref(), Some("out_for_delivery"));
+        let mut scans: Vec<&str> = seen.timeline.iter().filter(|e| e.event.starts_with("tracking_")).map(|e| e.event.as_str()).collect();
+        scans.sort();
+        assert_eq!(scans, ["tracking_out_for_delivery", "tracking_pre_transit"]);
+        let told = queue.bodies("notifications");
+        assert_eq!(told.len(), 1, "only out for delivery is told: {told:?}");
     }
 }

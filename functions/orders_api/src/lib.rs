@@ -544,7 +544,7 @@ async fn get_order(State(deps): State<AppState>, Path(id): Path<String>, headers
     if !is_order_id(&id) {
         return not_found();
     }
-    match deps.orders.get_with_emails(&id).await {
+    match deps.orders.get_for_view(&id).await {
         Ok(Some(order)) if const_eq(&order.access_token_sha256, &sha256_hex(token.as_bytes())) => {
             (StatusCode::OK, axum::Json(customer_view(&order))).into_response()
         }
@@ -561,7 +561,7 @@ async fn ops_get_order(State(deps): State<AppState>, Path(id): Path<String>, hea
     if let Err(refused) = ops_authorized(&deps, &headers).await {
         return refused;
     }
-    match deps.orders.get_with_emails(&id).await {
+    match deps.orders.get_for_view(&id).await {
         Ok(Some(order)) => {
             let mut v = customer_view(&order);
             v["reason"] = json!(order.status_reason);

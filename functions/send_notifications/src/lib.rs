@@ -1,11 +1,12 @@
 //! SQS consumer of the notifications queue: render the customer email for `{orderId, kind}` and send
-//! it through SESv2. A once-marker per (order, kind) makes the email go out once however often the
-//! message is delivered or the confirm step ran (WF-5). Partial batch failures are reported (WF-4).
+//! it through SESv2. A claim per email on the order's email log makes it go out once however often
+//! the message is delivered or the confirm step ran (WF-5); the claim's end and the log entry are one
+//! write. Partial batch failures are reported (WF-4).
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use orderflow_shared::domain::order::{Order, OrderStatus, TimelineEntry};
 use orderflow_shared::ports::{Delivery, OnceClaim};
-use orderflow_shared::ports::{Mailer, OnceLedger, OrderRepository};
+use orderflow_shared::ports::{EmailLog, Mailer, OrderRepository};
 use orderflow_shared::{ConfigError, Env, StepError};
 use std::sync::Arc;
 
@@ -13,14 +14,14 @@ use std::sync::Arc;
 /// template gives it exactly these settings, and its role exactly these resources).
 pub struct Deps {
     pub orders: Arc<dyn OrderRepository>,
-    pub once: Arc<dyn OnceLedger>,
+    pub emails: Arc<dyn EmailLog>,
     pub mailer: Arc<dyn Mailer>,
 }
 
 impl Deps {
     pub async fn from_env(env: Env) -> Result<Deps, ConfigError> {
         let w = orderflow_shared::wiring::Wiring::new(env).await;
-        Ok(Deps { orders: w.orders()?, once: w.idempotency()?, mailer: w.mailer()? })
+        Ok(Deps { orders: w.orders()?, emails: w.email_log()?, mailer: w.mailer()? })
     }
 }
 
@@ -216,8 +217,8 @@ async fn one(deps: &Deps, body: &str) -> Result<(), StepError> {
     let span = tracing::info_span!("notification", order_id = %n.order_id, kind = n.kind.as_str());
     tracing::Instrument::instrument(
         async move {
-            let marker = n.marker();
-            match deps.once.begin(&marker).await? {
+            let key = n.email_key();
+            match deps.emails.claim_email(&n.order_id, &key).await? {
                 OnceClaim::AlreadyDone => {
                     tracing::info!("already sent; skipping duplicate");
                     return Ok(());
@@ -237,25 +238,24 @@ async fn one(deps: &Deps, body: &str) -> Result<(), StepError> {
                 Err(e) => {
                     // Nothing went out: let the next delivery try again rather than waiting for the
                     // stale-claim window.
-                    let _ = deps.once.forget(&marker).await;
+                    let _ = deps.emails.release_email(&n.order_id, &key).await;
                     return Err(e);
                 }
             };
-            // Sent (or skipped): from here the marker is never forgotten, so no retry can send it again.
-            deps.once.finish(&marker).await?;
+            // Sent (or skipped): from here the email is done, so no retry can send it again. A sent
+            // email goes on the order's email log in the same write, not on the order item (an
+            // email would rewrite it whole).
             let event = match &delivery {
                 Delivery::Sent(message_id) => {
                     tracing::info!(%message_id, "email sent");
-                    // On the order's email log, not the order item (an email would rewrite it whole).
-                    if let Err(e) = deps.orders.log_email(&n.order_id, TimelineEntry::now("email_sent", Some(n.kind.as_str().to_string()))).await {
-                        tracing::warn!(error = %e, "the email could not be put on the order's email log");
-                    }
+                    deps.emails.email_done(&n.order_id, &key, Some(TimelineEntry::now("email_sent", Some(n.kind.as_str().to_string())))).await?;
                     return Ok(());
                 }
                 Delivery::Suppressed(reason) => {
                     // The address bounced or complained before: skipping it protects the sender's
                     // reputation. Operators see it on the order; the customer's view does not.
                     tracing::warn!(%reason, "email skipped: the address is on the suppression list");
+                    deps.emails.email_done(&n.order_id, &key, None).await?;
                     TimelineEntry::now("email_skipped", Some(format!("{}: address suppressed ({reason})", n.kind.as_str())))
                 }
             };
@@ -280,7 +280,7 @@ pub async fn invoke(deps: &Deps, payload: serde_json::Value) -> Result<serde_jso
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orderflow_shared::fakes::{shipped_order, InMemoryOnce, InMemoryOrders, RecordingMailer};
+    use orderflow_shared::fakes::{shipped_order, InMemoryOrders, RecordingMailer};
 
     fn sqs(bodies: &[serde_json::Value]) -> SqsEvent {
         let records: Vec<serde_json::Value> =
@@ -292,7 +292,7 @@ mod tests {
     async fn the_same_notification_delivered_five_times_is_one_email_and_poison_is_reported_alone() {
         let orders = Arc::new(InMemoryOrders::with(shipped_order("ord_1", 1_000, Some(true), &[])));
         let mailer = Arc::new(RecordingMailer::default());
-        let d = Deps { orders: orders.clone(), once: Arc::new(InMemoryOnce::default()), mailer: mailer.clone() };
+        let d = Deps { orders: orders.clone(), emails: orders.clone(), mailer: mailer.clone() };
         let confirmation = Notification::new("ord_1", NotificationKind::OrderConfirmation).to_json();
         let poison = serde_json::json!({"orderId": "ord_1", "kind": "birthday_card"});
         let resp = handle(&d, sqs(&[confirmation.clone(), poison, confirmation.clone()])).await.unwrap();
@@ -306,7 +306,7 @@ mod tests {
         assert_eq!(sent[0].0, "a@example.com");
         assert!(sent[0].1.contains("ord_1 confirmed"), "{}", sent[0].1);
         assert!(orders.order("ord_1").timeline.iter().all(|e| e.event != "email_sent"), "the order item is not rewritten per email");
-        let seen = orders.get_with_emails("ord_1").await.unwrap().unwrap();
+        let seen = orders.get_for_view("ord_1").await.unwrap().unwrap();
         assert_eq!(seen.timeline.iter().filter(|e| e.event == "email_sent").count(), 1);
     }
 }

@@ -313,6 +313,27 @@ pub fn email_log_key(order_id: &str) -> String {
     format!("{order_id}#emails")
 }
 
+/// The key of an order's tracking log item in the orders table: the carrier's scans of its parcels
+/// before they are out for delivery (`apply_tracking_aside`), which tell nobody anything and decide
+/// nothing, so they do not rewrite the whole order item.
+pub fn tracking_log_key(order_id: &str) -> String {
+    format!("{order_id}#tracking")
+}
+
+/// The carrier's latest scans kept on the tracking log (parcel id -> (status, carrier timestamp))
+/// shown on the order's parcels: a parcel shows the scan when it is ahead of what the order item
+/// holds (out for delivery, delivered and the exceptions are on the order item).
+pub fn merge_scans(order: &mut Order, scans: std::collections::BTreeMap<String, (String, String)>) {
+    for (sid, (status, at)) in scans {
+        if let Some(s) = order.shipments.get_mut(&sid) {
+            if crate::domain::fulfillment::tracking_advances(s.tracking_status.as_deref().zip(s.tracking_updated_at.as_deref()), &status, &at) {
+                s.tracking_status = Some(status);
+                s.tracking_updated_at = Some(at);
+            }
+        }
+    }
+}
+
 /// `timeline` with `more` merged in time order (RFC 3339 UTC with milliseconds sorts as text); on
 /// equal times the timeline's own entry comes first.
 pub fn merge_timeline(timeline: &mut Vec<TimelineEntry>, more: Vec<TimelineEntry>) {

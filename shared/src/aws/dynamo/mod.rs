@@ -3,7 +3,9 @@
 //! transaction-conflict retry loop). Tables and keys (declared in infra/template.yaml):
 //! - orders      pk `order_id` (S): one item per order, the `Order` record via serde_dynamo; and
 //!   `<order id>#emails` {timeline}: the emails sent for it (an email appends there, so it does not
-//!   rewrite the whole order item); `get` never returns it, `get_with_emails` merges it.
+//!   rewrite the whole order item); `<order id>#tracking` {`scan#<parcel id>` {status, updated_at, rank},
+//!   timeline}: the carrier's scans up to in transit (`apply_tracking_aside`). `get` never returns
+//!   these items, `get_for_view` merges them.
 //! - inventory   pk `pk` (S):
 //!   `SKU#<sku>` {available, reserved, shipped, received, adjusted}: network-wide counts, what checkout reserves against;
 //!   `STOCK#<sku>#<warehouse>` {available, allocated, shipped, reorder_point, reorder_quantity}: one warehouse;

@@ -14,6 +14,9 @@ use aws_sdk_dynamodb::Client;
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 use std::collections::BTreeMap;
 
+/// A parcel's latest scan on the order's tracking log is the attribute `scan#<parcel id>`.
+const SCAN_PREFIX: &str = "scan#";
+
 pub struct DynamoOrders {
     pub client: Client,
     pub table: String,
@@ -153,31 +156,63 @@ impl OrderRepository for DynamoOrders {
         }
     }
 
-    async fn log_email(&self, order_id: &str, event: TimelineEntry) -> Result<()> {
-        self.client
+    async fn get_for_view(&self, order_id: &str) -> Result<Option<Order>> {
+        let read = |key: String| self.client.get_item().table_name(&self.table).key("order_id", s(key)).consistent_read(true).send();
+        let (order, emails, tracking) =
+            tokio::join!(self.get(order_id), read(crate::domain::order::email_log_key(order_id)), read(crate::domain::order::tracking_log_key(order_id)));
+        let Some(mut order) = order? else { return Ok(None) };
+        let emails = emails.map_err(|e| StepError::from_sdk("orders.get_email_log", e))?.item.unwrap_or_default();
+        let tracking = tracking.map_err(|e| StepError::from_sdk("orders.get_tracking_log", e))?.item.unwrap_or_default();
+        let mut scans = BTreeMap::new();
+        for (name, v) in &tracking {
+            if let (Some(sid), AttributeValue::M(scan)) = (name.strip_prefix(SCAN_PREFIX), v) {
+                if let (Some(AttributeValue::S(st)), Some(AttributeValue::S(at))) = (scan.get("status"), scan.get("updated_at")) {
+                    scans.insert(sid.to_string(), (st.clone(), at.clone()));
+                }
+            }
+        }
+        crate::domain::order::merge_scans(&mut order, scans);
+        for log in [emails, tracking] {
+            if let Some(AttributeValue::L(entries)) = log.get("timeline") {
+                let entries: Vec<TimelineEntry> =
+                    entries.iter().filter_map(|v| serde_dynamo::aws_sdk_dynamodb_1::from_attribute_value(v.clone()).ok()).collect();
+                crate::domain::order::merge_timeline(&mut order.timeline, entries);
+            }
+        }
+        Ok(Some(order))
+    }
+
+    async fn apply_tracking_aside(&self, order_id: &str, shipment_id: &str, status: &str, updated_at: &str, event: TimelineEntry) -> Result<bool> {
+        let Some(rank) = tracking_rank(status) else { return Ok(false) };
+        // One attribute per parcel, `scan#<parcel id>` {status, updated_at, rank}: forward only,
+        // as on the order item (a higher rank, or the same rank with a newer carrier timestamp).
+        let scan = AttributeValue::M(
+            [("status", s(status)), ("updated_at", s(updated_at)), ("rank", n(rank as i64))].into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        );
+        let res = self
+            .client
             .update_item()
             .table_name(&self.table)
-            .key("order_id", s(crate::domain::order::email_log_key(order_id)))
-            .update_expression("SET timeline = list_append(if_not_exists(timeline, :none), :ev)")
+            .key("order_id", s(crate::domain::order::tracking_log_key(order_id)))
+            .update_expression("SET #p = :scan, timeline = list_append(if_not_exists(timeline, :none), :ev)")
+            .condition_expression("attribute_not_exists(#p) OR #p.#r < :r OR (#p.#r = :r AND #p.#st <> :st AND #p.#at < :at)")
+            .expression_attribute_names("#p", format!("{SCAN_PREFIX}{shipment_id}"))
+            .expression_attribute_names("#r", "rank")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_names("#at", "updated_at")
+            .expression_attribute_values(":scan", scan)
+            .expression_attribute_values(":r", n(rank as i64))
+            .expression_attribute_values(":st", s(status))
+            .expression_attribute_values(":at", s(updated_at))
             .expression_attribute_values(":none", AttributeValue::L(vec![]))
             .expression_attribute_values(":ev", AttributeValue::L(vec![av(&event)?]))
             .send()
-            .await
-            .map_err(|e| StepError::from_sdk("orders.log_email", e))?;
-        Ok(())
-    }
-
-    async fn get_with_emails(&self, order_id: &str) -> Result<Option<Order>> {
-        let log_key = crate::domain::order::email_log_key(order_id);
-        let log = self.client.get_item().table_name(&self.table).key("order_id", s(&log_key)).consistent_read(true).send();
-        let (order, log) = tokio::join!(self.get(order_id), log);
-        let Some(mut order) = order? else { return Ok(None) };
-        let log = log.map_err(|e| StepError::from_sdk("orders.get_email_log", e))?;
-        if let Some(AttributeValue::L(entries)) = log.item.as_ref().and_then(|i| i.get("timeline")) {
-            let entries: Vec<TimelineEntry> = entries.iter().filter_map(|v| serde_dynamo::aws_sdk_dynamodb_1::from_attribute_value(v.clone()).ok()).collect();
-            crate::domain::order::merge_timeline(&mut order.timeline, entries);
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if is_ccf(&e) => Ok(false),
+            Err(e) => Err(StepError::from_sdk("orders.apply_tracking_aside", e)),
         }
-        Ok(Some(order))
     }
 
     async fn record_payment(&self, order_id: &str, payment: &PaymentRecord, event: Option<TimelineEntry>) -> Result<()> {
@@ -842,5 +877,99 @@ fn return_seq_condition(before: i64) -> String {
         "(attribute_not_exists(return_seq) OR return_seq = :rseq)".to_string()
     } else {
         "return_seq = :rseq".to_string()
+    }
+}
+
+/// A claim on an email older than this is taken to be from a crashed attempt and may be taken over.
+const EMAIL_CLAIM_STALE_SECONDS: i64 = 120;
+
+/// On the order's email log item: `claim#<key>` {claimant, at} while an email is being sent,
+/// `sent#<key>` (when) once it went out or was skipped, and the `timeline` of emails sent.
+#[async_trait]
+impl EmailLog for DynamoOrders {
+    async fn claim_email(&self, order_id: &str, key: &str) -> Result<OnceClaim> {
+        let log_key = crate::domain::order::email_log_key(order_id);
+        let now = epoch_now();
+        // Who claimed: a retry of this very write (the SDK's, after a lost answer) finds its own claim.
+        let claimant = uuid::Uuid::new_v4().simple().to_string();
+        let claim = AttributeValue::M([("claimant".to_string(), s(&claimant)), ("at".to_string(), n(now))].into());
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(&log_key))
+            .update_expression("SET #c = :claim")
+            .condition_expression("attribute_not_exists(#s) AND (attribute_not_exists(#c) OR #c.#at < :stale)")
+            .expression_attribute_names("#c", format!("claim#{key}"))
+            .expression_attribute_names("#s", format!("sent#{key}"))
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_values(":claim", claim)
+            .expression_attribute_values(":stale", n(now - EMAIL_CLAIM_STALE_SECONDS))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(OnceClaim::Go),
+            Err(e) if is_ccf(&e) => {
+                let item = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .key("order_id", s(&log_key))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| StepError::from_sdk("orders.email_claim_get", e))?
+                    .item
+                    .unwrap_or_default();
+                let held_by = item.get(&format!("claim#{key}")).and_then(|c| c.as_m().ok()).and_then(|c| c.get("claimant")).and_then(|c| c.as_s().ok());
+                Ok(if item.contains_key(&format!("sent#{key}")) {
+                    OnceClaim::AlreadyDone
+                } else if held_by == Some(&claimant) {
+                    OnceClaim::Go
+                } else {
+                    OnceClaim::InProgress
+                })
+            }
+            Err(e) => Err(StepError::from_sdk("orders.claim_email", e)),
+        }
+    }
+
+    async fn email_done(&self, order_id: &str, key: &str, event: Option<TimelineEntry>) -> Result<()> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(crate::domain::order::email_log_key(order_id)))
+            .expression_attribute_names("#c", format!("claim#{key}"))
+            .expression_attribute_names("#s", format!("sent#{key}"))
+            .expression_attribute_values(":now", s(now_rfc3339()));
+        req = match event {
+            Some(ev) => req
+                .update_expression("SET #s = :now, timeline = list_append(if_not_exists(timeline, :none), :ev) REMOVE #c")
+                .expression_attribute_values(":none", AttributeValue::L(vec![]))
+                .expression_attribute_values(":ev", AttributeValue::L(vec![av(&ev)?])),
+            None => req.update_expression("SET #s = :now REMOVE #c"),
+        };
+        req.send().await.map_err(|e| StepError::from_sdk("orders.email_done", e))?;
+        Ok(())
+    }
+
+    async fn release_email(&self, order_id: &str, key: &str) -> Result<()> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(crate::domain::order::email_log_key(order_id)))
+            .update_expression("REMOVE #c")
+            .condition_expression("attribute_exists(#c) AND attribute_not_exists(#s)")
+            .expression_attribute_names("#c", format!("claim#{key}"))
+            .expression_attribute_names("#s", format!("sent#{key}"))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_ccf(&e) => Ok(()),
+            Err(e) => Err(StepError::from_sdk("orders.release_email", e)),
+        }
     }
 }
