@@ -7,9 +7,9 @@
 //!
 //! What is measured and what is estimated is said in the report (`notes`): Lambda time is each
 //! handler's own time (wall time minus waiting on the emulator) plus AWS's assumed answer times for
-//! its calls and the partners' for theirs, DynamoDB write
-//! units use the order item's final size for writes to the orders table and 1 KB for others, SQS
-//! requests count each message as send + receive + delete.
+//! its calls and the partners' for theirs, DynamoDB write units are each write's own (item sizes
+//! before and after, item_size.rs), a read of the order item is priced by its size by DynamoDB's
+//! rules, SQS requests count each message as send + receive + delete.
 
 use crate::demo::{order_body, post_order};
 use crate::edge::Call;
@@ -302,7 +302,9 @@ async fn cost(
     let f = |k: &str| p[k].as_f64().unwrap_or(0.0);
     let report = stack.report(id).await;
     let order = stack.observer.orders.get(id).await.ok().flatten();
-    let order_kb = order.as_ref().map(|o| serde_json::to_vec(o).map(|v| v.len()).unwrap_or(1024)).unwrap_or(1024).div_ceil(1024) as f64;
+    // The order item's size by DynamoDB's rules (not its JSON, which is larger: a 3.9 KB item
+    // was ~4.3 KB of JSON, and its reads were priced at two units instead of one).
+    let order_bytes = order_item_anatomy(stack, id).await.iter().map(|(_, b)| b).sum::<usize>().max(1);
     let mut c: BTreeMap<&'static str, f64> = BTreeMap::new();
     let mut add = |k: &'static str, v: f64| *c.entry(k).or_default() += v;
     // Step Functions: the checkout is Express (a request and its duration), the lifecycle and any
@@ -374,12 +376,13 @@ async fn cost(
             ("dynamodb", _) if call.write_units > 0 => add("dynamodb", call.write_units as f64 * f("dynamodb_per_write_unit")),
             ("dynamodb", op) => {
                 let orders = call.target.as_deref().is_some_and(|t| t.contains("OrdersTable"));
-                let size = if orders { order_kb } else { 1.0 };
+                let bytes = if orders { order_bytes } else { 1024 };
+                let size = bytes.div_ceil(1024) as f64;
                 let (w, r) = match op {
                     "PutItem" | "UpdateItem" | "DeleteItem" => (size, 0.0),
                     "TransactWriteItems" => (2.0 * call.items.max(1) as f64, 0.0),
                     "BatchWriteItem" => (call.items.max(1) as f64, 0.0),
-                    "GetItem" => (0.0, (size / 4.0).ceil()),
+                    "GetItem" => (0.0, bytes.div_ceil(4096) as f64),
                     "BatchGetItem" => (0.0, call.items.max(1) as f64),
                     "Query" => (0.0, 1.0),
                     _ => (0.0, 0.0),
@@ -624,7 +627,7 @@ pub async fn run(stack: &Stack, orders: usize, concurrency: usize) -> Result<(),
         "notes": [
             "Lambda duration billed = each handler's own time (its wall time here minus the time it waited on the emulator) + AWS's answer time for each call it made (assumed: DynamoDB 5 ms, 8 ms for queries and batches, 15 ms for transactions; SQS 10 ms; SES 40 ms; Step Functions 25 ms) + partner_call_seconds_assumed per gateway or carrier call; orders_api also bills the synchronous checkout (its steps' billed time + 20 ms per state); arm64 prices; the handlers' own time at 256 MB (lambda_memory_gb, the most any function has), the partner calls at the memory the template gives the functions that make them (partner_caller_memory_gb).",
             "all-Standard: the same orders with the checkout, the parcels and the settlements as Standard workflows (a transition per state instead of an Express request).",
-            "DynamoDB: each write a function makes is billed ceil(max(item size before, after) / 1 KB) per item, 2x in transactions, the sizes read from the emulator around the write and computed by DynamoDB's rules (item_size.rs); 3 sparse-index writes per order; reads 1 unit (GetItem by the order item's size).",
+            "DynamoDB: each write a function makes is billed ceil(max(item size before, after) / 1 KB) per item, 2x in transactions, the sizes read from the emulator around the write and computed by DynamoDB's rules (item_size.rs); 3 sparse-index writes per order; reads: a GetItem of the order item ceil(its size by DynamoDB's rules / 4 KB) units, others 1.",
             "SQS: each message is send + receive + delete; messages the state machines send are counted from their states.",
             "API Gateway: each request the orders, partner and store data APIs served for the order. Logs: bytes of the order's JSON log lines.",
             "Not included: the fixed monthly floor (secrets, alarms, empty receives of the event source mappings), Express execution logs (off: level ERROR)."
