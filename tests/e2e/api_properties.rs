@@ -202,7 +202,7 @@ fn sec_3_no_card_number_in_any_stored_order() {
         }
         // Nothing of those requests was stored: no order for that customer, and no stored order
         // anywhere holds a card number in what its client supplied.
-        let sdk = orderflow_shared::aws::sdk_config(&orderflow_local::ports::operator_env(&h.stack.moto_url, Default::default())).await;
+        let sdk = h.operator_sdk().await;
         let items = aws_sdk_dynamodb::Client::new(&sdk).scan().table_name("OrdersTable").send().await.unwrap().items.unwrap_or_default();
         assert!(!items.is_empty());
         for item in items.into_iter().filter(|i| !i.get("order_id").and_then(|v| v.as_s().ok()).is_some_and(|k| k.contains('#'))) {
@@ -306,7 +306,7 @@ fn idem_4_a_retry_after_checkout_failed_to_start_answers_about_the_same_order() 
         let (st, view) = get_order(&reqwest::Client::new(), h.api(), &id, &retry.token()).await;
         assert_eq!((st, view["order_id"].as_str()), (200, Some(id.as_str())));
         // one order for this customer, no hold, nothing reserved
-        let sdk = orderflow_shared::aws::sdk_config(&orderflow_local::ports::operator_env(&h.stack.moto_url, Default::default())).await;
+        let sdk = h.operator_sdk().await;
         let items = aws_sdk_dynamodb::Client::new(&sdk).scan().table_name("OrdersTable").send().await.unwrap().items.unwrap_or_default();
         let mine = items.iter().filter(|i| i.get("customer_email").and_then(|v| v.as_s().ok()) == Some(&email)).count();
         assert_eq!(mine, 1, "one order for one key");
@@ -328,7 +328,7 @@ fn idem_4_a_claim_left_by_a_killed_function_is_taken_over_after_its_lease() {
     h.run(async {
         let sku = h.new_sku(1500, 5).await;
         let body = order_body(&h.email("idem4b"), &[(&sku, 1)], "pm_card_visa").to_string();
-        let sdk = orderflow_shared::aws::sdk_config(&orderflow_local::ports::operator_env(&h.stack.moto_url, Default::default())).await;
+        let sdk = h.operator_sdk().await;
         let ddb = aws_sdk_dynamodb::Client::new(&sdk);
         let claim = |key: String, order_id: String, claimed_at: i64| {
             let ddb = ddb.clone();

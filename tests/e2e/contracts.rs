@@ -13,7 +13,7 @@ fn the_local_stack_provisions_exactly_the_templates_resources() {
     let h = harness();
     h.run(async {
         let t = Template::load(&repo().join("infra/template.yaml")).unwrap();
-        let sdk = orderflow_shared::aws::sdk_config(&orderflow_local::ports::operator_env(&h.stack.moto_url, Default::default())).await;
+        let sdk = h.operator_sdk().await;
         let tables: BTreeSet<String> = aws_sdk_dynamodb::Client::new(&sdk).list_tables().send().await.unwrap().table_names().iter().cloned().collect();
         let want: BTreeSet<String> = t.tables().unwrap().into_iter().map(|x| x.name).collect();
         assert_eq!(tables, want);
@@ -95,7 +95,7 @@ fn a_read_never_sees_half_of_an_update() {
     use aws_sdk_dynamodb::types::AttributeValue as Av;
     let h = harness();
     h.run(async {
-        let sdk = orderflow_shared::aws::sdk_config(&orderflow_local::ports::operator_env(&h.stack.moto_url, Default::default())).await;
+        let sdk = h.operator_sdk().await;
         let ddb = aws_sdk_dynamodb::Client::new(&sdk);
         // `#` in the key: an order's side item, which no order listing reads as an order
         let prefix = format!("e2e-scratch#{}", uuid::Uuid::new_v4());

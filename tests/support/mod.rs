@@ -136,11 +136,22 @@ impl Harness {
         self.remove_order_attribute(order_id, "payment").await;
     }
 
+    /// The operator's AWS settings, straight to the emulator (no function's role, nothing recorded
+    /// at the edge): what an operator's console or script sees.
+    pub async fn operator_sdk(&self) -> aws_config::SdkConfig {
+        orderflow_shared::aws::sdk_config(&orderflow_local::ports::operator_env(&self.stack.moto_url, Default::default())).await
+    }
+
+    /// A DynamoDB client with the operator's settings (`operator_sdk`).
+    pub async fn operator_dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.operator_sdk().await)
+    }
+
     /// Remove one attribute of the stored order, straight in the table (a state an earlier version
     /// or a lost write leaves behind).
     pub async fn remove_order_attribute(&self, order_id: &str, attribute: &str) {
-        let sdk = orderflow_shared::aws::sdk_config(&orderflow_local::ports::operator_env(&self.stack.moto_url, Default::default())).await;
-        aws_sdk_dynamodb::Client::new(&sdk)
+        self.operator_dynamodb()
+            .await
             .update_item()
             .table_name("OrdersTable")
             .key("order_id", aws_sdk_dynamodb::types::AttributeValue::S(order_id.to_string()))
