@@ -17,6 +17,13 @@ use std::collections::BTreeMap;
 /// A parcel's latest scan on the order's tracking log is the attribute `scan#<parcel id>`.
 const SCAN_PREFIX: &str = "scan#";
 
+/// The condition of every tracking write on the order item: parcel `#sid` exists and the scan
+/// (`:st` at `:at`, rank `:r`) moves it forward: a higher rank, or the same rank with a newer carrier
+/// timestamp. Final statuses are stored with rank 100, so nothing passes them.
+const PARCEL_MOVES_FORWARD: &str = "attribute_exists(shipments.#sid) AND (attribute_not_exists(shipments.#sid.tracking_rank) \
+     OR shipments.#sid.tracking_rank < :r OR (shipments.#sid.tracking_rank = :r AND shipments.#sid.tracking_status <> :st \
+     AND shipments.#sid.tracking_updated_at < :at))";
+
 pub struct DynamoOrders {
     pub client: Client,
     pub table: String,
@@ -684,24 +691,52 @@ impl OrderRepository for DynamoOrders {
     }
 
     async fn deliver_last_parcel(&self, order_id: &str, shipment_id: &str, updated_at: &str, others: &[String], events: [TimelineEntry; 2]) -> Result<bool> {
-        self.deliver_last_parcel_once(order_id, shipment_id, updated_at, others, events).await
+        let rank = tracking_rank("delivered").unwrap_or(6) as i64;
+        let mut cond = vec![PARCEL_MOVES_FORWARD.to_string(), "#status IN (:shipped, :pf)".to_string()];
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("order_id", s(order_id))
+            // DELIVERED is not a status operators list: the order leaves the attention index.
+            .update_expression(
+                "SET shipments.#sid.tracking_status = :st, shipments.#sid.tracking_updated_at = :at, shipments.#sid.tracking_rank = :final, \
+                 #status = :delivered, status_reason = :none, updated_at = :now, timeline = list_append(timeline, :evs) REMOVE attention_pk, attention_key",
+            )
+            .expression_attribute_names("#sid", shipment_id)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":st", s("delivered"))
+            .expression_attribute_values(":at", s(updated_at))
+            .expression_attribute_values(":r", n(rank))
+            .expression_attribute_values(":final", n(100))
+            .expression_attribute_values(":shipped", s(OrderStatus::Shipped.as_str()))
+            .expression_attribute_values(":pf", s(OrderStatus::PartiallyFulfilled.as_str()))
+            .expression_attribute_values(":delivered", s(OrderStatus::Delivered.as_str()))
+            .expression_attribute_values(":none", AttributeValue::Null(true))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .expression_attribute_values(":evs", AttributeValue::L(events.iter().map(av).collect::<Result<Vec<_>>>()?));
+        // Every other parcel is delivered already.
+        for (i, other) in others.iter().enumerate() {
+            cond.push(format!("shipments.#o{i}.tracking_status = :st"));
+            req = req.expression_attribute_names(format!("#o{i}"), other);
+        }
+        match req.condition_expression(cond.join(" AND ")).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_ccf(&e) => Ok(false),
+            Err(e) => Err(StepError::from_sdk("orders.deliver_last_parcel", e)),
+        }
     }
 
     async fn apply_tracking(&self, order_id: &str, shipment_id: &str, status: &str, updated_at: &str, event: TimelineEntry) -> Result<bool> {
         let Some(rank) = tracking_rank(status) else { return Ok(false) };
         let stored_rank = if tracking_is_final(status) { 100 } else { rank as i64 };
-        // Forward only: a higher rank, or the same rank with a newer carrier timestamp. Final
-        // statuses are stored with rank 100, so nothing passes them.
         let res = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("order_id", s(order_id))
             .update_expression("SET shipments.#sid.tracking_status = :st, shipments.#sid.tracking_updated_at = :at, shipments.#sid.tracking_rank = :stored, updated_at = :now, timeline = list_append(timeline, :ev)")
-            .condition_expression(
-                "attribute_exists(shipments.#sid) AND (attribute_not_exists(shipments.#sid.tracking_rank) OR shipments.#sid.tracking_rank < :r \
-                 OR (shipments.#sid.tracking_rank = :r AND shipments.#sid.tracking_status <> :st AND shipments.#sid.tracking_updated_at < :at))",
-            )
+            .condition_expression(PARCEL_MOVES_FORWARD)
             .expression_attribute_names("#sid", shipment_id)
             .expression_attribute_values(":st", s(status))
             .expression_attribute_values(":at", s(updated_at))
@@ -776,56 +811,6 @@ impl DynamoOrders {
             Ok(_) => Ok(true),
             Err(e) if is_ccf(&e) => Ok(false),
             Err(e) => Err(StepError::from_sdk("orders.transition", e)),
-        }
-    }
-
-    /// The last parcel's "delivered" and the order's DELIVERED (see the trait).
-    async fn deliver_last_parcel_once(
-        &self,
-        order_id: &str,
-        shipment_id: &str,
-        updated_at: &str,
-        others: &[String],
-        events: [TimelineEntry; 2],
-    ) -> Result<bool> {
-        let rank = tracking_rank("delivered").unwrap_or(6) as i64;
-        let mut cond = vec![
-            "attribute_exists(shipments.#sid)".to_string(),
-            "(attribute_not_exists(shipments.#sid.tracking_rank) OR shipments.#sid.tracking_rank < :r \
-             OR (shipments.#sid.tracking_rank = :r AND shipments.#sid.tracking_status <> :dlv AND shipments.#sid.tracking_updated_at < :at))"
-                .to_string(),
-            "#status IN (:shipped, :pf)".to_string(),
-        ];
-        let mut req = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("order_id", s(order_id))
-            // DELIVERED is not a status operators list: the order leaves the attention index.
-            .update_expression(
-                "SET shipments.#sid.tracking_status = :dlv, shipments.#sid.tracking_updated_at = :at, shipments.#sid.tracking_rank = :final, \
-                 #status = :delivered, status_reason = :none, updated_at = :now, timeline = list_append(timeline, :evs) REMOVE attention_pk, attention_key",
-            )
-            .expression_attribute_names("#sid", shipment_id)
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":dlv", s("delivered"))
-            .expression_attribute_values(":at", s(updated_at))
-            .expression_attribute_values(":r", n(rank))
-            .expression_attribute_values(":final", n(100))
-            .expression_attribute_values(":shipped", s(OrderStatus::Shipped.as_str()))
-            .expression_attribute_values(":pf", s(OrderStatus::PartiallyFulfilled.as_str()))
-            .expression_attribute_values(":delivered", s(OrderStatus::Delivered.as_str()))
-            .expression_attribute_values(":none", AttributeValue::Null(true))
-            .expression_attribute_values(":now", s(now_rfc3339()))
-            .expression_attribute_values(":evs", AttributeValue::L(events.iter().map(av).collect::<Result<Vec<_>>>()?));
-        for (i, other) in others.iter().enumerate() {
-            cond.push(format!("shipments.#o{i}.tracking_status = :dlv"));
-            req = req.expression_attribute_names(format!("#o{i}"), other);
-        }
-        match req.condition_expression(cond.join(" AND ")).send().await {
-            Ok(_) => Ok(true),
-            Err(e) if is_ccf(&e) => Ok(false),
-            Err(e) => Err(StepError::from_sdk("orders.deliver_last_parcel", e)),
         }
     }
 
