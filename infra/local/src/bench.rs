@@ -3,7 +3,9 @@
 //! mode), then, per path, what each order cost in AWS terms (from what crossed the edge: state
 //! transitions, Lambda invocations and their time, DynamoDB calls with their tables and items, SQS
 //! sends, API requests, emails, bytes logged) priced with `infra/local/prices-us-east-1.json`, and
-//! checkout latency at 1, 10 and 50 concurrent clients. Writes `target/bench/report.json`.
+//! checkout latency at 1, 10 and 50 concurrent clients on a quiet stack (checkouts only, the
+//! warehouses holding their pick lists), and at 10 with fulfilment running. Writes
+//! `target/bench/report.json`.
 //!
 //! What is measured and what is estimated is said in the report (`notes`): Lambda time is each
 //! handler's own time (wall time minus waiting on the emulator) plus AWS's assumed answer times for
@@ -483,21 +485,34 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
-/// Checkout latency at `concurrency` clients placing `per_client` orders each: (p50, p95, p99 ms, orders/s).
-async fn latency(stack: &Stack, concurrency: usize, per_client: usize, run: &str) -> (f64, f64, f64, f64) {
+/// Checkouts at one concurrency: the latency of each accepted one (POST /orders to its answer),
+/// the rate, and the orders placed.
+struct Checkouts {
+    p50: f64,
+    p95: f64,
+    p99: f64,
+    per_second: f64,
+    refused: usize,
+    placed: Vec<String>,
+}
+
+/// `concurrency` clients placing `per_client` orders each, one after the other. Only accepted
+/// checkouts count (a refusal, out of stock say, answers sooner and would flatter the figures).
+async fn checkouts(stack: &Stack, concurrency: usize, per_client: usize, tag: &str) -> Checkouts {
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
         .map(|c| {
             let api = stack.api_url.clone();
-            let run = run.to_string();
+            let tag = tag.to_string();
             tokio::spawn(async move {
                 let http = reqwest::Client::new();
                 let mut out = vec![];
                 for k in 0..per_client {
-                    let body = order_body(&format!("lat{c}-{k}.{run}@example.com"), &[("MUG-BLUE", 1)], "pm_card_visa").to_string();
+                    let body = order_body(&format!("lat{c}-{k}.{tag}@example.com"), &[("MUG-BLUE", 1)], "pm_card_visa").to_string();
                     let t = Instant::now();
-                    let _ = post_order(&http, &api, Some(&format!("lat-{run}-{concurrency}-{c}-{k}")), body.as_bytes()).await;
-                    out.push(t.elapsed().as_secs_f64() * 1000.0);
+                    let placed = post_order(&http, &api, Some(&format!("lat-{tag}-{concurrency}-{c}-{k}")), body.as_bytes()).await;
+                    let id = placed.body["order_id"].as_str().filter(|_| (200..300).contains(&placed.status)).map(String::from);
+                    out.push((t.elapsed().as_secs_f64() * 1000.0, id));
                 }
                 out
             })
@@ -508,8 +523,75 @@ async fn latency(stack: &Stack, concurrency: usize, per_client: usize, run: &str
         all.extend(t.await.unwrap_or_default());
     }
     let secs = started.elapsed().as_secs_f64();
-    all.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    (percentile(&all, 0.5), percentile(&all, 0.95), percentile(&all, 0.99), all.len() as f64 / secs)
+    let refused = all.iter().filter(|(_, id)| id.is_none()).count();
+    let mut ms: Vec<f64> = all.iter().filter(|(_, id)| id.is_some()).map(|(ms, _)| *ms).collect();
+    ms.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    Checkouts {
+        p50: percentile(&ms, 0.5),
+        p95: percentile(&ms, 0.95),
+        p99: percentile(&ms, 0.99),
+        per_second: ms.len() as f64 / secs,
+        refused,
+        placed: all.into_iter().filter_map(|(_, id)| id).collect(),
+    }
+}
+
+impl Checkouts {
+    fn line(&self, concurrency: usize) -> String {
+        let refused = if self.refused > 0 { format!(" ({} refused, not counted)", self.refused) } else { String::new() };
+        format!(
+            "  {concurrency:>2} concurrent: p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, {:.2} checkouts/s{refused}",
+            self.p50, self.p95, self.p99, self.per_second
+        )
+    }
+    fn json(&self) -> Value {
+        json!({"p50_ms": self.p50, "p95_ms": self.p95, "p99_ms": self.p99, "orders_per_second": self.per_second, "refused": self.refused})
+    }
+}
+
+/// Checkout latency and rate twice: on a quiet stack (checkouts only: every step of each checkout
+/// runs, its confirmation and its pick list go out, and the sandbox warehouses hold the pick lists
+/// as a warehouse that picks over the day does), then with fulfilment running (the warehouses ship
+/// at once and the carrier walks each parcel while the next checkouts come in). (JSON, quiet p50 at
+/// 1 client, quiet checkouts/s at 10, checkouts/s at 10 with fulfilment running.)
+async fn latency(stack: &Stack, run: &str) -> (Value, f64, f64, f64) {
+    println!("\n[bench] checkout latency (POST /orders to its answer), quiet stack: checkouts only, the sandbox warehouses holding the pick lists:");
+    let mut quiet = serde_json::Map::new();
+    let (mut p50_1, mut quiet_10) = (0.0, 0.0);
+    let mut held = vec![];
+    stack.warehouses.hold();
+    for (c, per) in [(1usize, 10usize), (10, 5), (50, 2)] {
+        let r = checkouts(stack, c, per, &format!("{run}q")).await;
+        println!("{}", r.line(c));
+        quiet.insert(format!("{c}"), r.json());
+        if c == 1 {
+            p50_1 = r.p50;
+        }
+        if c == 10 {
+            quiet_10 = r.per_second;
+        }
+        held.extend(r.placed);
+    }
+    let released = stack.warehouses.release();
+    // The held orders go out now; the next phase starts when they are delivered (one watcher at a
+    // time: each read lands on moto).
+    let settle = Instant::now();
+    let mut delivered = 0;
+    for id in &held {
+        if reach(stack, id, "DELIVERED", Duration::from_secs(120)).await == "DELIVERED" {
+            delivered += 1;
+        }
+    }
+    println!(
+        "  ({released} pick lists released after the phase; {delivered} of its {} orders delivered {:.0} s later)",
+        held.len(),
+        settle.elapsed().as_secs_f64()
+    );
+    println!("[bench] checkout latency with fulfilment running (the warehouses ship at once, the carrier walks each parcel):");
+    let r = checkouts(stack, 10, 5, &format!("{run}f")).await;
+    println!("{}", r.line(10));
+    let lat = json!({"quiet": quiet, "with_fulfilment_running": {"10": r.json()}});
+    (lat, p50_1, quiet_10, r.per_second)
 }
 
 pub async fn run(stack: &Stack, orders: usize, concurrency: usize) -> Result<(), String> {
@@ -603,21 +685,7 @@ pub async fn run(stack: &Stack, orders: usize, concurrency: usize) -> Result<(),
     let floor = monthly_floor(&repo, &p);
     println!("\n[bench] fixed monthly floor, whatever the volume: ${:.2} ({})", floor.0, floor.1);
 
-    println!("\n[bench] checkout latency (POST /orders to its answer), quiet stack:");
-    let mut lat = serde_json::Map::new();
-    let mut p50_1 = 0.0;
-    let mut tput_10 = 0.0;
-    for (c, per) in [(1usize, 10usize), (10, 5), (50, 2)] {
-        let (p50, p95, p99, tput) = latency(stack, c, per, &run).await;
-        println!("  {c:>2} concurrent: p50 {p50:.0} ms, p95 {p95:.0} ms, p99 {p99:.0} ms, {tput:.2} orders/s");
-        lat.insert(format!("{c}"), json!({"p50_ms": p50, "p95_ms": p95, "p99_ms": p99, "orders_per_second": tput}));
-        if c == 1 {
-            p50_1 = p50;
-        }
-        if c == 10 {
-            tput_10 = tput;
-        }
-    }
+    let (lat, p50_1, tput_10, tput_10_fulfilment) = latency(stack, &run).await;
     let report = json!({
         "orders": orders, "completed": done.len(), "prices": p, "paths": paths_json, "mix_per_million_excl_email": mix,
         "delivered_one_parcel_per_million_excl_email": delivered_per_million, "checkout_latency": lat,
@@ -637,6 +705,7 @@ pub async fn run(stack: &Stack, orders: usize, concurrency: usize) -> Result<(),
     std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
     std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&report).unwrap_or_default()).map_err(|e| e.to_string())?;
     println!("\n[bench] wrote {}", out.join("report.json").display());
+    println!("[bench] with fulfilment running: {tput_10_fulfilment:.2} checkouts/s at 10 concurrent");
     println!("cost: ${delivered_per_million:.2} per 1M delivered orders excl. email; checkout p50 {p50_1:.0} ms; {tput_10:.2} orders/s at 10 concurrent");
     Ok(())
 }

@@ -52,7 +52,8 @@ pub struct SentEmail {
 pub struct Edge {
     pub functions: BTreeMap<&'static str, Arc<Hosted>>,
     pub iam: Arc<Iam>,
-    pub moto_base: String,
+    /// The moto processes (DynamoDB's own, and the rest): each call goes straight to its own.
+    pub moto: crate::moto_router::Backends,
     pub http: reqwest::Client,
     pub moto_sfn: aws_sdk_sfn::Client,
     /// For StartMessageMoveTask, which moto lacks (`move_messages`).
@@ -300,7 +301,7 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
     // DynamoDB applies each write (a conditional one included) and each transaction atomically;
     // moto does too since the launcher (moto.rs) holds one lock around each DynamoDB request,
     // its answer included (a read never sees half of an update).
-    let url = format!("{}{}", edge.moto_base, uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let url = format!("{}{}", edge.moto.base_for(&headers), uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
     let measured = if service == "dynamodb" && caller.is_some() && edge.measure_writes.load(std::sync::atomic::Ordering::Relaxed) {
         let body: Value = serde_json::from_slice(&body).unwrap_or_default();
         let targets = crate::item_size::targets(&operation, &body);
@@ -310,10 +311,8 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
         None
     };
     let mut req = edge.http.request(method, url).body(body);
-    for (k, v) in headers.iter() {
-        if k != "content-length" && k != "transfer-encoding" && k != "connection" {
-            req = req.header(k, v);
-        }
+    for (k, v) in headers.iter().filter(|(k, _)| crate::moto_router::end_to_end(k)) {
+        req = req.header(k, v);
     }
     // The answer is read whole (and, while the bench measures, the items sized again) before the
     // call is timed: the function waits for all of it, none of it is the function's own time.
@@ -339,10 +338,8 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
     match answered {
         Ok((status, headers, bytes)) => {
             let mut out = Response::builder().status(status.as_u16());
-            for (k, v) in headers.iter() {
-                if k != "content-length" && k != "transfer-encoding" && k != "connection" {
-                    out = out.header(k, v);
-                }
+            for (k, v) in headers.iter().filter(|(k, _)| crate::moto_router::end_to_end(k)) {
+                out = out.header(k, v);
             }
             out.body(Body::from(bytes)).unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
         }
@@ -356,7 +353,7 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
 /// authorized for it like AWS authorizes it (`iam::needs`).
 async fn move_messages(edge: &Edge, body: &[u8]) -> Response {
     let v: Value = serde_json::from_slice(body).unwrap_or_default();
-    let url_of = |arn: &str| format!("{}/{}/{}", edge.moto_base, crate::iam::ACCOUNT, arn.rsplit(':').next().unwrap_or(""));
+    let url_of = |arn: &str| format!("{}/{}/{}", edge.moto.rest, crate::iam::ACCOUNT, arn.rsplit(':').next().unwrap_or(""));
     let (Some(source), Some(dest)) = (v["SourceArn"].as_str(), v["DestinationArn"].as_str()) else {
         let e = json!({"__type": "com.amazonaws.sqs#InvalidParameterValueException", "message": "SourceArn and DestinationArn are required here"});
         return (StatusCode::BAD_REQUEST, axum::Json(e)).into_response();
@@ -424,7 +421,7 @@ fn tables_in(body: &[u8]) -> Vec<String> {
 async fn moto_dynamodb(edge: &Edge, target: &str, body: &Value, auth: Option<&axum::http::HeaderValue>) -> Option<Value> {
     let mut req = edge
         .http
-        .post(format!("{}/", edge.moto_base))
+        .post(format!("{}/", edge.moto.dynamodb))
         .header("x-amz-target", format!("DynamoDB_20120810.{target}"))
         .header("content-type", "application/x-amz-json-1.0")
         .body(body.to_string());

@@ -21,6 +21,7 @@ pub mod iam_report;
 pub mod item_size;
 pub mod load;
 pub mod moto;
+pub mod moto_router;
 pub mod ports;
 pub mod provision;
 pub mod pumps;
@@ -109,7 +110,7 @@ pub struct Stack {
     pub ops_token: String,
     /// Secret ARN -> value, for `lambda_env` (cargo lambda runs functions outside the stack).
     secrets_by_arn: BTreeMap<String, String>,
-    moto: Mutex<Option<moto::Moto>>,
+    moto: Mutex<Vec<moto::Moto>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -192,9 +193,15 @@ impl Stack {
         let (gw_listener, gw_port) = bind(opts.gateway_port).await?;
         let (carrier_listener, carrier_port) = bind(0).await?;
         let (ext_listener, ext_port) = bind(0).await?;
-        let moto_port = free_port();
-        let moto = moto::start(&venv, moto_port, edge_port, &opts.log_dir.join(format!("moto-{moto_port}.log"))).await?;
-        let moto_url = format!("http://127.0.0.1:{moto_port}");
+        // DynamoDB in one moto process, every other service in another (moto_router.rs), behind
+        // one URL for whatever talks to moto directly.
+        let (ddb_port, rest_port) = (free_port(), free_port());
+        let (ddb_log, rest_log) = (opts.log_dir.join(format!("moto-dynamodb-{ddb_port}.log")), opts.log_dir.join(format!("moto-{rest_port}.log")));
+        let (moto_ddb, moto_rest) = tokio::try_join!(moto::start(&venv, ddb_port, edge_port, &ddb_log), moto::start(&venv, rest_port, edge_port, &rest_log))?;
+        let backends = moto_router::Backends { dynamodb: format!("http://127.0.0.1:{ddb_port}"), rest: format!("http://127.0.0.1:{rest_port}") };
+        let (router_listener, router_port) = bind(0).await?;
+        let router_task = serve(router_listener, moto_router::router(backends.clone())?);
+        let moto_url = format!("http://127.0.0.1:{router_port}");
         let edge_url = format!("http://127.0.0.1:{edge_port}");
         let gateway_url = format!("http://127.0.0.1:{gw_port}");
         let carrier_url = format!("http://127.0.0.1:{carrier_port}");
@@ -253,14 +260,15 @@ impl Stack {
             http: reqwest::Client::new(),
         });
 
-        let moto_sfn = aws_sdk_sfn::Client::new(&moto_sdk);
-        let moto_sqs = aws_sdk_sqs::Client::new(&moto_sdk);
+        let moto_rest_sdk = orderflow_shared::aws::sdk_config(&ports::operator_env(&backends.rest, BTreeMap::new())).await;
+        let moto_sfn = aws_sdk_sfn::Client::new(&moto_rest_sdk);
+        let moto_sqs = aws_sdk_sqs::Client::new(&moto_rest_sdk);
         let faults = Arc::new(faults::Faults::new(opts.fault_rate, std::process::id() as u64));
         faults.arm(false);
         let edge = Arc::new(Edge {
             functions,
             iam,
-            moto_base: moto_url.clone(),
+            moto: backends,
             http: reqwest::Client::builder().pool_max_idle_per_host(64).build().map_err(|e| e.to_string())?,
             moto_sfn: moto_sfn.clone(),
             moto_sqs: moto_sqs.clone(),
@@ -280,6 +288,7 @@ impl Stack {
         *warehouses.api_url.lock().unwrap() = api_url.clone();
         let routes = api::routes(&opts.repo.join("infra/openapi.yaml"), &p.template)?;
         let mut tasks = vec![
+            router_task,
             serve(edge_listener, edge::router(edge.clone())),
             serve(api_listener, api::router(edge.clone(), routes)),
             serve(
@@ -349,7 +358,7 @@ impl Stack {
             dead_letter: p.dead_letter,
             ops_token: opts.ops_token,
             secrets_by_arn,
-            moto: Mutex::new(Some(moto)),
+            moto: Mutex::new(vec![moto_ddb, moto_rest]),
             tasks,
         })
     }
@@ -481,7 +490,7 @@ impl Stack {
         for t in &self.tasks {
             t.abort();
         }
-        if let Some(mut m) = self.moto.lock().unwrap().take() {
+        for mut m in self.moto.lock().unwrap().drain(..) {
             let _ = m.child.start_kill();
         }
     }

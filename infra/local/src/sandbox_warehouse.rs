@@ -62,6 +62,10 @@ pub struct Warehouses {
     latest: Mutex<HashMap<String, PickMessage>>,
     /// order id -> `return_expected` messages received and not yet taken by a test.
     returns: Mutex<HashMap<String, Vec<ReturnExpected>>>,
+    /// Auto mode, while `hold` is on: pick lists wait here, as at a warehouse that picks over the
+    /// day rather than at once (the bench's checkouts-only phase), and ship when released.
+    holding: std::sync::atomic::AtomicBool,
+    held: Mutex<Vec<PickMessage>>,
     http: reqwest::Client,
 }
 
@@ -74,8 +78,28 @@ impl Warehouses {
             cancels: Default::default(),
             latest: Default::default(),
             returns: Default::default(),
+            holding: Default::default(),
+            held: Default::default(),
             http: reqwest::Client::new(),
         }
+    }
+
+    /// Auto mode: keep the pick lists that arrive from now on (nothing ships) until `release`.
+    pub fn hold(&self) {
+        self.holding.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Ship every pick list held since `hold`, and the ones that come after at once again; the
+    /// number released.
+    pub fn release(self: &Arc<Self>) -> usize {
+        self.holding.store(false, std::sync::atomic::Ordering::SeqCst);
+        let held = std::mem::take(&mut *self.held.lock().unwrap());
+        let n = held.len();
+        for msg in held {
+            let w = self.clone();
+            tokio::spawn(async move { w.take(msg).await });
+        }
+        n
     }
 
     /// Wait for the next pick list of an order (optionally from one warehouse).
@@ -159,6 +183,14 @@ impl Warehouses {
         if !self.auto {
             self.inbox.lock().unwrap().entry(msg.order_id().to_string()).or_default().push(msg);
             return;
+        }
+        if self.holding.load(std::sync::atomic::Ordering::SeqCst) {
+            let mut held = self.held.lock().unwrap();
+            // Checked again under the lock: a release between the two would leave this one behind.
+            if self.holding.load(std::sync::atomic::Ordering::SeqCst) {
+                held.push(msg);
+                return;
+            }
         }
         // A moment to "pick and pack", then one parcel with everything open.
         tokio::time::sleep(Duration::from_millis(200)).await;
