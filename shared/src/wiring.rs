@@ -8,52 +8,86 @@ use crate::env::{ConfigError, Env};
 use crate::ports::{Carrier, Catalog, EmailLog, Mailer, OrderRepository, PaymentGateway, Queue, StockLedger, VelocityCounter, Workflows};
 use std::sync::Arc;
 
+/// One SDK client per service, however many ports use it: each client made is a few hundred
+/// microseconds of a cold start (its runtime plugins and config, and the HTTP client's check that
+/// builds a TLS connector), and clients share nothing by being separate.
 pub struct Wiring {
     pub env: Env,
     pub sdk: aws_config::SdkConfig,
+    #[cfg(feature = "dynamodb")]
+    dynamodb: std::sync::OnceLock<aws_sdk_dynamodb::Client>,
+    #[cfg(feature = "sqs")]
+    sqs: std::sync::OnceLock<aws_sdk_sqs::Client>,
+    #[cfg(feature = "sfn")]
+    sfn: std::sync::OnceLock<aws_sdk_sfn::Client>,
 }
 
 impl Wiring {
     pub async fn new(env: Env) -> Wiring {
         let sdk = crate::aws::sdk_config(&env).await;
-        Wiring { env, sdk }
+        Wiring {
+            env,
+            sdk,
+            #[cfg(feature = "dynamodb")]
+            dynamodb: Default::default(),
+            #[cfg(feature = "sqs")]
+            sqs: Default::default(),
+            #[cfg(feature = "sfn")]
+            sfn: Default::default(),
+        }
+    }
+
+    /// The function's DynamoDB client (made on first use, then shared).
+    #[cfg(feature = "dynamodb")]
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        self.dynamodb.get_or_init(|| aws_sdk_dynamodb::Client::new(&self.sdk)).clone()
+    }
+
+    #[cfg(feature = "sqs")]
+    fn sqs(&self) -> aws_sdk_sqs::Client {
+        self.sqs.get_or_init(|| aws_sdk_sqs::Client::new(&self.sdk)).clone()
+    }
+
+    #[cfg(feature = "sfn")]
+    fn sfn(&self) -> aws_sdk_sfn::Client {
+        self.sfn.get_or_init(|| crate::aws::workflows::sfn_client(&self.sdk, crate::aws::is_local(&self.env))).clone()
     }
 
     #[cfg(feature = "dynamodb")]
     pub fn orders(&self) -> Result<Arc<dyn OrderRepository>, ConfigError> {
-        Ok(Arc::new(crate::aws::dynamo::DynamoOrders::new(&self.sdk, self.env.require("ORDERS_TABLE")?)))
+        Ok(Arc::new(crate::aws::dynamo::DynamoOrders::new(self.dynamodb(), self.env.require("ORDERS_TABLE")?)))
     }
 
     /// The orders table's email logs (send_notifications).
     #[cfg(feature = "dynamodb")]
     pub fn email_log(&self) -> Result<Arc<dyn EmailLog>, ConfigError> {
-        Ok(Arc::new(crate::aws::dynamo::DynamoOrders::new(&self.sdk, self.env.require("ORDERS_TABLE")?)))
+        Ok(Arc::new(crate::aws::dynamo::DynamoOrders::new(self.dynamodb(), self.env.require("ORDERS_TABLE")?)))
     }
 
     #[cfg(feature = "dynamodb")]
     pub fn stock(&self) -> Result<Arc<dyn StockLedger>, ConfigError> {
-        Ok(Arc::new(crate::aws::dynamo::DynamoInventory::new(&self.sdk, self.env.require("INVENTORY_TABLE")?)))
+        Ok(Arc::new(crate::aws::dynamo::DynamoInventory::new(self.dynamodb(), self.env.require("INVENTORY_TABLE")?)))
     }
 
     #[cfg(feature = "dynamodb")]
     pub fn catalog(&self) -> Result<Arc<dyn Catalog>, ConfigError> {
-        Ok(Arc::new(crate::aws::dynamo::DynamoCatalog::new(&self.sdk, self.env.require("CATALOG_TABLE")?)))
+        Ok(Arc::new(crate::aws::dynamo::DynamoCatalog::new(self.dynamodb(), self.env.require("CATALOG_TABLE")?)))
     }
 
     /// The idempotency table serves request claims, once-markers and lookups.
     #[cfg(feature = "dynamodb")]
     pub fn idempotency(&self) -> Result<Arc<crate::aws::dynamo::DynamoIdempotency>, ConfigError> {
-        Ok(Arc::new(crate::aws::dynamo::DynamoIdempotency::new(&self.sdk, self.env.require("IDEMPOTENCY_TABLE")?)))
+        Ok(Arc::new(crate::aws::dynamo::DynamoIdempotency::new(self.dynamodb(), self.env.require("IDEMPOTENCY_TABLE")?)))
     }
 
     #[cfg(feature = "dynamodb")]
     pub fn velocity(&self) -> Result<Arc<dyn VelocityCounter>, ConfigError> {
-        Ok(Arc::new(crate::aws::dynamo::DynamoVelocity::new(&self.sdk, self.env.require("VELOCITY_TABLE")?)))
+        Ok(Arc::new(crate::aws::dynamo::DynamoVelocity::new(self.dynamodb(), self.env.require("VELOCITY_TABLE")?)))
     }
 
     #[cfg(feature = "sqs")]
     pub fn queue(&self) -> Arc<dyn Queue> {
-        Arc::new(crate::aws::queue::SqsQueue::new(&self.sdk))
+        Arc::new(crate::aws::queue::SqsQueue::new(self.sqs()))
     }
 
     #[cfg(feature = "ses")]
@@ -64,7 +98,7 @@ impl Wiring {
     /// Step Functions for callbacks (SendTaskSuccess) only.
     #[cfg(feature = "sfn")]
     pub fn callbacks(&self) -> crate::aws::workflows::SfnWorkflows {
-        crate::aws::workflows::SfnWorkflows::new(&self.sdk, &self.env)
+        crate::aws::workflows::SfnWorkflows::with_client(self.sfn())
     }
 
     #[cfg(feature = "sfn")]

@@ -194,11 +194,21 @@ impl Stack {
         let (carrier_listener, carrier_port) = bind(0).await?;
         let (ext_listener, ext_port) = bind(0).await?;
         // DynamoDB in one moto process, every other service in another (moto_router.rs), behind
-        // one URL for whatever talks to moto directly.
+        // one URL for whatever talks to moto directly. `ORDERFLOW_MOTO_PROCESSES=1`: one process for
+        // all (half the memory; the bench's figures before the split).
         let (ddb_port, rest_port) = (free_port(), free_port());
-        let (ddb_log, rest_log) = (opts.log_dir.join(format!("moto-dynamodb-{ddb_port}.log")), opts.log_dir.join(format!("moto-{rest_port}.log")));
-        let (moto_ddb, moto_rest) = tokio::try_join!(moto::start(&venv, ddb_port, edge_port, &ddb_log), moto::start(&venv, rest_port, edge_port, &rest_log))?;
-        let backends = moto_router::Backends { dynamodb: format!("http://127.0.0.1:{ddb_port}"), rest: format!("http://127.0.0.1:{rest_port}") };
+        let rest_log = opts.log_dir.join(format!("moto-{rest_port}.log"));
+        let mut motos = vec![];
+        let backends = if std::env::var("ORDERFLOW_MOTO_PROCESSES").as_deref() == Ok("1") {
+            motos.push(moto::start(&venv, rest_port, edge_port, &rest_log).await?);
+            let url = format!("http://127.0.0.1:{rest_port}");
+            moto_router::Backends { dynamodb: url.clone(), rest: url }
+        } else {
+            let ddb_log = opts.log_dir.join(format!("moto-dynamodb-{ddb_port}.log"));
+            let (ddb, rest) = tokio::try_join!(moto::start(&venv, ddb_port, edge_port, &ddb_log), moto::start(&venv, rest_port, edge_port, &rest_log))?;
+            motos.extend([ddb, rest]);
+            moto_router::Backends { dynamodb: format!("http://127.0.0.1:{ddb_port}"), rest: format!("http://127.0.0.1:{rest_port}") }
+        };
         let (router_listener, router_port) = bind(0).await?;
         let router_task = serve(router_listener, moto_router::router(backends.clone())?);
         let moto_url = format!("http://127.0.0.1:{router_port}");
@@ -358,7 +368,7 @@ impl Stack {
             dead_letter: p.dead_letter,
             ops_token: opts.ops_token,
             secrets_by_arn,
-            moto: Mutex::new(vec![moto_ddb, moto_rest]),
+            moto: Mutex::new(motos),
             tasks,
         })
     }

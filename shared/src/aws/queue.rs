@@ -9,8 +9,8 @@ pub struct SqsQueue {
 }
 
 impl SqsQueue {
-    pub fn new(sdk: &aws_config::SdkConfig) -> SqsQueue {
-        SqsQueue { client: aws_sdk_sqs::Client::new(sdk) }
+    pub fn new(client: aws_sdk_sqs::Client) -> SqsQueue {
+        SqsQueue { client }
     }
 }
 

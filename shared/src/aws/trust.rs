@@ -8,7 +8,11 @@ use crate::env::Env;
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 use aws_smithy_http_client::{Builder, ConnectorBuilder};
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector};
+use aws_smithy_runtime_api::client::runtime_components::{RuntimeComponents, RuntimeComponentsBuilder};
+use aws_smithy_types::config_bag::ConfigBag;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
@@ -41,6 +45,43 @@ pub fn trusted_pem(env: &Env) -> Option<Vec<u8>> {
 /// The SDK's default HTTPS client (rustls, here on ring; proxy settings from the environment),
 /// trusting `trusted_pem`.
 pub fn https_client(env: &Env) -> SharedHttpClient {
+    checked_once(connector_per_settings(env))
+}
+
+fn checked_once(inner: SharedHttpClient) -> SharedHttpClient {
+    SharedHttpClient::new(CheckedOnce { inner, checked: std::sync::Once::new() })
+}
+
+/// The HTTP client, checked once per process rather than once per SDK client. The SDK asks the
+/// HTTP client to check itself each time a service client is made; the hyper client does that by
+/// building a whole TLS connector (its trusted roots parsed) and dropping it, "so that native certs
+/// load at client initialization time" (aws-smithy-http-client's `validate_base_client_config`).
+/// Once shows at Init whether the roots load; every later build only cost cold-start time.
+/// Requests are untouched: they get the connector the inner client builds once per settings and
+/// keeps.
+#[derive(Debug)]
+struct CheckedOnce {
+    inner: SharedHttpClient,
+    checked: std::sync::Once,
+}
+
+impl HttpClient for CheckedOnce {
+    fn http_connector(&self, settings: &HttpConnectorSettings, components: &RuntimeComponents) -> SharedHttpConnector {
+        self.inner.http_connector(settings, components)
+    }
+
+    fn validate_base_client_config(&self, components: &RuntimeComponentsBuilder, cfg: &ConfigBag) -> Result<(), BoxError> {
+        let mut result = Ok(());
+        self.checked.call_once(|| result = self.inner.validate_base_client_config(components, cfg));
+        result
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.inner.connector_metadata()
+    }
+}
+
+fn connector_per_settings(env: &Env) -> SharedHttpClient {
     let store = match trusted_pem(env) {
         Some(pem) => TrustStore::empty().with_native_roots(false).with_pem_certificate(pem),
         None => TrustStore::default(),
@@ -62,6 +103,30 @@ pub fn https_client(env: &Env) -> SharedHttpClient {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[derive(Debug, Default)]
+    struct Counting(Arc<AtomicUsize>);
+    impl HttpClient for Counting {
+        fn http_connector(&self, _: &HttpConnectorSettings, _: &RuntimeComponents) -> SharedHttpConnector {
+            unreachable!("no request is made")
+        }
+        fn validate_base_client_config(&self, _: &RuntimeComponentsBuilder, _: &ConfigBag) -> Result<(), BoxError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_http_client_is_checked_once_however_many_sdk_clients_are_made() {
+        let checks = Arc::new(AtomicUsize::new(0));
+        let client = checked_once(SharedHttpClient::new(Counting(checks.clone())));
+        for _ in 0..4 {
+            client.validate_base_client_config(&RuntimeComponentsBuilder::new("test"), &ConfigBag::base()).unwrap();
+        }
+        assert_eq!(checks.load(Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn the_compiled_in_roots_are_the_six_amazon_trust_services_roots() {

@@ -22,14 +22,11 @@ pub struct SfnWorkflows {
 impl SfnWorkflows {
     /// A client for callbacks only (SendTaskSuccess); add the machines this function starts.
     pub fn new(sdk: &aws_config::SdkConfig, env: &crate::env::Env) -> SfnWorkflows {
-        SfnWorkflows {
-            client: sfn_client(sdk, super::is_local(env)),
-            checkout_arn: None,
-            lifecycle_arn: None,
-            fulfillment_arn: None,
-            returns_arn: None,
-            parcel_arn: None,
-        }
+        SfnWorkflows::with_client(sfn_client(sdk, super::is_local(env)))
+    }
+    /// The same, on a client the function already has (`Wiring::sfn`).
+    pub fn with_client(client: aws_sdk_sfn::Client) -> SfnWorkflows {
+        SfnWorkflows { client, checkout_arn: None, lifecycle_arn: None, fulfillment_arn: None, returns_arn: None, parcel_arn: None }
     }
     pub fn starting_checkout(mut self, arn: String) -> Self {
         self.checkout_arn = Some(arn);

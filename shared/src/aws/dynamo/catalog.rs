@@ -16,8 +16,9 @@ pub struct DynamoCatalog {
 }
 
 impl DynamoCatalog {
-    pub fn new(sdk: &aws_config::SdkConfig, table: String) -> DynamoCatalog {
-        DynamoCatalog { client: Client::new(sdk), table }
+    /// `client` is the function's one DynamoDB client (`Wiring::dynamodb`), shared by its adapters.
+    pub fn new(client: Client, table: String) -> DynamoCatalog {
+        DynamoCatalog { client, table }
     }
 }
 

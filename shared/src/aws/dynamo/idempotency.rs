@@ -14,8 +14,9 @@ pub struct DynamoIdempotency {
 
 impl DynamoIdempotency {
     /// Keys and once-markers are remembered 24 h (as Stripe keeps its idempotency keys).
-    pub fn new(sdk: &aws_config::SdkConfig, table: String) -> DynamoIdempotency {
-        DynamoIdempotency { client: Client::new(sdk), table, ttl_seconds: 86_400 }
+    /// `client` is the function's one DynamoDB client (`Wiring::dynamodb`), shared by its adapters.
+    pub fn new(client: Client, table: String) -> DynamoIdempotency {
+        DynamoIdempotency { client, table, ttl_seconds: 86_400 }
     }
 }
 

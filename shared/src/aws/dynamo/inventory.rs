@@ -19,8 +19,9 @@ pub struct DynamoInventory {
 }
 
 impl DynamoInventory {
-    pub fn new(sdk: &aws_config::SdkConfig, table: String) -> DynamoInventory {
-        DynamoInventory { client: Client::new(sdk), table }
+    /// `client` is the function's one DynamoDB client (`Wiring::dynamodb`), shared by its adapters.
+    pub fn new(client: Client, table: String) -> DynamoInventory {
+        DynamoInventory { client, table }
     }
 }
 

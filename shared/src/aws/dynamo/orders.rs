@@ -30,8 +30,9 @@ pub struct DynamoOrders {
 }
 
 impl DynamoOrders {
-    pub fn new(sdk: &aws_config::SdkConfig, table: String) -> DynamoOrders {
-        DynamoOrders { client: Client::new(sdk), table }
+    /// `client` is the function's one DynamoDB client (`Wiring::dynamodb`), shared by its adapters.
+    pub fn new(client: Client, table: String) -> DynamoOrders {
+        DynamoOrders { client, table }
     }
 }
 

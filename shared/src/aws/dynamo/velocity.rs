@@ -13,8 +13,9 @@ pub struct DynamoVelocity {
 }
 
 impl DynamoVelocity {
-    pub fn new(sdk: &aws_config::SdkConfig, table: String) -> DynamoVelocity {
-        DynamoVelocity { client: Client::new(sdk), table }
+    /// `client` is the function's one DynamoDB client (`Wiring::dynamodb`), shared by its adapters.
+    pub fn new(client: Client, table: String) -> DynamoVelocity {
+        DynamoVelocity { client, table }
     }
 }
 
