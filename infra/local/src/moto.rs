@@ -193,8 +193,12 @@ def _one_client(region, service, state_credentials=None):
         _clients[(region, service)] = _client_for(region, service)
     return _clients[(region, service)]
 import importlib
+# (Stop 26: the Step Functions and AWS SDK integrations made one per task too: 11% of the engine
+# process's interpreter time went to botocore building a client class.)
 for _m in ("moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils",
-           "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sqs"):
+           "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sqs",
+           "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn",
+           "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk"):
     _mod = importlib.import_module(_m)
     if hasattr(_mod, "boto_client_for"):
         _mod.boto_client_for = _one_client
@@ -442,6 +446,40 @@ def _notify_heartbeat_open(self):
         return self.get_outcome() is None
     return _notify_heartbeat(self)
 _cbk.CallbackEndpoint.notify_heartbeat = _notify_heartbeat_open
+
+# The engine built a new JSONPath parser (jsonpath_ng's yacc tables, read afresh) for every path it
+# evaluated: ~20% of the engine process's interpreter time under the bench (py-spy --gil). A parsed
+# path is a tree that `find` and `update` only read, so one per path text is kept.
+import moto.stepfunctions.parser.asl.utils.json_path as _jp
+import moto.stepfunctions.parser.asl.component.common.path.result_path as _rp
+_jp.parse = functools.lru_cache(maxsize=4096)(_jp.parse)
+_rp.parse = functools.lru_cache(maxsize=4096)(_rp.parse)
+
+# A Query of a table itself (not an index) took its partition's items from `all_items()`: every item
+# of the table, sorted, for one partition. The velocity table grows with every order, so each
+# checkout's card and email counts got slower as the stack ran (the bench's checkouts/s fell with the
+# orders placed before them). The query now sees only the partition's items, which are the ones it
+# kept anyway; DynamoDB requests hold the write lock (above), so no other request sees the swap.
+from moto.dynamodb.models.table import Table as _Table
+_table_query = _Table.query
+def _query_one_partition(self, hash_key, *args, **kwargs):
+    index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+    if index_name is not None or hash_key is None:
+        return _table_query(self, hash_key, *args, **kwargs)
+    part = self.items.get(hash_key)
+    if part is None:
+        items = []
+    elif self.range_key_attr:
+        items = list(part.values())
+    else:
+        items = [part]
+    items.sort(key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
+    self.all_items = lambda: items
+    try:
+        return _table_query(self, hash_key, *args, **kwargs)
+    finally:
+        del self.all_items
+_Table.query = _query_one_partition
 
 from moto.server import main
 main()
