@@ -34,11 +34,8 @@ pub trait OrderRepository: Send + Sync {
     async fn take_lease(&self, order_id: &str, name: &str, until: &str, now: &str) -> Result<bool>;
     /// A carrier scan that tells nobody anything and decides nothing (`tracking_kept_aside`: in
     /// transit and before) on the order's small tracking log, forward only per parcel as
-    /// `apply_tracking` is; true when it moved the parcel on. An adapter without a tracking log
-    /// applies it to the order.
-    async fn apply_tracking_aside(&self, order_id: &str, shipment_id: &str, status: &str, updated_at: &str, event: TimelineEntry) -> Result<bool> {
-        self.apply_tracking(order_id, shipment_id, status, updated_at, event).await
-    }
+    /// `apply_tracking` is; true when it moved the parcel on.
+    async fn apply_tracking_aside(&self, order_id: &str, shipment_id: &str, status: &str, updated_at: &str, event: TimelineEntry) -> Result<bool>;
     /// The order with its email log merged into its timeline (in time order) and the scans on its
     /// tracking log into its parcels and timeline: what the order views show.
     async fn get_for_view(&self, order_id: &str) -> Result<Option<Order>>;

@@ -76,6 +76,10 @@ impl HttpClient for CheckedOnce {
         result
     }
 
+    fn validate_final_config(&self, components: &RuntimeComponents, cfg: &ConfigBag) -> Result<(), BoxError> {
+        self.inner.validate_final_config(components, cfg)
+    }
+
     fn connector_metadata(&self) -> Option<ConnectorMetadata> {
         self.inner.connector_metadata()
     }
