@@ -10,7 +10,7 @@ usage: coldstart.py <release dir> <hello-world binary> <env file> [functions...]
 """
 import http.server, os, shlex, socketserver, statistics, subprocess, sys, threading, time
 
-RUNS = 21
+RUNS = 41
 first_next = {}
 lock = threading.Lock()
 
@@ -43,8 +43,9 @@ def env_file(path):
     return env
 
 
-def cold_start(binary, name, base_env, port):
+def cold_start(binary, name, base_env, port, extra=None):
     env = dict(base_env)
+    env.update(extra or {})
     env.update({
         "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}", "AWS_LAMBDA_FUNCTION_NAME": name,
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256", "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
@@ -78,14 +79,18 @@ def main():
 
     # Interleaved rounds (hello world, then each function, RUNS times over): a slow spell on this
     # machine then weighs on every binary alike instead of on whichever was being measured.
-    todo = [("hello_world", hello)] + [(n, os.path.join(release, n)) for n in names if os.path.exists(os.path.join(release, n))]
+    # The baseline is hello world as `#[tokio::main]` builds it; the same binary on the current-thread
+    # runtime (what our functions use) is measured alongside, for reference.
+    ct = {"HELLO_RUNTIME": "current_thread"}
+    todo = [("hello_world", hello, None), ("hello_world_current_thread", hello, ct)]
+    todo += [(n, os.path.join(release, n), None) for n in names if os.path.exists(os.path.join(release, n))]
     for n in names:
         if not os.path.exists(os.path.join(release, n)):
             print(f"[coldstart] {n:<22} no release binary (build it first)")
-    times = {n: [] for n, _ in todo}
+    times = {n: [] for n, _, _ in todo}
     for _ in range(RUNS):
-        for n, b in todo:
-            t = cold_start(b, n, base, port)
+        for n, b, extra in todo:
+            t = cold_start(b, n, base, port, extra)
             if t is not None:
                 times[n].append(t)
     if not times["hello_world"]:
@@ -93,8 +98,11 @@ def main():
         return
     base_ms = statistics.median(times["hello_world"])
     print(f"[coldstart] hello world (lambda_runtime, release): {base_ms:.1f} ms (median of {RUNS}, interleaved with the functions)")
+    if times["hello_world_current_thread"]:
+        ct_ms = statistics.median(times["hello_world_current_thread"])
+        print(f"[coldstart] hello world on the current-thread runtime (for reference): {ct_ms:.1f} ms, {ct_ms / base_ms:.1f}x")
     worst = 0.0
-    for name, binary in todo[1:]:
+    for name, binary, _ in todo[2:]:
         if not times[name]:
             print(f"[coldstart] {name:<22} did not reach the Runtime API (init failed)")
             continue

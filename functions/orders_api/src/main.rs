@@ -1,7 +1,7 @@
 //! Lambda entry point: the axum router served by lambda_http (API Gateway HTTP API, payload v2).
 use std::sync::Arc;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     let deps = Arc::new(orderflow_shared::lambda::cold_start("orders_api", orders_api::Deps::from_env).await?);
     lambda_http::run(orders_api::router(deps)).await

@@ -200,7 +200,7 @@ fn classify(headers: &HeaderMap, method: &Method, uri: &Uri) -> (String, String)
     if let Some(t) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         let (prefix, op) = t.split_once('.').unwrap_or((t, ""));
         let service = match prefix {
-            p if p.starts_with("DynamoDB") => "dynamodb",
+            p if crate::moto_router::is_dynamodb_target(p) => "dynamodb",
             "AmazonSQS" => "sqs",
             "AWSStepFunctions" => "states",
             "secretsmanager" => "secretsmanager",

@@ -29,10 +29,15 @@ impl Backends {
     /// `DynamoDB_20120810.*`, and Streams') goes to its own; everything else to the other.
     pub fn base_for(&self, headers: &HeaderMap) -> &str {
         match headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
-            Some(t) if t.starts_with("DynamoDB") => &self.dynamodb,
+            Some(t) if is_dynamodb_target(t) => &self.dynamodb,
             _ => &self.rest,
         }
     }
+}
+
+/// An `X-Amz-Target` of DynamoDB's API or DynamoDB Streams' (the edge names the service by it too).
+pub fn is_dynamodb_target(target: &str) -> bool {
+    target.starts_with("DynamoDB")
 }
 
 struct Front {

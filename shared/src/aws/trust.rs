@@ -19,12 +19,16 @@ use rustls_pki_types::CertificateDer;
 /// Amazon Root CA 1-4, Starfield Services Root CA - G2 and Starfield Class 2 CA, in PEM.
 pub const AMAZON_ROOTS_PEM: &str = include_str!("amazon_roots.pem");
 
-/// How many certificates a PEM bundle holds, or why it is not one (the TLS client would panic
-/// on a bundle it cannot parse, so a bundle is checked before it is used).
+/// How many certificates a PEM bundle holds, or why it is not one. The TLS client panics on a
+/// bundle it cannot use (a PEM it cannot parse, a certificate that is not a usable trust anchor),
+/// so a bundle is checked here, at Init, as the client will use it.
 pub fn certificates_in(pem: &[u8]) -> Result<usize, String> {
     let certs = CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
     if certs.is_empty() {
         return Err("no certificate in it".into());
+    }
+    for (i, cert) in certs.iter().enumerate() {
+        webpki::anchor_from_trusted_cert(cert).map_err(|e| format!("certificate {} is not a usable trust anchor: {e:?}", i + 1))?;
     }
     Ok(certs.len())
 }
@@ -45,24 +49,29 @@ pub fn trusted_pem(env: &Env) -> Option<Vec<u8>> {
 /// The SDK's default HTTPS client (rustls, here on ring; proxy settings from the environment),
 /// trusting `trusted_pem`.
 pub fn https_client(env: &Env) -> SharedHttpClient {
-    checked_once(connector_per_settings(env))
+    let pem = trusted_pem(env);
+    let roots_checked = pem.is_some();
+    checked_once(connector_per_settings(pem), roots_checked)
 }
 
-fn checked_once(inner: SharedHttpClient) -> SharedHttpClient {
-    SharedHttpClient::new(CheckedOnce { inner, checked: std::sync::Once::new() })
+fn checked_once(inner: SharedHttpClient, roots_checked: bool) -> SharedHttpClient {
+    SharedHttpClient::new(CheckedOnce { inner, checked: std::sync::Once::new(), roots_checked })
 }
 
-/// The HTTP client, checked once per process rather than once per SDK client. The SDK asks the
-/// HTTP client to check itself each time a service client is made; the hyper client does that by
-/// building a whole TLS connector (its trusted roots parsed) and dropping it, "so that native certs
-/// load at client initialization time" (aws-smithy-http-client's `validate_base_client_config`).
-/// Once shows at Init whether the roots load; every later build only cost cold-start time.
-/// Requests are untouched: they get the connector the inner client builds once per settings and
-/// keeps.
+/// The HTTP client, checked at most once per process rather than once per SDK client. The SDK asks
+/// the HTTP client to check itself each time a service client is made; the hyper client does that
+/// by building a whole TLS connector (its trusted roots parsed) and dropping it, "so that native
+/// certs load at client initialization time" (aws-smithy-http-client's `validate_base_client_config`).
+/// With the system's roots, that is done once, so a broken trust store still shows at Init. With
+/// our own PEM (`roots_checked`) there is nothing to load: the compiled-in roots are checked by a
+/// test and an `AWS_CA_BUNDLE` at Init by `certificates_in`, so the build is skipped. It was a
+/// third of a small function's Init, and thrown away: requests get the connector the inner client
+/// builds once per settings (at the first request, as before) and keeps.
 #[derive(Debug)]
 struct CheckedOnce {
     inner: SharedHttpClient,
     checked: std::sync::Once,
+    roots_checked: bool,
 }
 
 impl HttpClient for CheckedOnce {
@@ -71,6 +80,9 @@ impl HttpClient for CheckedOnce {
     }
 
     fn validate_base_client_config(&self, components: &RuntimeComponentsBuilder, cfg: &ConfigBag) -> Result<(), BoxError> {
+        if self.roots_checked {
+            return Ok(());
+        }
         let mut result = Ok(());
         self.checked.call_once(|| result = self.inner.validate_base_client_config(components, cfg));
         result
@@ -85,8 +97,8 @@ impl HttpClient for CheckedOnce {
     }
 }
 
-fn connector_per_settings(env: &Env) -> SharedHttpClient {
-    let store = match trusted_pem(env) {
+fn connector_per_settings(pem: Option<Vec<u8>>) -> SharedHttpClient {
+    let store = match pem {
         Some(pem) => TrustStore::empty().with_native_roots(false).with_pem_certificate(pem),
         None => TrustStore::default(),
     };
@@ -122,14 +134,45 @@ mod tests {
         }
     }
 
+    fn check(client: &SharedHttpClient) {
+        client.validate_base_client_config(&RuntimeComponentsBuilder::new("test"), &ConfigBag::base()).unwrap();
+    }
+
     #[test]
-    fn the_http_client_is_checked_once_however_many_sdk_clients_are_made() {
+    fn with_the_systems_roots_the_http_client_is_checked_once_however_many_sdk_clients_are_made() {
         let checks = Arc::new(AtomicUsize::new(0));
-        let client = checked_once(SharedHttpClient::new(Counting(checks.clone())));
+        let client = checked_once(SharedHttpClient::new(Counting(checks.clone())), false);
         for _ in 0..4 {
-            client.validate_base_client_config(&RuntimeComponentsBuilder::new("test"), &ConfigBag::base()).unwrap();
+            check(&client);
         }
         assert_eq!(checks.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn with_roots_already_checked_no_connector_is_built_at_init() {
+        let checks = Arc::new(AtomicUsize::new(0));
+        let client = checked_once(SharedHttpClient::new(Counting(checks.clone())), true);
+        for _ in 0..4 {
+            check(&client);
+        }
+        assert_eq!(checks.load(Ordering::SeqCst), 0);
+    }
+
+    /// What the first request does, now that Init does not: build the TLS connector from the PEM
+    /// (the hyper client's check builds one exactly as a request would, and panics on bad roots).
+    #[tokio::test]
+    async fn the_connector_builds_with_the_compiled_in_roots_and_with_a_checked_bundle() {
+        check(&connector_per_settings(Some(AMAZON_ROOTS_PEM.as_bytes().to_vec())));
+        let one = &AMAZON_ROOTS_PEM[AMAZON_ROOTS_PEM.find("-----BEGIN").unwrap()..AMAZON_ROOTS_PEM.find("-----END CERTIFICATE-----").unwrap() + 26];
+        assert_eq!(certificates_in(one.as_bytes()), Ok(1));
+        check(&connector_per_settings(Some(one.as_bytes().to_vec())));
+    }
+
+    #[test]
+    fn a_pem_whose_certificate_is_not_a_trust_anchor_is_refused() {
+        let garbage = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
+        let err = certificates_in(garbage.as_bytes()).unwrap_err();
+        assert!(err.contains("certificate 1 is not a usable trust anchor"), "{err}");
     }
 
     #[test]
