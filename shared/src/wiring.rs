@@ -90,6 +90,14 @@ impl Wiring {
         Arc::new(crate::aws::queue::SqsQueue::new(self.sqs()))
     }
 
+    /// The queue for a function whose usual requests send nothing (orders_api: only cancels,
+    /// refunds and redrives do): its SQS client is made at the first message, not at cold start.
+    /// Not for a function that also uses `queue()` (that would make a second client).
+    #[cfg(feature = "sqs")]
+    pub fn queue_on_first_use(&self) -> Arc<dyn Queue> {
+        Arc::new(crate::aws::queue::SqsQueue::on_first_use(self.sdk.clone()))
+    }
+
     #[cfg(feature = "ses")]
     pub fn mailer(&self) -> Result<Arc<dyn Mailer>, ConfigError> {
         Ok(Arc::new(crate::aws::mailer::SesMailer::new(&self.sdk, self.env.require("SENDER_EMAIL")?, self.env.require("SES_CONFIGURATION_SET")?)))

@@ -63,7 +63,7 @@ impl Deps {
             idempotency: w.idempotency()?,
             workflows: Arc::new(w.returns_starter()?.starting_checkout(w.env.require("CHECKOUT_STATE_MACHINE_ARN")?)),
             ops_api_token: Arc::new(w.env.secret("OPS_API_TOKEN")?),
-            queue: w.queue(),
+            queue: w.queue_on_first_use(),
             warehouse_queue_urls: w.env.warehouse_queue_urls()?,
             refunds_queue_url: w.queue_url("REFUNDS_QUEUE_URL")?,
             checkout_budget: std::time::Duration::from_secs(w.env.parse("CHECKOUT_BUDGET_SECONDS")?),

@@ -229,6 +229,8 @@ fn aws_latency_seconds(service: &str, operation: &str) -> f64 {
 pub struct StepTime {
     pub invocations: usize,
     pub own_seconds: f64,
+    /// The CPU time of the handlers' own polls (not billed apart; the goal's "own code").
+    pub cpu_seconds: f64,
     pub aws_seconds: f64,
 }
 
@@ -247,6 +249,7 @@ pub fn step_times(calls: &[Call]) -> BTreeMap<String, StepTime> {
             let e = out.entry(c.target.clone().unwrap_or_default()).or_default();
             e.invocations += 1;
             e.own_seconds += c.micros as f64 / 1e6;
+            e.cpu_seconds += c.cpu_micros as f64 / 1e6;
         } else if let Some(f) = &c.caller {
             *waited.entry(f.clone()).or_default() += c.micros as f64 / 1e6;
             out.entry(f.clone()).or_default().aws_seconds += aws_latency_seconds(&c.service, &c.operation);
@@ -560,12 +563,26 @@ async fn latency(stack: &Stack, run: &str) -> (Value, f64, f64, f64) {
     let (mut p50_1, mut quiet_10) = (0.0, 0.0);
     let mut held = vec![];
     stack.warehouses.hold();
+    let mut own_quiet = serde_json::Map::new();
     for (c, per) in [(1usize, 10usize), (10, 5), (50, 2)] {
+        let from = stack.edge.calls.lock().unwrap().len();
         let r = checkouts(stack, c, per, &format!("{run}q")).await;
         println!("{}", r.line(c));
         quiet.insert(format!("{c}"), r.json());
         if c == 1 {
             p50_1 = r.p50;
+            // Each step's own time with nothing else running: what the "under 5 ms" goal is about
+            // (the mix's figures above also hold waiting for a core on this 2-core machine).
+            let calls = stack.edge.calls.lock().unwrap()[from..].to_vec();
+            println!("  own time per invocation, one checkout at a time:");
+            for (f, t) in step_times(&calls) {
+                let n = t.invocations.max(1) as f64;
+                let (own_ms, cpu_ms) = (t.own_seconds / n * 1000.0, t.cpu_seconds / n * 1000.0);
+                if t.invocations > 0 {
+                    println!("    {f:<22} {:>3} invocations  own {own_ms:>6.2} ms  of it CPU {cpu_ms:>6.2} ms", t.invocations);
+                    own_quiet.insert(f, json!({"invocations": t.invocations, "own_ms_per_invocation": own_ms, "cpu_ms_per_invocation": cpu_ms}));
+                }
+            }
         }
         if c == 10 {
             quiet_10 = r.per_second;
@@ -590,7 +607,7 @@ async fn latency(stack: &Stack, run: &str) -> (Value, f64, f64, f64) {
     println!("[bench] checkout latency with fulfilment running (the warehouses ship at once, the carrier walks each parcel):");
     let r = checkouts(stack, 10, 5, &format!("{run}f")).await;
     println!("{}", r.line(10));
-    let lat = json!({"quiet": quiet, "with_fulfilment_running": {"10": r.json()}});
+    let lat = json!({"quiet": quiet, "with_fulfilment_running": {"10": r.json()}, "own_time_per_step_one_checkout_at_a_time": own_quiet});
     (lat, p50_1, quiet_10, r.per_second)
 }
 
@@ -657,13 +674,16 @@ pub async fn run(stack: &Stack, orders: usize, concurrency: usize) -> Result<(),
     let mix = if mix_n > 0 { mix_total / mix_n as f64 * 1e6 } else { 0.0 };
     println!("  {:<34} {:>4} orders  ${mix:>8.2} per 1M excl. email", "the mix", mix_n);
     println!("[bench] journeys: {} of {orders} reached their end in {journey_secs:.0} s", done.len());
-    println!("\n[bench] per step, per invocation: our own code (wall time minus waiting on the emulator; gateway and carrier calls included) vs waiting on AWS (assumed answer times):");
+    println!("\n[bench] per step, per invocation: our own code (wall time minus waiting on the emulator; gateway and carrier calls included; of it, the CPU time of the handler's own polls) vs waiting on AWS (assumed answer times):");
     let mut steps_json = serde_json::Map::new();
     for (f, t) in &steps {
         let n = t.invocations.max(1) as f64;
-        let (own_ms, aws_ms) = (t.own_seconds / n * 1000.0, t.aws_seconds / n * 1000.0);
-        println!("  {f:<22} {:>5} invocations  own {own_ms:>7.2} ms  waiting on AWS {aws_ms:>6.1} ms", t.invocations);
-        steps_json.insert(f.clone(), json!({"invocations": t.invocations, "own_ms_per_invocation": own_ms, "aws_wait_ms_per_invocation": aws_ms}));
+        let (own_ms, cpu_ms, aws_ms) = (t.own_seconds / n * 1000.0, t.cpu_seconds / n * 1000.0, t.aws_seconds / n * 1000.0);
+        println!("  {f:<22} {:>5} invocations  own {own_ms:>7.2} ms  of it CPU {cpu_ms:>6.2} ms  waiting on AWS {aws_ms:>6.1} ms", t.invocations);
+        steps_json.insert(
+            f.clone(),
+            json!({"invocations": t.invocations, "own_ms_per_invocation": own_ms, "cpu_ms_per_invocation": cpu_ms, "aws_wait_ms_per_invocation": aws_ms}),
+        );
     }
     let writes = write_units_by_step(stack, done.iter().filter(|(path, _)| *path == Path::Delivered).map(|(_, id)| id.as_str()));
     println!("\n[bench] DynamoDB write units per delivered one-parcel order, by function and operation (where the DynamoDB bill comes from):");

@@ -29,6 +29,9 @@ pub struct Call {
     /// the difference, plus AWS's latency for each call.
     #[serde(default)]
     pub micros: u64,
+    /// For Lambda invocations: the CPU time of the handler's own polls (cpu_time.rs), microseconds.
+    #[serde(default)]
+    pub cpu_micros: u64,
     /// For AWS calls a function made: that function (its credentials).
     #[serde(default)]
     pub caller: Option<String>,
@@ -91,7 +94,17 @@ pub fn find_order_id(text: &str) -> Option<String> {
 impl Edge {
     /// Log a call; its index in the log.
     pub fn record(&self, service: &str, operation: &str, order_id: Option<String>, target: Option<String>) -> usize {
-        self.push(Call { service: service.into(), operation: operation.into(), order_id, target, micros: 0, items: 0, caller: None, write_units: 0 })
+        self.push(Call {
+            service: service.into(),
+            operation: operation.into(),
+            order_id,
+            target,
+            micros: 0,
+            cpu_micros: 0,
+            items: 0,
+            caller: None,
+            write_units: 0,
+        })
     }
 
     /// The logged call `index` was answered: how long it took here, and which function made it.
@@ -146,7 +159,7 @@ impl Edge {
                 return Err(("Runtime.InitError".into(), e.message()));
             }
         };
-        let out = h(payload).await;
+        let (out, cpu) = crate::cpu_time::CpuTimed::new(h(payload)).await;
         let micros = started.elapsed().as_micros() as u64;
         if let Some(d) = hold {
             tokio::time::sleep(d).await;
@@ -159,6 +172,7 @@ impl Edge {
             order_id: order,
             target: Some(name.to_string()),
             micros,
+            cpu_micros: cpu.as_micros() as u64,
             items: 0,
             caller: None,
             write_units: 0,
@@ -250,6 +264,7 @@ async fn forward(State(edge): State<Arc<Edge>>, method: Method, uri: Uri, header
             order_id: order.clone(),
             target: Some(tables_in(&body).join(",")),
             micros: 0,
+            cpu_micros: 0,
             items: (transact + batch) as u32,
             caller: None,
             write_units: 0,

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod cpu_time;
 pub mod demo;
 pub use demo::demo_address;
 pub mod edge;
