@@ -138,24 +138,24 @@ mod tests {
         client.validate_base_client_config(&RuntimeComponentsBuilder::new("test"), &ConfigBag::base()).unwrap();
     }
 
-    #[test]
-    fn with_the_systems_roots_the_http_client_is_checked_once_however_many_sdk_clients_are_made() {
+    /// How many times the inner client checked itself while four SDK clients were made.
+    fn inner_checks_for_four_clients(roots_checked: bool) -> usize {
         let checks = Arc::new(AtomicUsize::new(0));
-        let client = checked_once(SharedHttpClient::new(Counting(checks.clone())), false);
+        let client = checked_once(SharedHttpClient::new(Counting(checks.clone())), roots_checked);
         for _ in 0..4 {
             check(&client);
         }
-        assert_eq!(checks.load(Ordering::SeqCst), 1);
+        checks.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn with_the_systems_roots_the_http_client_is_checked_once_however_many_sdk_clients_are_made() {
+        assert_eq!(inner_checks_for_four_clients(false), 1);
     }
 
     #[test]
     fn with_roots_already_checked_no_connector_is_built_at_init() {
-        let checks = Arc::new(AtomicUsize::new(0));
-        let client = checked_once(SharedHttpClient::new(Counting(checks.clone())), true);
-        for _ in 0..4 {
-            check(&client);
-        }
-        assert_eq!(checks.load(Ordering::SeqCst), 0);
+        assert_eq!(inner_checks_for_four_clients(true), 0);
     }
 
     /// What the first request does, now that Init does not: build the TLS connector from the PEM
