@@ -40,8 +40,9 @@ where
 /// Lambda hands an instance one event at a time, a function's work is waiting on I/O (which still
 /// overlaps on one thread), and at the template's 256 MB a function has a fraction of one vCPU; the
 /// multi-threaded runtime's worker threads only added to the cold start (0.3-0.5 ms here,
-/// `.ci/coldstart`) and moved every wake-up across threads. A missing or invalid setting stops the cold start with its name, logged as JSON
-/// (so it shows in CloudWatch) and returned to the runtime (Lambda reports the init error).
+/// `.ci/coldstart`) and moved every wake-up across threads. A missing or invalid setting stops the
+/// cold start with its name, logged as JSON (so it shows in CloudWatch) and returned to the runtime
+/// (Lambda reports the init error).
 pub async fn cold_start<D, B, Fut>(function: &'static str, build: B) -> Result<D, lambda_runtime::Error>
 where
     B: FnOnce(crate::env::Env) -> Fut,

@@ -239,6 +239,12 @@ impl StepTime {
     pub fn billed_per_invocation(&self) -> f64 {
         (self.own_seconds + self.aws_seconds) / self.invocations.max(1) as f64
     }
+
+    /// Per invocation, in milliseconds: own time (wall minus waits), of it CPU, and AWS's answers.
+    pub fn per_invocation_ms(&self) -> (f64, f64, f64) {
+        let n = self.invocations.max(1) as f64;
+        (self.own_seconds / n * 1000.0, self.cpu_seconds / n * 1000.0, self.aws_seconds / n * 1000.0)
+    }
 }
 
 pub fn step_times(calls: &[Call]) -> BTreeMap<String, StepTime> {
@@ -575,13 +581,10 @@ async fn latency(stack: &Stack, run: &str) -> (Value, f64, f64, f64) {
             // (the mix's figures above also hold waiting for a core on this 2-core machine).
             let calls = stack.edge.calls.lock().unwrap()[from..].to_vec();
             println!("  own time per invocation, one checkout at a time:");
-            for (f, t) in step_times(&calls) {
-                let n = t.invocations.max(1) as f64;
-                let (own_ms, cpu_ms) = (t.own_seconds / n * 1000.0, t.cpu_seconds / n * 1000.0);
-                if t.invocations > 0 {
-                    println!("    {f:<22} {:>3} invocations  own {own_ms:>6.2} ms  of it CPU {cpu_ms:>6.2} ms", t.invocations);
-                    own_quiet.insert(f, json!({"invocations": t.invocations, "own_ms_per_invocation": own_ms, "cpu_ms_per_invocation": cpu_ms}));
-                }
+            for (f, t) in step_times(&calls).into_iter().filter(|(_, t)| t.invocations > 0) {
+                let (own_ms, cpu_ms, _) = t.per_invocation_ms();
+                println!("    {f:<22} {:>3} invocations  own {own_ms:>6.2} ms  of it CPU {cpu_ms:>6.2} ms", t.invocations);
+                own_quiet.insert(f, json!({"invocations": t.invocations, "own_ms_per_invocation": own_ms, "cpu_ms_per_invocation": cpu_ms}));
             }
         }
         if c == 10 {
@@ -677,8 +680,7 @@ pub async fn run(stack: &Stack, orders: usize, concurrency: usize) -> Result<(),
     println!("\n[bench] per step, per invocation: our own code (wall time minus waiting on the emulator; gateway and carrier calls included; of it, the CPU time of the handler's own polls) vs waiting on AWS (assumed answer times):");
     let mut steps_json = serde_json::Map::new();
     for (f, t) in &steps {
-        let n = t.invocations.max(1) as f64;
-        let (own_ms, cpu_ms, aws_ms) = (t.own_seconds / n * 1000.0, t.cpu_seconds / n * 1000.0, t.aws_seconds / n * 1000.0);
+        let (own_ms, cpu_ms, aws_ms) = t.per_invocation_ms();
         println!("  {f:<22} {:>5} invocations  own {own_ms:>7.2} ms  of it CPU {cpu_ms:>6.2} ms  waiting on AWS {aws_ms:>6.1} ms", t.invocations);
         steps_json.insert(
             f.clone(),

@@ -31,7 +31,8 @@ impl SqsQueue {
     }
 
     /// Whether the SQS client exists yet.
-    pub fn is_made(&self) -> bool {
+    #[cfg(test)]
+    fn is_made(&self) -> bool {
         match &self.0 {
             Made::Now(_) => true,
             Made::OnFirstUse(_, c) => c.get().is_some(),
